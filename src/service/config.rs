@@ -1,0 +1,209 @@
+//! [`Config`]: every limit and socket default of a service, with its setter.
+
+use std::time::Duration;
+
+/// The limits and socket defaults of a [`Service`](super::Service).
+///
+/// Every value has a default chosen for a general-purpose server and a
+/// chainable setter. The defaults, and why:
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | [`max_connections`](Config::max_connections) | 10 000 | half of this machine's descriptor limit |
+/// | [`high_water`](Config::high_water) | 256 KiB | stop reading a peer whose replies pile up |
+/// | [`low_water`](Config::low_water) | 64 KiB | resume once most of it has gone |
+/// | [`output_limit`](Config::output_limit) | 64 MiB | past this the peer is not reading: close it |
+/// | [`input_limit`](Config::input_limit) | 1 MiB | unconsumed input a handler may leave behind |
+/// | [`read_budget`](Config::read_budget) | 64 KiB | per connection per event, then others get a turn |
+/// | [`write_budget`](Config::write_budget) | 64 KiB | per connection per event (as Redis) |
+/// | [`accepts_per_turn`](Config::accepts_per_turn) | 256 | a connection flood cannot starve the loop |
+/// | [`backlog`](Config::backlog) | 1024 | 128 loses handshakes when a thousand clients connect at once |
+/// | [`nodelay`](Config::nodelay) | on | Nagle plus delayed ACKs stall small writes by 40 ms |
+/// | [`idle_timeout`](Config::idle_timeout) | off | nothing read or written for this long: close |
+/// | [`connect_timeout`](Config::connect_timeout) | 10 s | an outgoing connect that has not completed |
+/// | [`linger_timeout`](Config::linger_timeout) | 2 s | after a graceful close, wait this long for the peer's FIN |
+/// | [`accept_pause`](Config::accept_pause) | 100 ms | after `EMFILE`, accepting rests this long |
+/// | [`buffer_pool`](Config::buffer_pool) | 256 | emptied 16 KiB buffers kept for reuse |
+///
+/// The connection layer checks the relations between them when the service
+/// is created (see [`Config::validated`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reactor::service::Config;
+///
+/// let config = Config::default()
+///     .max_connections(100)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .reject_message(b"error: server full\n");
+/// assert_eq!(config.get_max_connections(), 100);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) max_connections: usize,
+    pub(crate) reject_message: Option<Vec<u8>>,
+    pub(crate) high_water: usize,
+    pub(crate) low_water: usize,
+    pub(crate) output_limit: usize,
+    pub(crate) input_limit: usize,
+    pub(crate) read_budget: usize,
+    pub(crate) write_budget: usize,
+    pub(crate) accepts_per_turn: usize,
+    pub(crate) backlog: i32,
+    pub(crate) nodelay: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) linger_timeout: Duration,
+    pub(crate) accept_pause: Duration,
+    pub(crate) buffer_pool: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_connections: 10_000,
+            reject_message: None,
+            high_water: 256 * 1024,
+            low_water: 64 * 1024,
+            output_limit: 64 * 1024 * 1024,
+            input_limit: 1024 * 1024,
+            read_budget: 64 * 1024,
+            write_budget: 64 * 1024,
+            accepts_per_turn: 256,
+            backlog: 1024,
+            nodelay: true,
+            idle_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            linger_timeout: Duration::from_secs(2),
+            accept_pause: Duration::from_millis(100),
+            buffer_pool: 256,
+        }
+    }
+}
+
+macro_rules! setting {
+    ($(#[$doc:meta])* $name:ident, $getter:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Config {
+            self.$name = value;
+            self
+        }
+
+        #[doc = concat!("The current `", stringify!($name), "` setting.")]
+        pub fn $getter(&self) -> $ty {
+            self.$name
+        }
+    };
+}
+
+impl Config {
+    setting!(
+        /// Most connections accepted and open at once, over all the service's
+        /// listeners. One more is accepted, sent the
+        /// [`reject_message`](Config::reject_message) if there is one, and
+        /// closed at once (never left waiting in the backlog).
+        max_connections, get_max_connections: usize
+    );
+    setting!(
+        /// Queued output (bytes) above which the connection stops being read,
+        /// until it drains to [`low_water`](Config::low_water): backpressure.
+        high_water, get_high_water: usize
+    );
+    setting!(
+        /// Queued output (bytes) at which a connection paused by
+        /// [`high_water`](Config::high_water) is read again.
+        low_water, get_low_water: usize
+    );
+    setting!(
+        /// Queued output (bytes) past which the connection is closed with a log
+        /// line: its peer is not reading.
+        output_limit, get_output_limit: usize
+    );
+    setting!(
+        /// Input (bytes) a handler may leave unconsumed (a partial line or
+        /// frame). Past it the connection is closed: no message may be bigger.
+        input_limit, get_input_limit: usize
+    );
+    setting!(
+        /// Bytes read from one connection per event before the loop moves on;
+        /// the connection is remembered as still readable and continued in the
+        /// next turn.
+        read_budget, get_read_budget: usize
+    );
+    setting!(
+        /// Bytes written to one connection per flush before the loop moves on.
+        write_budget, get_write_budget: usize
+    );
+    setting!(
+        /// Connections accepted from one listener per turn before the loop
+        /// moves on.
+        accepts_per_turn, get_accepts_per_turn: usize
+    );
+    setting!(
+        /// The listen backlog passed to `listen(2)` (the kernel caps it at
+        /// `net.core.somaxconn`).
+        backlog, get_backlog: i32
+    );
+    setting!(
+        /// Sets `TCP_NODELAY` on accepted and connected TCP sockets.
+        nodelay, get_nodelay: bool
+    );
+    setting!(
+        /// Closes a connection after this long with nothing read or written.
+        idle_timeout, get_idle_timeout: Option<Duration>
+    );
+    setting!(
+        /// Gives up on an outgoing connect after this long.
+        connect_timeout, get_connect_timeout: Duration
+    );
+    setting!(
+        /// After a graceful close has flushed and sent FIN, how long to keep
+        /// reading (and discarding) until the peer's FIN arrives. Closing with
+        /// unread input makes the kernel send RST, which can destroy the reply
+        /// the peer has not read yet.
+        linger_timeout, get_linger_timeout: Duration
+    );
+    setting!(
+        /// How long accepting rests after the process ran out of descriptors
+        /// (`EMFILE`/`ENFILE`).
+        accept_pause, get_accept_pause: Duration
+    );
+    setting!(
+        /// Emptied buffers kept for reuse, so steady traffic allocates nothing.
+        buffer_pool, get_buffer_pool: usize
+    );
+
+    /// A message sent to a connection refused for being over
+    /// [`max_connections`](Config::max_connections), before it is closed.
+    pub fn reject_message(mut self, message: &[u8]) -> Config {
+        self.reject_message = Some(message.to_vec());
+        self
+    }
+
+    /// The current reject message, if any.
+    pub fn get_reject_message(&self) -> Option<&[u8]> {
+        self.reject_message.as_deref()
+    }
+
+    /// This configuration with its values made consistent: budgets and
+    /// limits at least 1, `low_water <= high_water <= output_limit`.
+    ///
+    /// ```
+    /// use reactor::service::Config;
+    /// let config = Config::default().high_water(1 << 30).validated();
+    /// assert!(config.get_high_water() <= config.get_output_limit());
+    /// ```
+    pub fn validated(mut self) -> Config {
+        self.max_connections = self.max_connections.max(1);
+        self.read_budget = self.read_budget.max(1);
+        self.write_budget = self.write_budget.max(1);
+        self.accepts_per_turn = self.accepts_per_turn.max(1);
+        self.output_limit = self.output_limit.max(1);
+        self.high_water = self.high_water.clamp(1, self.output_limit);
+        self.low_water = self.low_water.min(self.high_water);
+        self.backlog = self.backlog.max(1);
+        self
+    }
+}

@@ -1,0 +1,233 @@
+//! The per-connection record ([`Connection`]), its state flags, and the idle
+//! list that finds the connection idle the longest in O(1).
+
+use slab::Slab;
+
+use super::buffer::OutputQueue;
+use super::handler::ConnId;
+use super::stream::Stream;
+use crate::selector::Key;
+
+/// Connection state as a small set of bits (four bytes instead of a dozen
+/// `bool`s: this struct is paid for by every idle connection).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Flags(u32);
+
+impl Flags {
+    /// Believed readable: the last read did not prove the socket drained.
+    pub(crate) const READABLE: u32 = 1;
+    /// Believed writable: the last write did not fill the send buffer.
+    pub(crate) const WRITABLE: u32 = 1 << 1;
+    /// The peer sent FIN (a read returned 0).
+    pub(crate) const READ_CLOSED: u32 = 1 << 2;
+    /// The handler paused reading.
+    pub(crate) const PAUSED: u32 = 1 << 3;
+    /// Reading stopped because output passed the high-water mark.
+    pub(crate) const BACKPRESSURE: u32 = 1 << 4;
+    /// `close` was called: flush, then close.
+    pub(crate) const CLOSING: u32 = 1 << 5;
+    /// ...and the close is part of a service shutdown.
+    pub(crate) const CLOSING_FOR_SHUTDOWN: u32 = 1 << 6;
+    /// `shutdown_write` was called with output still queued.
+    pub(crate) const SHUT_WRITE_PENDING: u32 = 1 << 7;
+    /// Our write side is shut down.
+    pub(crate) const WRITE_SHUT: u32 = 1 << 8;
+    /// An outgoing connect has not completed yet.
+    pub(crate) const CONNECTING: u32 = 1 << 9;
+    /// Closed for the handler; waiting for the peer's FIN before the
+    /// descriptor is closed.
+    pub(crate) const LINGERING: u32 = 1 << 10;
+    /// Counted against `max_connections`.
+    pub(crate) const ACCEPTED: u32 = 1 << 11;
+    /// Listed in the flush queue.
+    pub(crate) const IN_FLUSH_QUEUE: u32 = 1 << 12;
+    /// Listed in the read queue.
+    pub(crate) const IN_READ_QUEUE: u32 = 1 << 13;
+    /// Leftover input must be handed to the handler again (after a pause)
+    /// even if no new bytes arrive.
+    pub(crate) const REDELIVER: u32 = 1 << 14;
+    /// Linked into the idle list.
+    pub(crate) const IN_IDLE_LIST: u32 = 1 << 15;
+    /// The event said the peer's FIN (or an error) has arrived. A short read
+    /// then does not prove the socket drained: the end of stream still waits
+    /// behind the data, and no new event will announce it. Read until 0.
+    pub(crate) const PEER_HUP: u32 = 1 << 16;
+
+    /// Any of these stops reading.
+    const NOT_READING: u32 = Flags::READ_CLOSED
+        | Flags::PAUSED
+        | Flags::BACKPRESSURE
+        | Flags::CLOSING
+        | Flags::CONNECTING
+        | Flags::LINGERING;
+
+    /// Any of these refuses new output.
+    pub(crate) const NOT_SENDING: u32 =
+        Flags::CLOSING | Flags::SHUT_WRITE_PENDING | Flags::WRITE_SHUT | Flags::LINGERING;
+
+    pub(crate) fn new(bits: u32) -> Flags {
+        Flags(bits)
+    }
+
+    pub(crate) fn has(self, bits: u32) -> bool {
+        self.0 & bits == bits
+    }
+
+    pub(crate) fn any(self, bits: u32) -> bool {
+        self.0 & bits != 0
+    }
+
+    pub(crate) fn set(&mut self, bits: u32) {
+        self.0 |= bits;
+    }
+
+    pub(crate) fn clear(&mut self, bits: u32) {
+        self.0 &= !bits;
+    }
+
+    /// Clears `bits` and says whether they were all set.
+    pub(crate) fn take(&mut self, bits: u32) -> bool {
+        let had = self.has(bits);
+        self.clear(bits);
+        had
+    }
+}
+
+/// Links of the idle list (slab indices; `NIL` for none) and the time of
+/// the last read or write, in milliseconds since the service started.
+#[derive(Clone, Copy)]
+pub(crate) struct IdleLink {
+    prev: u32,
+    next: u32,
+    pub(crate) last_active_ms: u64,
+}
+
+const NIL: u32 = u32::MAX;
+
+impl Default for IdleLink {
+    fn default() -> IdleLink {
+        IdleLink {
+            prev: NIL,
+            next: NIL,
+            last_active_ms: 0,
+        }
+    }
+}
+
+/// One connection. Everything here is paid for by every idle connection, so
+/// buffers are absent (`None`, an unallocated `Vec`) unless bytes wait in them.
+pub(crate) struct Connection {
+    pub(crate) stream: Stream,
+    /// Its registration in the reactor.
+    pub(crate) key: Key,
+    /// Queued output, taken from the pool on the first `send`.
+    pub(crate) output: Option<Box<OutputQueue>>,
+    /// Input the handler left unconsumed.
+    pub(crate) input: Vec<u8>,
+    pub(crate) generation: u32,
+    pub(crate) flags: Flags,
+    pub(crate) idle: IdleLink,
+}
+
+impl Connection {
+    pub(crate) fn id(&self, index: usize) -> ConnId {
+        ConnId {
+            index: index as u32,
+            generation: self.generation,
+        }
+    }
+
+    pub(crate) fn can_read(&self) -> bool {
+        !self.flags.any(Flags::NOT_READING)
+    }
+
+    pub(crate) fn output_len(&self) -> usize {
+        self.output.as_ref().map_or(0, |queue| queue.len())
+    }
+
+    /// Visible to the handler: open, not lingering.
+    pub(crate) fn is_visible(&self) -> bool {
+        !self.flags.has(Flags::LINGERING)
+    }
+}
+
+/// The connections of a service with an idle timeout, ordered from least to
+/// most recently active: a doubly linked list threaded through the slab.
+///
+/// Every read or write moves its connection to the back (O(1)), so the front
+/// is always the connection idle the longest, and one timer set for the
+/// front's deadline serves them all. (The alternatives: a timer per
+/// connection, re-armed on activity, costs a heap operation per message; a
+/// periodic sweep over all connections costs O(n) and fires late.)
+#[derive(Debug)]
+pub(crate) struct IdleList {
+    head: u32,
+    tail: u32,
+}
+
+impl Default for IdleList {
+    fn default() -> IdleList {
+        IdleList {
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl IdleList {
+    pub(crate) fn front(&self) -> Option<usize> {
+        (self.head != NIL).then_some(self.head as usize)
+    }
+
+    pub(crate) fn push_back(&mut self, conns: &mut Slab<Connection>, index: usize, now_ms: u64) {
+        let idx = index as u32;
+        {
+            let conn = &mut conns[index];
+            conn.idle = IdleLink {
+                prev: self.tail,
+                next: NIL,
+                last_active_ms: now_ms,
+            };
+            conn.flags.set(Flags::IN_IDLE_LIST);
+        }
+        if self.tail == NIL {
+            self.head = idx;
+        } else {
+            conns[self.tail as usize].idle.next = idx;
+        }
+        self.tail = idx;
+    }
+
+    pub(crate) fn unlink(&mut self, conns: &mut Slab<Connection>, index: usize) {
+        let conn = &mut conns[index];
+        if !conn.flags.take(Flags::IN_IDLE_LIST) {
+            return;
+        }
+        let IdleLink { prev, next, .. } = conn.idle;
+        conn.idle.prev = NIL;
+        conn.idle.next = NIL;
+        if prev == NIL {
+            self.head = next;
+        } else {
+            conns[prev as usize].idle.next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            conns[next as usize].idle.prev = prev;
+        }
+    }
+
+    /// Records activity: the connection moves to the back.
+    pub(crate) fn touch(&mut self, conns: &mut Slab<Connection>, index: usize, now_ms: u64) {
+        if !conns[index].flags.has(Flags::IN_IDLE_LIST) {
+            return;
+        }
+        if self.tail == index as u32 {
+            conns[index].idle.last_active_ms = now_ms;
+            return;
+        }
+        self.unlink(conns, index);
+        self.push_back(conns, index, now_ms);
+    }
+}

@@ -1,0 +1,256 @@
+//! [`Connections`]: what a handler can do to the service's connections.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+
+use log::debug;
+
+use super::config::Config;
+use super::conn::Flags;
+use super::handler::ConnId;
+use super::stats::ServiceStats;
+use super::stream::{Addr, Stream};
+use super::table::{Table, TimerKind, not_open, visible};
+use crate::reactor::Reactor;
+
+/// The connections of a service, as its [`Handler`](super::Handler) sees
+/// them: every method takes a [`ConnId`], so a handler can act on any
+/// connection, not only the one it was called for.
+///
+/// Nothing here blocks or writes to a socket directly. [`send`] queues, and
+/// the service writes every connection's queue in one system call just before
+/// the loop sleeps; [`close`] takes effect once the queue is written.
+///
+/// Methods given an id that is not open (closed, or from an earlier
+/// connection that held the same slot) answer `NotFound` and touch nothing.
+///
+/// [`send`]: Connections::send
+/// [`close`]: Connections::close
+pub struct Connections<'a> {
+    pub(crate) reactor: &'a mut Reactor,
+    pub(crate) table: &'a mut Table,
+}
+
+impl Connections<'_> {
+    /// Queues `data` (copied) to be sent on `id`.
+    ///
+    /// Above the [`high_water`](Config::high_water) mark the connection stops
+    /// being read until its output drains below
+    /// [`low_water`](Config::low_water) (so a peer that sends without reading
+    /// cannot grow our memory). Past the
+    /// [`output_limit`](Config::output_limit) the connection is closed.
+    ///
+    /// # Errors
+    ///
+    /// - `NotFound` if `id` is not open;
+    /// - `BrokenPipe` if the connection is closing or its write side is shut
+    ///   down;
+    /// - `OutOfMemory` if this send took the queue past the output limit
+    ///   (the connection is then closed, with [`CloseReason::OutputLimit`]).
+    ///
+    /// [`CloseReason::OutputLimit`]: super::CloseReason::OutputLimit
+    pub fn send(&mut self, id: ConnId, data: &[u8]) -> io::Result<()> {
+        self.table.send(self.reactor, id, data)
+    }
+
+    /// Queues a shared chunk: the bytes are not copied, so one broadcast
+    /// message can be queued to many connections for the price of a
+    /// reference count each.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Connections::send).
+    pub fn send_shared(&mut self, id: ConnId, data: &Rc<[u8]>) -> io::Result<()> {
+        self.table.send_shared(self.reactor, id, data)
+    }
+
+    /// Closes gracefully: stops reading, writes what is queued, then sends
+    /// FIN and closes. [`Handler::on_close`](super::Handler::on_close)
+    /// follows once the output is written. Closing a connection that is
+    /// already closing does nothing.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn close(&mut self, id: ConnId) -> io::Result<()> {
+        self.table.close(self.reactor, id, false)
+    }
+
+    /// Closes at once, dropping queued output.
+    /// [`Handler::on_close`](super::Handler::on_close) follows (after the
+    /// current handler call returns) with [`CloseReason::Closed`](super::CloseReason::Closed).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn abort(&mut self, id: ConnId) -> io::Result<()> {
+        self.table
+            .abort(self.reactor, id, super::CloseReason::Closed)
+    }
+
+    /// Shuts down the sending side (TCP FIN) once queued output is written;
+    /// the connection can still receive. Later sends fail with `BrokenPipe`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open, or the error of `shutdown(2)`.
+    pub fn shutdown_write(&mut self, id: ConnId) -> io::Result<()> {
+        self.table.shutdown_write(id)
+    }
+
+    /// Stops reading from `id` until [`resume_reading`](Connections::resume_reading).
+    /// Costs no system call: the socket stays registered, and the service
+    /// remembers whether it was left readable.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn pause_reading(&mut self, id: ConnId) -> io::Result<()> {
+        let conn =
+            super::table::visible_mut(&mut self.table.conns, id).ok_or_else(|| not_open(id))?;
+        conn.flags.set(Flags::PAUSED);
+        Ok(())
+    }
+
+    /// Reads from `id` again. Input left unconsumed before the pause is
+    /// handed to [`on_data`](super::Handler::on_data) again in this turn,
+    /// even if nothing new arrives.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn resume_reading(&mut self, id: ConnId) -> io::Result<()> {
+        let conn =
+            super::table::visible_mut(&mut self.table.conns, id).ok_or_else(|| not_open(id))?;
+        if conn.flags.take(Flags::PAUSED) {
+            self.table.resume_if_readable(id);
+        }
+        Ok(())
+    }
+
+    /// True if `id` is open (not closed, not closing).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        visible(&self.table.conns, id).is_some_and(|c| !c.flags.has(Flags::CLOSING))
+    }
+
+    /// Bytes queued for `id` and not yet written, or `None` if not open.
+    pub fn output_len(&self, id: ConnId) -> Option<usize> {
+        visible(&self.table.conns, id).map(|c| c.output_len())
+    }
+
+    /// Bytes received on `id` that the handler has not consumed yet.
+    pub fn input_len(&self, id: ConnId) -> Option<usize> {
+        visible(&self.table.conns, id).map(|c| c.input.len())
+    }
+
+    /// The peer's address (a `getpeername` system call).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open; `NotConnected` while an outgoing
+    /// connect is in progress.
+    pub fn peer_addr(&self, id: ConnId) -> io::Result<Addr> {
+        visible(&self.table.conns, id)
+            .ok_or_else(|| not_open(id))?
+            .stream
+            .peer_addr()
+    }
+
+    /// The local address of `id` (a `getsockname` system call).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn local_addr(&self, id: ConnId) -> io::Result<Addr> {
+        visible(&self.table.conns, id)
+            .ok_or_else(|| not_open(id))?
+            .stream
+            .local_addr()
+    }
+
+    /// Starts an outgoing TCP connection and returns its id at once. The
+    /// connect completes in the background: the handler gets
+    /// [`on_open`](super::Handler::on_open) with
+    /// [`Origin::Connected`](super::Origin::Connected) when it does, or
+    /// [`on_close`](super::Handler::on_close) with the error if it fails or
+    /// takes longer than the [`connect_timeout`](Config::connect_timeout).
+    /// Output sent before then waits in the queue.
+    ///
+    /// `addr` must be resolved already: resolving a host name blocks, so do
+    /// it before the loop starts.
+    ///
+    /// # Errors
+    ///
+    /// Immediate failures of `socket` or `connect` (`EMFILE`, an address of
+    /// the wrong family).
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        let stream = mio::net::TcpStream::connect(addr)?;
+        self.start_connect(Stream::Tcp(stream), &Addr::Inet(addr))
+    }
+
+    /// Starts an outgoing Unix-domain stream connection; see
+    /// [`connect`](Connections::connect).
+    ///
+    /// # Errors
+    ///
+    /// Immediate failures of `socket` or `connect` (`ENOENT` if nothing
+    /// listens at `path`).
+    pub fn connect_unix(&mut self, path: &Path) -> io::Result<ConnId> {
+        let stream = mio::net::UnixStream::connect(path)?;
+        self.start_connect(Stream::Unix(stream), &Addr::Unix(Some(path.to_path_buf())))
+    }
+
+    fn start_connect(&mut self, stream: Stream, addr: &Addr) -> io::Result<ConnId> {
+        let id = self.table.insert(self.reactor, stream, Flags::CONNECTING)?;
+        debug!("{id}: connecting to {addr}");
+        let timeout = self.table.config.connect_timeout;
+        self.table
+            .set_timer(self.reactor, timeout, TimerKind::Connect(id));
+        Ok(id)
+    }
+
+    /// The number of open connections.
+    pub fn len(&self) -> usize {
+        self.table.conns.len() - self.table.lingering
+    }
+
+    /// True if no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids of all open connections, in slot order.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.table
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_visible())
+            .map(|(index, c)| c.id(index))
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> ServiceStats {
+        self.table.stats()
+    }
+
+    /// The service's configuration.
+    pub fn config(&self) -> &Config {
+        &self.table.config
+    }
+
+    /// The reactor, for timers, deferred calls or stopping the loop.
+    pub fn reactor(&mut self) -> &mut Reactor {
+        self.reactor
+    }
+}
+
+impl fmt::Debug for Connections<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("open", &self.len())
+            .finish()
+    }
+}

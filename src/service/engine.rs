@@ -1,0 +1,676 @@
+//! The engine of a service: turns events into reads, writes, accepts and
+//! handler calls.
+//!
+//! Three paths matter:
+//!
+//! - **Read** (`read`): read into one scratch buffer shared by all
+//!   connections, hand the bytes to the handler, keep only what it did not
+//!   consume. Stop at `WouldBlock`, at a short read (the socket is drained),
+//!   or when the per-event budget is spent (then the connection goes on the
+//!   read queue, to continue before the loop sleeps).
+//! - **Flush** (`flush`): one `write` or `writev` of everything queued, up to
+//!   the write budget. It runs for every connection in the flush queue from
+//!   the before-sleep hook, and on a writable event for a connection whose
+//!   output did not fit earlier.
+//! - **Accept** (`accept`): accept until `WouldBlock` or the per-turn cap,
+//!   refuse connections over the limit, and rest on `EMFILE`.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::mem;
+use std::net::Shutdown;
+
+use log::{debug, error, info, warn};
+
+use super::conn::Flags;
+use super::connections::Connections;
+use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
+use super::stream::Stream;
+use super::table::{LISTENER_TAG, Table, TimerKind, TimerTarget, visible_mut};
+use crate::reactor::{Dispatch, Event, Reactor};
+use crate::ready::Ready;
+use crate::socket::is_resource_exhaustion;
+
+/// Size of the scratch buffer every read goes into.
+const SCRATCH: usize = 64 * 1024;
+
+pub(crate) struct Engine<H> {
+    pub(crate) handler: H,
+    pub(crate) table: Table,
+    scratch: Box<[u8]>,
+    /// A spare vector swapped with the work queues, so draining them
+    /// allocates nothing.
+    spare: Vec<ConnId>,
+}
+
+/// The shared cell the reactor routes events and timers to.
+pub(crate) struct Core<H> {
+    pub(crate) engine: RefCell<Engine<H>>,
+}
+
+impl<H: Handler> Dispatch for Core<H> {
+    fn dispatch(&self, reactor: &mut Reactor, tag: usize, event: Event) {
+        let Ok(mut engine) = self.engine.try_borrow_mut() else {
+            error!(
+                "service event while its handler is running (was the loop run from inside a handler?)"
+            );
+            return;
+        };
+        engine.enter(reactor);
+        if tag & LISTENER_TAG != 0 {
+            engine.accept(reactor, tag & !LISTENER_TAG);
+        } else {
+            engine.conn_event(reactor, tag, event.ready());
+        }
+        engine.leave(reactor);
+    }
+}
+
+impl<H: Handler> TimerTarget for Core<H> {
+    fn on_timer(&self, reactor: &mut Reactor, kind: TimerKind) {
+        let Ok(mut engine) = self.engine.try_borrow_mut() else {
+            error!("service timer while its handler is running");
+            return;
+        };
+        engine.enter(reactor);
+        match kind {
+            TimerKind::Idle => engine.table.expire_idle(reactor),
+            TimerKind::Linger(id) => engine.table.end_linger(reactor, id),
+            TimerKind::Connect(id) => engine.connect_timed_out(reactor, id),
+            TimerKind::AcceptResume => engine.resume_accepting(),
+            TimerKind::ShutdownDeadline => engine.table.shutdown_deadline(reactor),
+        }
+        engine.leave(reactor);
+    }
+}
+
+impl<H: Handler> Core<H> {
+    /// The before-sleep hook: continue reads and accepts left over, then
+    /// flush every connection with queued output.
+    pub(crate) fn before_sleep(&self, reactor: &mut Reactor) {
+        let Ok(mut engine) = self.engine.try_borrow_mut() else {
+            return;
+        };
+        engine.enter(reactor);
+        engine.run_queues(reactor);
+        engine.leave(reactor);
+    }
+}
+
+impl<H: Handler> Engine<H> {
+    pub(crate) fn new(handler: H, table: Table) -> Engine<H> {
+        Engine {
+            handler,
+            table,
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Every entry into the engine starts here. A handler call still marked
+    /// in progress means it panicked: that connection is closed (see
+    /// `Service` on panics).
+    pub(crate) fn enter(&mut self, reactor: &mut Reactor) {
+        if let Some(id) = self.table.current.take() {
+            error!("{id}: the handler panicked while handling it; closing it");
+            let _ = self.table.abort(reactor, id, CloseReason::HandlerPanicked);
+        }
+    }
+
+    /// Every exit from the engine ends here: deliver queued close
+    /// notifications (which may queue more), then see if a shutdown is done.
+    pub(crate) fn leave(&mut self, reactor: &mut Reactor) {
+        while let Some((id, reason)) = self.table.closed.pop_front() {
+            self.table.current = Some(id);
+            let mut conns = Connections {
+                reactor,
+                table: &mut self.table,
+            };
+            self.handler.on_close(&mut conns, id, &reason);
+            self.table.current = None;
+        }
+        if self.table.shutdown.is_some() {
+            self.table.check_shutdown_done(reactor);
+        }
+    }
+
+    /// Calls the handler with nothing in particular in progress (for
+    /// `Service::with`).
+    pub(crate) fn call<R>(
+        &mut self,
+        reactor: &mut Reactor,
+        f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
+    ) -> R {
+        let mut conns = Connections {
+            reactor,
+            table: &mut self.table,
+        };
+        f(&mut self.handler, &mut conns)
+    }
+
+    fn run_queues(&mut self, reactor: &mut Reactor) {
+        if !self.table.accept_queue.is_empty() {
+            let listeners = mem::take(&mut self.table.accept_queue);
+            for index in listeners {
+                self.accept(reactor, index);
+            }
+        }
+
+        let mut batch = mem::take(&mut self.spare);
+        mem::swap(&mut batch, &mut self.table.read_queue);
+        for id in batch.drain(..) {
+            let Some(conn) = self.table.conns.get_mut(id.index as usize) else {
+                continue;
+            };
+            if conn.generation != id.generation {
+                continue;
+            }
+            conn.flags.clear(Flags::IN_READ_QUEUE);
+            if conn.flags.has(Flags::LINGERING) {
+                self.discard_input(reactor, id);
+            } else {
+                self.read(reactor, id);
+            }
+        }
+
+        mem::swap(&mut batch, &mut self.table.flush_queue);
+        for id in batch.drain(..) {
+            let Some(conn) = self.table.conns.get_mut(id.index as usize) else {
+                continue;
+            };
+            if conn.generation != id.generation {
+                continue;
+            }
+            conn.flags.clear(Flags::IN_FLUSH_QUEUE);
+            self.flush(reactor, id);
+        }
+        self.spare = batch;
+
+        // Work queued during this pass (a budget spent, a send from
+        // `on_drained`) must not wait for an event that will not come.
+        if !self.table.read_queue.is_empty()
+            || !self.table.flush_queue.is_empty()
+            || !self.table.accept_queue.is_empty()
+        {
+            reactor.keep_awake();
+        }
+    }
+
+    // ----- events -------------------------------------------------------
+
+    fn conn_event(&mut self, reactor: &mut Reactor, index: usize, ready: Ready) {
+        let Some(conn) = self.table.conns.get_mut(index) else {
+            return;
+        };
+        let id = conn.id(index);
+        if conn.flags.has(Flags::CONNECTING) {
+            self.finish_connect(reactor, id, ready);
+            return;
+        }
+        if ready.is_readable() {
+            conn.flags.set(Flags::READABLE);
+        }
+        if ready.is_read_closed() || ready.is_error() || ready.is_write_closed() {
+            conn.flags.set(Flags::READABLE | Flags::PEER_HUP);
+        }
+        if ready.is_writable() {
+            conn.flags.set(Flags::WRITABLE);
+        }
+        if ready.is_error() {
+            if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+                self.fail(reactor, id, e);
+                return;
+            }
+        }
+        if conn.flags.has(Flags::LINGERING) {
+            self.discard_input(reactor, id);
+            return;
+        }
+        if conn.flags.has(Flags::WRITABLE) && conn.output.is_some() {
+            self.flush(reactor, id);
+        }
+        self.read(reactor, id);
+    }
+
+    /// A socket error: close the connection (quietly if it was lingering).
+    fn fail(&mut self, reactor: &mut Reactor, id: ConnId, e: io::Error) {
+        let index = id.index as usize;
+        let lingering = self.table.conns[index].flags.has(Flags::LINGERING);
+        if lingering {
+            self.table.remove(reactor, index, None);
+        } else {
+            debug!("{id}: {e}");
+            self.table
+                .remove(reactor, index, Some(CloseReason::Error(e)));
+        }
+    }
+
+    // ----- reading ------------------------------------------------------
+
+    fn read(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let mut budget = self.table.config.read_budget;
+        loop {
+            let Some(conn) = visible_mut(&mut self.table.conns, id) else {
+                return;
+            };
+            if !conn.can_read() {
+                return;
+            }
+            if conn.flags.take(Flags::REDELIVER) && !conn.input.is_empty() {
+                self.deliver(reactor, id, 0);
+                continue;
+            }
+            if !conn.flags.has(Flags::READABLE) {
+                return;
+            }
+            if budget == 0 {
+                // Fairness: others get their turn; this one continues before
+                // the loop sleeps.
+                self.table.queue_read(id);
+                return;
+            }
+            let want = self.scratch.len().min(budget);
+            match conn.stream.read(&mut self.scratch[..want]) {
+                Ok(0) => {
+                    conn.flags.clear(Flags::READABLE);
+                    conn.flags.set(Flags::READ_CLOSED);
+                    debug!("{id}: end of stream from peer");
+                    self.table.current = Some(id);
+                    let mut conns = Connections {
+                        reactor,
+                        table: &mut self.table,
+                    };
+                    self.handler.on_read_closed(&mut conns, id);
+                    self.table.current = None;
+                    return;
+                }
+                Ok(n) => {
+                    // A short read drained the socket (epoll and kqueue raise
+                    // a new event for anything that arrives later): skip the
+                    // read that would only answer WouldBlock.
+                    if n < want && !conn.flags.has(Flags::PEER_HUP) {
+                        conn.flags.clear(Flags::READABLE);
+                    }
+                    budget -= n;
+                    self.table.stats.bytes_in += n as u64;
+                    self.table.touch(reactor, id.index as usize);
+                    debug!("{id}: read {n} bytes");
+                    self.deliver(reactor, id, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.flags.clear(Flags::READABLE);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(reactor, id, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands the handler the connection's leftover input followed by the `n`
+    /// new bytes in the scratch buffer, and keeps what it does not consume.
+    fn deliver(&mut self, reactor: &mut Reactor, id: ConnId, n: usize) {
+        let Some(conn) = visible_mut(&mut self.table.conns, id) else {
+            return;
+        };
+        if conn.input.is_empty() {
+            // The common case: the bytes never leave the scratch buffer
+            // unless the handler leaves some.
+            self.table.current = Some(id);
+            let mut conns = Connections {
+                reactor,
+                table: &mut self.table,
+            };
+            let consumed = self
+                .handler
+                .on_data(&mut conns, id, &self.scratch[..n])
+                .min(n);
+            self.table.current = None;
+            if consumed < n {
+                self.table
+                    .keep_input(reactor, id, &self.scratch[consumed..n]);
+            }
+            return;
+        }
+        let total = conn.input.len() + n;
+        if total > self.table.config.input_limit {
+            self.table.input_over_limit(reactor, id, total);
+            return;
+        }
+        conn.input.extend_from_slice(&self.scratch[..n]);
+        let input = mem::take(&mut conn.input);
+        self.table.current = Some(id);
+        let mut conns = Connections {
+            reactor,
+            table: &mut self.table,
+        };
+        let consumed = self
+            .handler
+            .on_data(&mut conns, id, &input)
+            .min(input.len());
+        self.table.current = None;
+        self.table.restore_input(id, input, consumed);
+    }
+
+    /// Reads and throws away input on a lingering connection until the
+    /// peer's FIN, which ends the linger.
+    fn discard_input(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let index = id.index as usize;
+        let mut budget = self.table.config.read_budget;
+        loop {
+            let conn = &mut self.table.conns[index];
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => break,
+                Ok(n) if n < self.scratch.len() && !conn.flags.has(Flags::PEER_HUP) => {
+                    conn.flags.clear(Flags::READABLE);
+                    return;
+                }
+                Ok(n) if n >= budget => {
+                    self.table.queue_read(id);
+                    return;
+                }
+                Ok(n) => budget -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.flags.clear(Flags::READABLE);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.table.remove(reactor, index, None);
+    }
+
+    // ----- writing ------------------------------------------------------
+
+    /// Writes a connection's queued output: one `write`/`writev` per call,
+    /// repeated until the queue is empty, the socket is full, or the write
+    /// budget is spent.
+    fn flush(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let index = id.index as usize;
+        let table = &mut self.table;
+        let Some(conn) = table.conns.get_mut(index) else {
+            return;
+        };
+        if !conn.flags.has(Flags::WRITABLE) || conn.flags.has(Flags::CONNECTING) {
+            return;
+        }
+        let Some(queue) = conn.output.as_mut() else {
+            return;
+        };
+        let mut budget = table.config.write_budget;
+        let mut written = 0;
+        let mut failure = None;
+        loop {
+            match queue.write_to(&mut conn.stream, budget) {
+                Ok((0, offered)) if offered > 0 => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok((n, offered)) => {
+                    queue.consume(n, &mut table.pool);
+                    written += n;
+                    budget = budget.saturating_sub(n);
+                    if n < offered {
+                        // A short write filled the send buffer: a writable
+                        // event will come when there is room again.
+                        conn.flags.clear(Flags::WRITABLE);
+                        break;
+                    }
+                    if queue.is_empty() || budget == 0 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.flags.clear(Flags::WRITABLE);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let remaining = queue.len();
+        table.stats.queued_output -= written;
+        table.stats.bytes_out += written as u64;
+        if written > 0 {
+            debug!("{id}: wrote {written} bytes");
+        }
+        if let Some(e) = failure {
+            self.fail(reactor, id, e);
+            return;
+        }
+        if written > 0 {
+            table.touch(reactor, index);
+        }
+        let conn = &mut table.conns[index];
+        let low_water = table.config.low_water;
+        if conn.flags.has(Flags::BACKPRESSURE) && remaining <= low_water {
+            conn.flags.clear(Flags::BACKPRESSURE);
+            debug!("{id}: output below low water: reading again");
+            table.resume_if_readable(id);
+        }
+        let conn = &mut table.conns[index];
+        if remaining > 0 {
+            if conn.flags.has(Flags::WRITABLE) {
+                // The budget ran out with the socket still writable.
+                table.queue_flush(id);
+            }
+            return;
+        }
+        if let Some(queue) = conn.output.take() {
+            table.pool.give_queue(queue);
+        }
+        if conn.flags.has(Flags::CLOSING) {
+            table.finish_close(reactor, index);
+            return;
+        }
+        if conn.flags.take(Flags::SHUT_WRITE_PENDING) {
+            conn.flags.set(Flags::WRITE_SHUT);
+            debug!("{id}: write side shut down");
+            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+                self.fail(reactor, id, e);
+                return;
+            }
+        }
+        self.table.current = Some(id);
+        let mut conns = Connections {
+            reactor,
+            table: &mut self.table,
+        };
+        self.handler.on_drained(&mut conns, id);
+        self.table.current = None;
+    }
+
+    // ----- accepting ----------------------------------------------------
+
+    fn accept(&mut self, reactor: &mut Reactor, index: usize) {
+        for _ in 0..self.table.config.accepts_per_turn {
+            if self.table.accept_paused || self.table.shutdown.is_some() {
+                return;
+            }
+            let Some(slot) = self.table.listeners.get(index) else {
+                return;
+            };
+            match slot.listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.table.warned_exhausted {
+                        info!("descriptors available again: accepting");
+                        self.table.warned_exhausted = false;
+                    }
+                    self.admit(reactor, index, stream, &peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    self.pause_accepting(reactor, &e);
+                    return;
+                }
+                // The client gave up between SYN and accept, or a signal:
+                // try the next one.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    warn!("accept on listener {index}: {e}");
+                    return;
+                }
+            }
+        }
+        // The cap was reached: more may be waiting, and no new event will
+        // say so. Continue before the loop sleeps.
+        self.table.accept_queue.push(index);
+    }
+
+    fn admit(
+        &mut self,
+        reactor: &mut Reactor,
+        listener: usize,
+        mut stream: Stream,
+        peer: &super::Addr,
+    ) {
+        if self.table.is_full() {
+            self.table.note_full();
+            refuse(&mut stream, self.table.config.reject_message.as_deref());
+            debug!("refused {peer}: at max_connections");
+            return;
+        }
+        if self.table.config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("TCP_NODELAY for {peer}: {e}");
+            }
+        }
+        // A fresh socket has an empty send buffer: writable from the start,
+        // so a greeting goes out in this turn.
+        let id = match self
+            .table
+            .insert(reactor, stream, Flags::ACCEPTED | Flags::WRITABLE)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                warn!("cannot register connection from {peer}: {e}");
+                return;
+            }
+        };
+        self.table.stats.accepted += 1;
+        debug!("{id}: accepted from {peer} on listener {listener}");
+        self.table.current = Some(id);
+        let mut conns = Connections {
+            reactor,
+            table: &mut self.table,
+        };
+        self.handler.on_open(
+            &mut conns,
+            id,
+            Origin::Accepted(ListenerId(listener as u32)),
+        );
+        self.table.current = None;
+    }
+
+    fn pause_accepting(&mut self, reactor: &mut Reactor, e: &io::Error) {
+        let pause = self.table.config.accept_pause;
+        if !self.table.warned_exhausted {
+            warn!("accept: {e}; pausing accepts for {pause:?} (raise RLIMIT_NOFILE?)");
+            self.table.warned_exhausted = true;
+        }
+        self.table.accept_paused = true;
+        self.table
+            .set_timer(reactor, pause, TimerKind::AcceptResume);
+    }
+
+    fn resume_accepting(&mut self) {
+        self.table.accept_paused = false;
+        // Connections may be waiting in the backlog with no new edge coming.
+        let listeners: Vec<usize> = self.table.listeners.iter().map(|(i, _)| i).collect();
+        self.table.accept_queue.extend(listeners);
+    }
+
+    // ----- connecting ---------------------------------------------------
+
+    /// An event on a connection whose connect was in progress: find out
+    /// whether it completed (`take_error`, then `peer_addr`, as mio documents).
+    fn finish_connect(&mut self, reactor: &mut Reactor, id: ConnId, ready: Ready) {
+        let index = id.index as usize;
+        let conn = &mut self.table.conns[index];
+        match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.connect_failed(reactor, id, e),
+            Ok(None) => {}
+        }
+        match conn.stream.peer_addr() {
+            Ok(peer) => {
+                conn.flags.clear(Flags::CONNECTING);
+                conn.flags.set(Flags::WRITABLE);
+                if ready.is_readable() {
+                    conn.flags.set(Flags::READABLE);
+                }
+                if ready.is_read_closed() {
+                    conn.flags.set(Flags::READABLE | Flags::PEER_HUP);
+                }
+                if self.table.config.nodelay {
+                    let _ = conn.stream.set_nodelay(true);
+                }
+                self.table.stats.connected += 1;
+                debug!("{id}: connected to {peer}");
+            }
+            // Not connected yet (a spurious or early event): wait again.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.connect_failed(reactor, id, e),
+        }
+        self.table.current = Some(id);
+        let mut conns = Connections {
+            reactor,
+            table: &mut self.table,
+        };
+        self.handler.on_open(&mut conns, id, Origin::Connected);
+        self.table.current = None;
+        // Output queued before the connect completed, and input that came
+        // with it.
+        self.table.queue_flush(id);
+        self.read(reactor, id);
+    }
+
+    fn connect_failed(&mut self, reactor: &mut Reactor, id: ConnId, e: io::Error) {
+        debug!("{id}: connect failed: {e}");
+        self.table
+            .remove(reactor, id.index as usize, Some(CloseReason::Error(e)));
+    }
+
+    fn connect_timed_out(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let index = id.index as usize;
+        let still_connecting = self
+            .table
+            .conns
+            .get(index)
+            .is_some_and(|c| c.generation == id.generation && c.flags.has(Flags::CONNECTING));
+        if still_connecting {
+            debug!("{id}: connect timed out");
+            self.table
+                .remove(reactor, index, Some(CloseReason::ConnectTimeout));
+        }
+    }
+}
+
+/// Refuses a connection over the limit: the reason (best effort, one
+/// non-blocking write), FIN, and whatever the client sent already read off,
+/// so the close sends FIN rather than RST and the reason is not destroyed.
+fn refuse(stream: &mut Stream, message: Option<&[u8]>) {
+    use std::io::Write;
+    if let Some(message) = message {
+        let _ = stream.write(message);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 512];
+    for _ in 0..16 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Layer 3: connections with buffers, the protocol layer (like Python's
+//! `asynchat`, or Twisted's `Protocol`).
+//!
+//! A [`Service`] owns one or more listeners and a table of connections; each
+//! connection has an input buffer (what the handler has not consumed yet) and
+//! an output queue (what the socket has not taken yet). One [`Handler`] per
+//! service holds the shared state and is called when a connection opens,
+//! receives bytes, drains its output or closes. It acts through
+//! [`Connections`]: `send`, `close`, `abort`, `pause_reading`, ... on any
+//! connection by [`ConnId`].
+//!
+//! # How a turn goes for a connection
+//!
+//! ```text
+//!  epoll: conn 7 readable
+//!     │
+//!     ▼
+//!  read() into the shared 64 KiB scratch buffer ──► handler.on_data(bytes)
+//!     │  (until WouldBlock, a short read,                │ conns.send(7, reply)
+//!     │   or the read budget)                            ▼
+//!     │                                        conn 7 output queue += reply
+//!     ▼                                        flush queue += conn 7
+//!  next event ...
+//!     │
+//!  before the loop sleeps: for each conn in the flush queue,
+//!     one write()/writev() of its whole queue ──► on_drained when empty
+//! ```
+//!
+//! # The rules it keeps
+//!
+//! - **Edge-triggered reads**: until `WouldBlock`, until a short read (on
+//!   Linux epoll and the BSDs' kqueue, a read that returns less than it was
+//!   offered proves the socket drained; a new event follows any later
+//!   arrival), or until the per-event read budget is spent, in which case the
+//!   connection is read again before the loop sleeps. After an event that
+//!   reported the peer's FIN, short reads do not count: the end of stream
+//!   still waits behind the data.
+//! - **One write per connection per turn**: `send` only queues. Before the
+//!   loop sleeps, every connection with queued output gets one `write` (or
+//!   `writev` when the queue holds several chunks). An echo is answered in
+//!   the turn its request arrived; a broadcast of a hundred messages costs one
+//!   write per receiver.
+//! - **No `epoll_ctl` in steady state**: each socket is registered once for
+//!   both directions; pausing reads and waiting for writability are flags.
+//! - **Backpressure**: past [`Config::high_water`] queued bytes a connection
+//!   is not read; below [`Config::low_water`] it is again; past
+//!   [`Config::output_limit`] it is closed.
+//! - **No allocation per message, no memory per idle connection**: reads go
+//!   into one scratch buffer; only unconsumed leftovers are copied out;
+//!   output queues and their chunks come from a pool and return to it when
+//!   emptied.
+//! - **Graceful close**: flush, FIN, then read and discard until the peer's
+//!   FIN (or [`Config::linger_timeout`]), because closing a socket with
+//!   unread input sends RST, which can destroy the reply in flight.
+//!
+//! # Panics
+//!
+//! A panic in a handler method unwinds out of [`Reactor::run`] like any
+//! panic in a callback. The service stays usable: the next time it is
+//! entered, the connection whose handler call panicked is closed (the
+//! handler's `on_close` gets [`CloseReason::HandlerPanicked`]), since its
+//! partial input is lost; every other connection carries on if the loop is
+//! run again. The handler's own state is whatever the panic left.
+
+mod buffer;
+mod config;
+mod conn;
+mod connections;
+mod engine;
+mod handler;
+mod stats;
+mod stream;
+mod table;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use log::info;
+use mio::Interest;
+
+pub use config::Config;
+pub use connections::Connections;
+pub use handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
+pub use stats::ServiceStats;
+pub use stream::Addr;
+
+use engine::{Core, Engine};
+use stream::Listener;
+use table::{LISTENER_TAG, ListenerSlot, Table};
+
+use crate::reactor::{Dispatch, Reactor};
+use crate::socket;
+
+/// A set of listeners and connections served by one [`Handler`] on one
+/// [`Reactor`]. See the [module documentation](self) for how it reads and
+/// writes.
+///
+/// `Service` is a cheap handle (`Clone`): the reactor keeps the service
+/// alive while it has listeners or connections, and the handle lets code
+/// outside the handler (a signal callback, a timer) reach it with
+/// [`with`](Service::with).
+///
+/// # Examples
+///
+/// An echo server, and a client that connects to it on the same loop:
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use reactor::Reactor;
+/// use reactor::service::{Config, ConnId, Connections, Handler, Origin, Service};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+///         let _ = conns.send(id, data);
+///         data.len()
+///     }
+/// }
+///
+/// struct Client { got: Vec<u8> }
+/// impl Handler for Client {
+///     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+///         conns.send(id, b"hello").unwrap();
+///     }
+///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+///         self.got.extend_from_slice(data);
+///         if self.got.len() == 5 { conns.close(id).unwrap(); }
+///         data.len()
+///     }
+///     fn on_close(&mut self, conns: &mut Connections<'_>, _: ConnId, _: &reactor::service::CloseReason) {
+///         conns.reactor().stop();
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let server = Service::new(&mut reactor, Echo, Config::default());
+/// let listener = server.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+/// let addr = server.local_addr(listener)?.inet().unwrap();
+///
+/// let client = Service::new(&mut reactor, Client { got: Vec::new() }, Config::default());
+/// client.connect(&mut reactor, addr)?;
+/// reactor.run()?;
+/// assert_eq!(client.with(&mut reactor, |c, _| c.got.clone())?, b"hello");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Service<H: Handler> {
+    core: Rc<Core<H>>,
+}
+
+impl<H: Handler> Clone for Service<H> {
+    fn clone(&self) -> Self {
+        Service {
+            core: Rc::clone(&self.core),
+        }
+    }
+}
+
+impl<H: Handler> Service<H> {
+    /// Creates a service on `reactor` with `handler` and `config` (made
+    /// consistent with [`Config::validated`]). It has no listeners yet: add
+    /// some with [`listen`](Service::listen), or make outgoing connections
+    /// with [`connect`](Service::connect).
+    pub fn new(reactor: &mut Reactor, handler: H, config: Config) -> Service<H> {
+        let core = Rc::new_cyclic(|me: &Weak<Core<H>>| {
+            let dispatch: Weak<dyn Dispatch> = me.clone();
+            let timers: Weak<dyn table::TimerTarget> = me.clone();
+            Core {
+                engine: RefCell::new(Engine::new(handler, Table::new(config, dispatch, timers))),
+            }
+        });
+        let weak = Rc::downgrade(&core);
+        reactor.before_sleep(move |reactor| match weak.upgrade() {
+            Some(core) => {
+                core.before_sleep(reactor);
+                true
+            }
+            None => false,
+        });
+        Service { core }
+    }
+
+    /// Listens on a TCP address (`SO_REUSEADDR`, the configured backlog) and
+    /// returns the listener's id. Port 0 picks a free port: ask
+    /// [`local_addr`](Service::local_addr) which.
+    ///
+    /// # Errors
+    ///
+    /// As for [`socket::tcp_listener`]: `AddrInUse`, `PermissionDenied`, ...
+    pub fn listen(&self, reactor: &mut Reactor, addr: SocketAddr) -> io::Result<ListenerId> {
+        let backlog = self.engine()?.table.config.backlog;
+        let listener = socket::tcp_listener(addr, backlog)?;
+        self.add_listener(reactor, Listener::Tcp(listener))
+    }
+
+    /// Listens on a Unix-domain socket at `path`. The socket file is removed
+    /// when the listener is closed (or the service shuts down).
+    ///
+    /// # Errors
+    ///
+    /// As for [`socket::unix_listener`]: `AddrInUse` if the path exists.
+    pub fn listen_unix(
+        &self,
+        reactor: &mut Reactor,
+        path: impl AsRef<Path>,
+    ) -> io::Result<ListenerId> {
+        let path = path.as_ref();
+        let backlog = self.engine()?.table.config.backlog;
+        let listener = socket::unix_listener(path, backlog)?;
+        self.add_listener(reactor, Listener::Unix(listener, Some(path.to_path_buf())))
+    }
+
+    /// Serves connections from a TCP listener made elsewhere (inherited,
+    /// or built with options of your own).
+    ///
+    /// # Errors
+    ///
+    /// An error registering it with the reactor.
+    pub fn add_tcp_listener(
+        &self,
+        reactor: &mut Reactor,
+        listener: mio::net::TcpListener,
+    ) -> io::Result<ListenerId> {
+        self.add_listener(reactor, Listener::Tcp(listener))
+    }
+
+    /// Serves connections from a Unix-domain listener made elsewhere. Its
+    /// socket file is left alone when it closes.
+    ///
+    /// # Errors
+    ///
+    /// An error registering it with the reactor.
+    pub fn add_unix_listener(
+        &self,
+        reactor: &mut Reactor,
+        listener: mio::net::UnixListener,
+    ) -> io::Result<ListenerId> {
+        self.add_listener(reactor, Listener::Unix(listener, None))
+    }
+
+    fn add_listener(
+        &self,
+        reactor: &mut Reactor,
+        mut listener: Listener,
+    ) -> io::Result<ListenerId> {
+        let mut engine = self.engine()?;
+        let table = &mut engine.table;
+        if table.shutdown.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the service is shutting down",
+            ));
+        }
+        let entry = table.listeners.vacant_entry();
+        let index = entry.key();
+        let dispatch: Rc<dyn Dispatch> = self.core.clone();
+        let key = reactor.register_routed(
+            &mut listener,
+            Interest::READABLE,
+            dispatch,
+            LISTENER_TAG | index,
+        )?;
+        if let Ok(addr) = listener.local_addr() {
+            info!("listener {index} on {addr}");
+        }
+        entry.insert(ListenerSlot { listener, key });
+        Ok(ListenerId(index as u32))
+    }
+
+    /// Stops listening on one listener; open connections are not affected.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such listener.
+    pub fn close_listener(&self, reactor: &mut Reactor, id: ListenerId) -> io::Result<()> {
+        let mut engine = self.engine()?;
+        if !engine.table.listeners.contains(id.index()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no listener {}", id.index()),
+            ));
+        }
+        engine.table.close_listener(reactor, id.index());
+        Ok(())
+    }
+
+    /// The address a listener is bound to (with the real port when it was
+    /// bound to port 0).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such listener; otherwise `getsockname`'s.
+    pub fn local_addr(&self, id: ListenerId) -> io::Result<Addr> {
+        let engine = self.engine()?;
+        let slot = engine.table.listeners.get(id.index()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no listener {}", id.index()),
+            )
+        })?;
+        slot.listener.local_addr()
+    }
+
+    /// Starts an outgoing TCP connection; see [`Connections::connect`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Connections::connect`], and `WouldBlock` if called from
+    /// inside this service's handler (use the `Connections` you were given).
+    pub fn connect(&self, reactor: &mut Reactor, addr: SocketAddr) -> io::Result<ConnId> {
+        self.with(reactor, |_, conns| conns.connect(addr))?
+    }
+
+    /// Runs `f` with the handler and the connections, from outside the
+    /// handler: from a timer, a signal callback, or the code that set the
+    /// service up. Close notifications it causes are delivered before `with`
+    /// returns.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` if called while the service's handler is running (from
+    /// inside the handler itself: use the `Connections` it was given).
+    pub fn with<R>(
+        &self,
+        reactor: &mut Reactor,
+        f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
+    ) -> io::Result<R> {
+        let mut engine = self.engine()?;
+        engine.enter(reactor);
+        let result = engine.call(reactor, f);
+        engine.leave(reactor);
+        Ok(result)
+    }
+
+    /// Shuts the service down gracefully: closes every listener, closes every
+    /// connection once its queued output is written (each gets `on_close`
+    /// with [`CloseReason::Shutdown`]), aborts those still open after `grace`,
+    /// and then runs `done` (in the next turn). Send any goodbye before
+    /// calling this, with [`with`](Service::with).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if a shutdown is already under way; `WouldBlock` as
+    /// for [`with`](Service::with).
+    pub fn shutdown<F>(&self, reactor: &mut Reactor, grace: Duration, done: F) -> io::Result<()>
+    where
+        F: FnOnce(&mut Reactor) + 'static,
+    {
+        let mut engine = self.engine()?;
+        engine.enter(reactor);
+        let result = engine.table.begin_shutdown(reactor, grace, Box::new(done));
+        engine.leave(reactor);
+        result
+    }
+
+    /// The service's counters.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside this service's handler (use
+    /// [`Connections::stats`] there).
+    pub fn stats(&self) -> ServiceStats {
+        self.core.engine.borrow().table.stats()
+    }
+
+    /// The largest output queue among the open connections now (a scan of
+    /// all connections: for introspection, not for every turn).
+    ///
+    /// # Panics
+    ///
+    /// If called from inside this service's handler.
+    pub fn largest_output(&self) -> usize {
+        let engine = self.core.engine.borrow();
+        engine
+            .table
+            .conns
+            .iter()
+            .map(|(_, c)| c.output_len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn engine(&self) -> io::Result<std::cell::RefMut<'_, Engine<H>>> {
+        self.core.engine.try_borrow_mut().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the service's handler is running: use the Connections it was given",
+            )
+        })
+    }
+}
+
+impl<H: Handler> fmt::Debug for Service<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.core.engine.try_borrow() {
+            Ok(engine) => f
+                .debug_struct("Service")
+                .field("stats", &engine.table.stats())
+                .finish(),
+            Err(_) => f.debug_struct("Service").finish_non_exhaustive(),
+        }
+    }
+}

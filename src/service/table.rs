@@ -1,0 +1,667 @@
+//! [`Table`]: a service's connections, listeners and work queues, and every
+//! operation on them that does not need to call the handler.
+//!
+//! The handler is called by the engine (`engine.rs`); what the handler asks
+//! for through [`Connections`](super::Connections) lands here. When an
+//! operation must tell the handler something (a connection closed), it
+//! queues the news in `closed`, and the engine delivers it once the current
+//! handler call has returned: handler calls never nest.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Shutdown;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::Interest;
+use slab::Slab;
+
+use super::buffer::BufferPool;
+use super::config::Config;
+use super::conn::{Connection, Flags, IdleLink, IdleList};
+use super::handler::{CloseReason, ConnId};
+use super::stats::ServiceStats;
+use super::stream::{Listener, Stream};
+use crate::reactor::{Dispatch, Reactor};
+use crate::selector::Key;
+use crate::timer::TimerId;
+
+/// Registration tags with this bit set name listeners; without it,
+/// connections. (The tag is the slab index.)
+pub(crate) const LISTENER_TAG: usize = 1 << (usize::BITS - 1);
+
+/// The timers a service sets, all routed back to it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimerKind {
+    Idle,
+    Linger(ConnId),
+    Connect(ConnId),
+    AcceptResume,
+    ShutdownDeadline,
+}
+
+/// Where a service's timers call back to (implemented by the engine's cell).
+pub(crate) trait TimerTarget {
+    fn on_timer(&self, reactor: &mut Reactor, kind: TimerKind);
+}
+
+pub(crate) struct ListenerSlot {
+    pub(crate) listener: Listener,
+    pub(crate) key: Key,
+}
+
+/// What to run once a shutdown has closed everything.
+pub(crate) type ShutdownDone = Box<dyn FnOnce(&mut Reactor)>;
+
+pub(crate) struct ShutdownState {
+    pub(crate) done: Option<ShutdownDone>,
+    pub(crate) deadline: TimerId,
+}
+
+pub(crate) struct Table {
+    pub(crate) conns: Slab<Connection>,
+    pub(crate) listeners: Slab<ListenerSlot>,
+    pub(crate) config: Config,
+    pub(crate) pool: BufferPool,
+    /// Connections with output and a writable socket: flushed before sleep.
+    pub(crate) flush_queue: Vec<ConnId>,
+    /// Connections to read again without waiting for an event.
+    pub(crate) read_queue: Vec<ConnId>,
+    /// Listeners to accept from again without waiting for an event.
+    pub(crate) accept_queue: Vec<usize>,
+    /// Close notifications waiting for the handler.
+    pub(crate) closed: VecDeque<(ConnId, CloseReason)>,
+    pub(crate) idle: IdleList,
+    idle_timer: Option<TimerId>,
+    pub(crate) stats: ServiceStats,
+    next_generation: u32,
+    /// Open accepted connections, counted against `max_connections`.
+    accepted_open: usize,
+    pub(crate) lingering: usize,
+    pub(crate) dispatch: Weak<dyn Dispatch>,
+    pub(crate) timers: Weak<dyn TimerTarget>,
+    epoch: Instant,
+    /// The connection whose handler call is in progress. Still set when the
+    /// engine is next entered means that call panicked.
+    pub(crate) current: Option<ConnId>,
+    pub(crate) shutdown: Option<ShutdownState>,
+    pub(crate) accept_paused: bool,
+    pub(crate) warned_exhausted: bool,
+    warned_full: bool,
+}
+
+/// Looks up a connection the handler may use (live and not lingering).
+pub(crate) fn visible_mut(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Connection> {
+    conns
+        .get_mut(id.index as usize)
+        .filter(|c| c.generation == id.generation && c.is_visible())
+}
+
+pub(crate) fn visible(conns: &Slab<Connection>, id: ConnId) -> Option<&Connection> {
+    conns
+        .get(id.index as usize)
+        .filter(|c| c.generation == id.generation && c.is_visible())
+}
+
+pub(crate) fn not_open(id: ConnId) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{id} is not open"))
+}
+
+impl Table {
+    pub(crate) fn new(
+        config: Config,
+        dispatch: Weak<dyn Dispatch>,
+        timers: Weak<dyn TimerTarget>,
+    ) -> Table {
+        let config = config.validated();
+        Table {
+            conns: Slab::new(),
+            listeners: Slab::new(),
+            pool: BufferPool::new(config.buffer_pool),
+            config,
+            flush_queue: Vec::new(),
+            read_queue: Vec::new(),
+            accept_queue: Vec::new(),
+            closed: VecDeque::new(),
+            idle: IdleList::default(),
+            idle_timer: None,
+            stats: ServiceStats::default(),
+            next_generation: 0,
+            accepted_open: 0,
+            lingering: 0,
+            dispatch,
+            timers,
+            epoch: Instant::now(),
+            current: None,
+            shutdown: None,
+            accept_paused: false,
+            warned_exhausted: false,
+            warned_full: false,
+        }
+    }
+
+    pub(crate) fn set_timer(
+        &self,
+        reactor: &mut Reactor,
+        delay: Duration,
+        kind: TimerKind,
+    ) -> TimerId {
+        let target = self.timers.clone();
+        reactor.call_later(delay, move |reactor| {
+            if let Some(target) = target.upgrade() {
+                target.on_timer(reactor, kind);
+            }
+        })
+    }
+
+    fn now_ms(&self, reactor: &Reactor) -> u64 {
+        reactor
+            .now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.accepted_open >= self.config.max_connections
+    }
+
+    /// Notes (once per episode) that the service is at its connection limit.
+    pub(crate) fn note_full(&mut self) {
+        self.stats.rejected += 1;
+        if !self.warned_full {
+            warn!(
+                "at max_connections ({}): refusing new connections",
+                self.config.max_connections
+            );
+            self.warned_full = true;
+        }
+    }
+
+    // ----- adding connections -------------------------------------------
+
+    /// Registers a new connection and returns its id.
+    pub(crate) fn insert(
+        &mut self,
+        reactor: &mut Reactor,
+        mut stream: Stream,
+        flags: u32,
+    ) -> io::Result<ConnId> {
+        let dispatch = self.dispatch.upgrade().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the service has been dropped")
+        })?;
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        if index >= LISTENER_TAG || index >= u32::MAX as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "too many connections",
+            ));
+        }
+        let key = reactor.register_routed(
+            &mut stream,
+            Interest::READABLE | Interest::WRITABLE,
+            dispatch,
+            index,
+        )?;
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
+        entry.insert(Connection {
+            stream,
+            key,
+            output: None,
+            input: Vec::new(),
+            generation,
+            flags: Flags::new(flags),
+            idle: IdleLink::default(),
+        });
+        if flags & Flags::ACCEPTED != 0 {
+            self.accepted_open += 1;
+        }
+        if self.config.idle_timeout.is_some() {
+            let now = self.now_ms(reactor);
+            self.idle.push_back(&mut self.conns, index, now);
+            self.arm_idle_timer(reactor);
+        }
+        Ok(ConnId {
+            index: index as u32,
+            generation,
+        })
+    }
+
+    // ----- output -------------------------------------------------------
+
+    /// Queues bytes (copied) for a connection.
+    pub(crate) fn send(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.send_with(reactor, id, data.len(), |queue, pool| {
+            queue.push_bytes(data, pool)
+        })
+    }
+
+    /// Queues a shared chunk for a connection.
+    pub(crate) fn send_shared(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        data: &Rc<[u8]>,
+    ) -> io::Result<()> {
+        self.send_with(reactor, id, data.len(), |queue, _| {
+            queue.push_shared(Rc::clone(data))
+        })
+    }
+
+    fn send_with(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        len: usize,
+        push: impl FnOnce(&mut super::buffer::OutputQueue, &mut BufferPool),
+    ) -> io::Result<()> {
+        let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        if conn.flags.any(Flags::NOT_SENDING) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("{id} is closing or shut down for writing"),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let queue = conn.output.get_or_insert_with(|| self.pool.take_queue());
+        push(queue, &mut self.pool);
+        let queued = queue.len();
+        self.stats.queued_output += len;
+        if queued > self.config.output_limit {
+            warn!(
+                "{id}: {queued} bytes of output queued, over the limit of {}: closing (peer not reading)",
+                self.config.output_limit
+            );
+            self.remove(reactor, id.index as usize, Some(CloseReason::OutputLimit));
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("{id}: output limit exceeded, connection closed"),
+            ));
+        }
+        self.stats.peak_output = self.stats.peak_output.max(queued);
+        if queued > self.config.high_water && !conn.flags.has(Flags::BACKPRESSURE) {
+            conn.flags.set(Flags::BACKPRESSURE);
+            debug!("{id}: {queued} bytes queued, above high water: pausing reads");
+        }
+        if conn.flags.has(Flags::WRITABLE)
+            && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
+        {
+            conn.flags.set(Flags::IN_FLUSH_QUEUE);
+            self.flush_queue.push(id);
+        }
+        Ok(())
+    }
+
+    /// Puts a connection in the flush queue if it has output to write.
+    pub(crate) fn queue_flush(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id.index as usize) {
+            if conn.output.is_some() && !conn.flags.has(Flags::IN_FLUSH_QUEUE) {
+                conn.flags.set(Flags::IN_FLUSH_QUEUE);
+                self.flush_queue.push(id);
+            }
+        }
+    }
+
+    // ----- input --------------------------------------------------------
+
+    /// Puts a connection in the read queue: read it again before sleeping.
+    pub(crate) fn queue_read(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id.index as usize) {
+            if !conn.flags.has(Flags::IN_READ_QUEUE) {
+                conn.flags.set(Flags::IN_READ_QUEUE);
+                self.read_queue.push(id);
+            }
+        }
+    }
+
+    /// After a pause ends: read again if the socket may hold data, and hand
+    /// the leftover input back to the handler.
+    pub(crate) fn resume_if_readable(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        if !conn.can_read() {
+            return;
+        }
+        if !conn.input.is_empty() {
+            conn.flags.set(Flags::REDELIVER);
+        }
+        if conn.flags.any(Flags::READABLE | Flags::REDELIVER) {
+            self.queue_read(id);
+        }
+    }
+
+    /// Keeps the bytes a handler did not consume from the scratch buffer.
+    pub(crate) fn keep_input(&mut self, reactor: &mut Reactor, id: ConnId, rest: &[u8]) {
+        let Some(conn) = visible_mut(&mut self.conns, id) else {
+            return;
+        };
+        if rest.len() > self.config.input_limit {
+            self.input_over_limit(reactor, id, rest.len());
+            return;
+        }
+        let mut input = if rest.len() <= super::buffer::CHUNK {
+            self.pool.take()
+        } else {
+            Vec::with_capacity(rest.len())
+        };
+        input.extend_from_slice(rest);
+        conn.input = input;
+    }
+
+    /// Puts back a connection's input buffer after the handler consumed
+    /// `consumed` bytes of it.
+    pub(crate) fn restore_input(&mut self, id: ConnId, mut input: Vec<u8>, consumed: usize) {
+        match visible_mut(&mut self.conns, id) {
+            Some(conn) if consumed < input.len() => {
+                input.drain(..consumed);
+                conn.input = input;
+            }
+            _ => self.pool.give(input),
+        }
+    }
+
+    pub(crate) fn input_over_limit(&mut self, reactor: &mut Reactor, id: ConnId, len: usize) {
+        warn!(
+            "{id}: {len} bytes of unconsumed input, over the limit of {}: closing",
+            self.config.input_limit
+        );
+        self.remove(reactor, id.index as usize, Some(CloseReason::InputLimit));
+    }
+
+    // ----- closing ------------------------------------------------------
+
+    /// Graceful close: stop reading, flush what is queued, then close.
+    pub(crate) fn close(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        for_shutdown: bool,
+    ) -> io::Result<()> {
+        let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        if for_shutdown {
+            conn.flags.set(Flags::CLOSING_FOR_SHUTDOWN);
+        }
+        if conn.flags.has(Flags::CLOSING) {
+            return Ok(());
+        }
+        conn.flags.set(Flags::CLOSING);
+        if conn.output.is_none() && !conn.flags.has(Flags::CONNECTING) {
+            self.finish_close(reactor, id.index as usize);
+        } else if conn.flags.has(Flags::CONNECTING) && conn.output.is_none() {
+            self.remove(reactor, id.index as usize, Some(CloseReason::Closed));
+        }
+        Ok(())
+    }
+
+    /// Closes at once, dropping queued output.
+    pub(crate) fn abort(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        reason: CloseReason,
+    ) -> io::Result<()> {
+        visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        self.remove(reactor, id.index as usize, Some(reason));
+        Ok(())
+    }
+
+    /// Shuts down the write side once queued output is written.
+    pub(crate) fn shutdown_write(&mut self, id: ConnId) -> io::Result<()> {
+        let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        if conn
+            .flags
+            .any(Flags::WRITE_SHUT | Flags::SHUT_WRITE_PENDING)
+        {
+            return Ok(());
+        }
+        if conn.output.is_some() || conn.flags.has(Flags::CONNECTING) {
+            conn.flags.set(Flags::SHUT_WRITE_PENDING);
+            return Ok(());
+        }
+        conn.flags.set(Flags::WRITE_SHUT);
+        debug!("{id}: write side shut down");
+        conn.stream.shutdown(Shutdown::Write)
+    }
+
+    /// The output of a closing connection is written: send FIN and linger,
+    /// or close at once if the peer already sent its FIN.
+    pub(crate) fn finish_close(&mut self, reactor: &mut Reactor, index: usize) {
+        let conn = &mut self.conns[index];
+        let id = conn.id(index);
+        let reason = if conn.flags.has(Flags::CLOSING_FOR_SHUTDOWN) {
+            CloseReason::Shutdown
+        } else if conn.flags.has(Flags::READ_CLOSED) {
+            CloseReason::PeerClosed
+        } else {
+            CloseReason::Closed
+        };
+        let linger = self.config.linger_timeout;
+        // If the peer has finished sending, nothing can arrive to provoke a
+        // reset: close now. Otherwise unread input would make close() send
+        // RST, which can destroy the reply the peer has not read yet; so shut
+        // down our side, and read and discard until the peer's FIN.
+        if conn.flags.has(Flags::READ_CLOSED) || linger.is_zero() {
+            self.remove(reactor, index, Some(reason));
+            return;
+        }
+        if !conn.flags.has(Flags::WRITE_SHUT) && conn.stream.shutdown(Shutdown::Write).is_err() {
+            self.remove(reactor, index, Some(reason));
+            return;
+        }
+        conn.flags.clear(Flags::CLOSING | Flags::IN_FLUSH_QUEUE);
+        conn.flags.set(Flags::LINGERING | Flags::WRITE_SHUT);
+        let input = std::mem::take(&mut conn.input);
+        self.pool.give(input);
+        self.idle.unlink(&mut self.conns, index);
+        self.lingering += 1;
+        debug!("{id}: {reason}; lingering for the peer's FIN");
+        self.closed.push_back((id, reason));
+        self.set_timer(reactor, linger, TimerKind::Linger(id));
+        // Input may already be waiting (no new edge will announce it).
+        self.queue_read(id);
+    }
+
+    /// Removes a connection now: deregisters it, returns its buffers to the
+    /// pool, closes the descriptor, and queues `reason` for the handler.
+    pub(crate) fn remove(
+        &mut self,
+        reactor: &mut Reactor,
+        index: usize,
+        reason: Option<CloseReason>,
+    ) {
+        self.idle.unlink(&mut self.conns, index);
+        let mut conn = self.conns.remove(index);
+        let id = conn.id(index);
+        if let Err(e) = reactor.deregister_routed(&mut conn.stream, conn.key) {
+            debug!("{id}: deregister: {e}");
+        }
+        if let Some(queue) = conn.output.take() {
+            self.stats.queued_output -= queue.len();
+            self.pool.give_queue(queue);
+        }
+        self.pool.give(std::mem::take(&mut conn.input));
+        if conn.flags.has(Flags::ACCEPTED) {
+            self.accepted_open -= 1;
+            if self.warned_full && !self.is_full() {
+                info!("below max_connections again: accepting");
+                self.warned_full = false;
+            }
+        }
+        if conn.flags.has(Flags::LINGERING) {
+            self.lingering -= 1;
+        }
+        self.stats.closed += 1;
+        match reason {
+            Some(reason) => {
+                debug!("{id}: close ({reason})");
+                self.closed.push_back((id, reason));
+            }
+            None => debug!("{id}: descriptor closed"),
+        }
+        // Dropping `conn` closes the descriptor.
+    }
+
+    /// The linger timer of a connection fired.
+    pub(crate) fn end_linger(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let index = id.index as usize;
+        if self
+            .conns
+            .get(index)
+            .is_some_and(|c| c.generation == id.generation && c.flags.has(Flags::LINGERING))
+        {
+            self.remove(reactor, index, None);
+        }
+    }
+
+    // ----- idle timeout -------------------------------------------------
+
+    /// Records activity on a connection for the idle timeout.
+    pub(crate) fn touch(&mut self, reactor: &Reactor, index: usize) {
+        if self.config.idle_timeout.is_some() {
+            let now = self.now_ms(reactor);
+            self.idle.touch(&mut self.conns, index, now);
+        }
+    }
+
+    fn arm_idle_timer(&mut self, reactor: &mut Reactor) {
+        let (Some(timeout), None, Some(front)) =
+            (self.config.idle_timeout, self.idle_timer, self.idle.front())
+        else {
+            return;
+        };
+        let deadline =
+            self.epoch + Duration::from_millis(self.conns[front].idle.last_active_ms) + timeout;
+        let delay = deadline.saturating_duration_since(Instant::now());
+        self.idle_timer = Some(self.set_timer(reactor, delay, TimerKind::Idle));
+    }
+
+    /// The idle timer fired: close every connection idle for too long, and
+    /// set the timer for the next one.
+    pub(crate) fn expire_idle(&mut self, reactor: &mut Reactor) {
+        self.idle_timer = None;
+        let Some(timeout) = self.config.idle_timeout else {
+            return;
+        };
+        let timeout_ms = timeout.as_millis() as u64;
+        let now = self.now_ms(reactor);
+        while let Some(front) = self.idle.front() {
+            let conn = &self.conns[front];
+            if conn.idle.last_active_ms + timeout_ms > now {
+                break;
+            }
+            let id = conn.id(front);
+            info!("{id}: idle for {timeout:?}: closing");
+            self.remove(reactor, front, Some(CloseReason::IdleTimeout));
+        }
+        self.arm_idle_timer(reactor);
+    }
+
+    // ----- listeners and shutdown ---------------------------------------
+
+    pub(crate) fn close_listener(&mut self, reactor: &mut Reactor, index: usize) {
+        let mut slot = self.listeners.remove(index);
+        let _ = reactor.deregister_routed(&mut slot.listener, slot.key);
+        slot.listener.remove_path();
+        self.accept_queue.retain(|&l| l != index);
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close every connection
+    /// once its output is flushed, abort the rest at the deadline.
+    pub(crate) fn begin_shutdown(
+        &mut self,
+        reactor: &mut Reactor,
+        grace: Duration,
+        done: ShutdownDone,
+    ) -> io::Result<()> {
+        if self.shutdown.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the service is already shutting down",
+            ));
+        }
+        let listeners: Vec<usize> = self.listeners.iter().map(|(i, _)| i).collect();
+        for index in listeners {
+            self.close_listener(reactor, index);
+        }
+        let deadline = self.set_timer(reactor, grace, TimerKind::ShutdownDeadline);
+        self.shutdown = Some(ShutdownState {
+            done: Some(done),
+            deadline,
+        });
+        info!(
+            "shutting down: {} connection(s) to flush within {grace:?}",
+            self.conns.len() - self.lingering
+        );
+        let ids: Vec<ConnId> = self.conns.iter().map(|(i, c)| c.id(i)).collect();
+        for id in ids {
+            let index = id.index as usize;
+            match self.conns.get(index).map(|c| c.flags) {
+                Some(flags) if flags.has(Flags::LINGERING) => self.remove(reactor, index, None),
+                Some(flags) if flags.has(Flags::CONNECTING) => {
+                    self.remove(reactor, index, Some(CloseReason::Shutdown))
+                }
+                Some(_) => {
+                    let _ = self.close(reactor, id, true);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The shutdown deadline passed: abort whatever is left.
+    pub(crate) fn shutdown_deadline(&mut self, reactor: &mut Reactor) {
+        let left: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
+        if !left.is_empty() {
+            warn!(
+                "shutdown deadline: aborting {} connection(s) with unsent output",
+                left.len()
+            );
+        }
+        for index in left {
+            let lingering = self.conns[index].flags.has(Flags::LINGERING);
+            self.remove(
+                reactor,
+                index,
+                (!lingering).then_some(CloseReason::Shutdown),
+            );
+        }
+    }
+
+    /// If a shutdown is complete (no connections left), runs its callback in
+    /// the next turn.
+    pub(crate) fn check_shutdown_done(&mut self, reactor: &mut Reactor) {
+        if !self.conns.is_empty() {
+            return;
+        }
+        let Some(state) = self.shutdown.as_mut() else {
+            return;
+        };
+        if let Some(done) = state.done.take() {
+            reactor.cancel(state.deadline);
+            info!("shutdown complete");
+            reactor.call_soon(done);
+        }
+    }
+
+    /// The current statistics.
+    pub(crate) fn stats(&self) -> ServiceStats {
+        ServiceStats {
+            open: self.conns.len() - self.lingering,
+            lingering: self.lingering,
+            listeners: self.listeners.len(),
+            pooled_bytes: self.pool.pooled_bytes(),
+            ..self.stats
+        }
+    }
+}

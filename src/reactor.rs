@@ -641,6 +641,38 @@ impl Reactor {
         self.deferred.push_back(Box::new(callback));
     }
 
+    /// Delivers a synthetic event to `key` at the start of the next turn, as
+    /// if the kernel had reported `ready` for it; a registration removed (or
+    /// replaced) by then does not get it.
+    ///
+    /// This is how a callback that stopped early on purpose (a read budget
+    /// spent, for fairness) gets called again: with edge-triggered readiness
+    /// the kernel will not report the source again until something new
+    /// happens on it.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use mio::net::UdpSocket;
+    /// use reactor::{Interest, Ready, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let mut calls = 0;
+    /// let key = reactor.register(socket, Interest::READABLE, move |reactor, _: &mut UdpSocket, event| {
+    ///     calls += 1;
+    ///     if calls == 3 { reactor.stop() } else { reactor.schedule_event(event.key(), event.ready()) }
+    /// })?;
+    /// reactor.schedule_event(key, Ready::READABLE);
+    /// reactor.run()?; // three synthetic events, no datagram
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn schedule_event(&mut self, key: Key, ready: Ready) {
+        self.call_soon(move |reactor| {
+            reactor.dispatch(key, ready);
+        });
+    }
+
     /// Adds a hook that runs every turn just before the loop polls (step 2 of
     /// a turn). The hook returns `true` to stay installed, `false` to be
     /// removed. The connection layer flushes its output here.

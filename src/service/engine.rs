@@ -270,6 +270,7 @@ impl<H: Handler> Engine<H> {
                 return;
             }
             let want = self.scratch.len().min(budget);
+            self.table.stats.reads += 1;
             match conn.stream.read(&mut self.scratch[..want]) {
                 Ok(0) => {
                     conn.flags.clear(Flags::READABLE);
@@ -405,6 +406,7 @@ impl<H: Handler> Engine<H> {
         let mut written = 0;
         let mut failure = None;
         loop {
+            table.stats.writes += 1;
             match queue.write_to(&mut conn.stream, budget) {
                 Ok((0, offered)) if offered > 0 => {
                     failure = Some(io::Error::from(io::ErrorKind::WriteZero));

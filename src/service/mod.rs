@@ -167,6 +167,11 @@ impl<H: Handler> Service<H> {
     /// some with [`listen`](Service::listen), or make outgoing connections
     /// with [`connect`](Service::connect).
     pub fn new(reactor: &mut Reactor, handler: H, config: Config) -> Service<H> {
+        // Room for every connection up front, in the reactor and in our own
+        // table: a table grown by doubling may hold twice the memory it needs
+        // (and untouched capacity costs no resident memory).
+        let room = config.max_connections.min(1 << 20);
+        reactor.reserve(room);
         let core = Rc::new_cyclic(|me: &Weak<Core<H>>| {
             let dispatch: Weak<dyn Dispatch> = me.clone();
             let timers: Weak<dyn table::TimerTarget> = me.clone();

@@ -43,6 +43,11 @@ pub struct ServiceStats {
     pub bytes_in: u64,
     /// Bytes written to all connections.
     pub bytes_out: u64,
+    /// `read` system calls made on connections.
+    pub reads: u64,
+    /// `write`/`writev` system calls made on connections (one per connection
+    /// per turn in steady state, however many messages were sent to it).
+    pub writes: u64,
     /// Bytes queued for output now, over all connections.
     pub queued_output: usize,
     /// The largest output queue any one connection has had.

@@ -116,7 +116,7 @@ impl Table {
     ) -> Table {
         let config = config.validated();
         Table {
-            conns: Slab::new(),
+            conns: Slab::with_capacity(config.max_connections.min(1 << 20)),
             listeners: Slab::new(),
             pool: BufferPool::new(config.buffer_pool),
             config,

@@ -1,0 +1,200 @@
+//! Shared by every example program: argument helpers (on `lexopt`), one
+//! parser for durations and one for sizes, logging set-up, and shutdown
+//! signals as a reactor source.
+//!
+//! Each example includes this file with `mod common;`; not every example
+//! uses every function.
+#![allow(dead_code)]
+
+use std::fmt::Display;
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process;
+use std::time::Duration;
+
+use reactor::{Interest, Key, Reactor};
+
+/// The program's name, for messages.
+pub fn program() -> String {
+    std::env::args()
+        .next()
+        .and_then(|path| {
+            std::path::Path::new(&path)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "reactor-example".to_string())
+}
+
+/// Logs through `env_logger`: `info` unless `RUST_LOG` says otherwise
+/// (`RUST_LOG=debug` shows every accept, read, write and close).
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+/// Bad usage: one line on stderr, a hint, exit status 2.
+pub fn usage_error(message: impl Display) -> ! {
+    let program = program();
+    eprintln!("{program}: {message}");
+    eprintln!("try '{program} --help'");
+    process::exit(2);
+}
+
+/// A failure at run time (bind, connect): one line on stderr, exit status 1.
+pub fn fail(message: impl Display) -> ! {
+    eprintln!("{}: {message}", program());
+    process::exit(1);
+}
+
+/// Prints the usage text and exits 0.
+pub fn help(usage: &str) -> ! {
+    print!("{usage}");
+    process::exit(0);
+}
+
+/// The next argument, or exit 2 on a malformed one.
+pub fn next_arg(parser: &mut lexopt::Parser) -> Option<lexopt::Arg<'_>> {
+    parser.next().unwrap_or_else(|e| usage_error(e))
+}
+
+/// The value of the option just read, parsed by `parse`; exit 2 if it is
+/// missing or does not parse.
+pub fn value<T>(
+    parser: &mut lexopt::Parser,
+    option: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> T {
+    let raw = match parser.value() {
+        Ok(raw) => raw,
+        Err(e) => usage_error(e),
+    };
+    let text = raw.to_string_lossy();
+    parse(&text)
+        .unwrap_or_else(|e| usage_error(format!("invalid value '{text}' for --{option}: {e}")))
+}
+
+/// An option's value as a string.
+pub fn text(s: &str) -> Result<String, String> {
+    Ok(s.to_string())
+}
+
+/// A count: a non-negative whole number.
+pub fn count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>().map_err(|e| e.to_string())
+}
+
+/// A duration such as `30s`, `500ms`, `2m`, `1h`, `250us` or `1.5s`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| "expected a number with a unit, like 30s, 500ms or 2m".to_string())?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(number * scale).map_err(|e| e.to_string())
+}
+
+/// A duration, or `off` / `0` for none.
+pub fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    if s == "off" || s == "none" {
+        return Ok(None);
+    }
+    let d = parse_duration(s)?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// A size such as `4MiB`, `64KiB`, `1GiB`, `512` (bytes), `10KB` (10 000).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| "expected a size like 4MiB, 64KiB or 1024".to_string())?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    let bytes = number * scale;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > usize::MAX as f64 || bytes.fract() != 0.0 {
+        return Err("not a whole number of bytes".to_string());
+    }
+    Ok(bytes as usize)
+}
+
+/// Resolves `host:port` to one socket address. Resolution may block
+/// (`getaddrinfo`), so call this before the loop starts, never inside it.
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?;
+    addrs.next().ok_or_else(|| "no address found".to_string())
+}
+
+/// Prints a line on stdout and flushes it at once (tests and scripts wait
+/// for lines such as `listening on ...`).
+pub fn announce(line: impl Display) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Calls `on_signal` inside the loop when SIGINT or SIGTERM arrives. The
+/// signals come through a pipe that `signal-hook-mio` registers like any
+/// socket, so the handler runs as an ordinary callback, not in a signal
+/// handler.
+pub fn on_shutdown_signal<F>(reactor: &mut Reactor, mut on_signal: F) -> io::Result<Key>
+where
+    F: FnMut(&mut Reactor, i32) + 'static,
+{
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook_mio::v1_0::Signals;
+
+    let signals = Signals::new([SIGINT, SIGTERM])?;
+    reactor.register(
+        signals,
+        Interest::READABLE,
+        move |reactor, signals: &mut Signals, _| {
+            for signal in signals.pending() {
+                on_signal(reactor, signal);
+            }
+        },
+    )
+}
+
+/// The name of a shutdown signal, for log lines.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,213 @@
+//! The seeds' `selectserver.py` on layer 2: a listener and its connections,
+//! each registered with a callback. No connection layer, no handler trait:
+//! the bare mechanism, with its edge-triggered rules spelled out.
+//!
+//! Run:   cargo run --example select_echo_server -- --addr 127.0.0.1:10000
+//! Talk:  nc 127.0.0.1 10000          (or: cargo run --example select_echo_client)
+//!
+//! Every connection echoes byte for byte until the peer closes; the server
+//! serves any number of clients until SIGINT or SIGTERM.
+
+mod common;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use reactor::{Event, Interest, Reactor, Ready};
+
+const USAGE: &str = "\
+select_echo_server: an echo server written with reactor callbacks only (layer 2)
+
+usage: select_echo_server [--addr HOST:PORT]
+
+options:
+  --addr HOST:PORT   where to listen (default 127.0.0.1:10000, the seed's port)
+  -h, --help         show this text
+
+Set RUST_LOG=debug to see every accept, read, write and close.
+";
+
+/// Bytes read from a client but not yet echoed back. Above this the server
+/// stops reading that client until the client reads its echo: a client that
+/// sends without reading cannot grow the server's memory.
+const PENDING_LIMIT: usize = 1024 * 1024;
+
+/// Bytes read from one client per event. A client that streams without
+/// pause must not keep the loop to itself: past this, the callback asks to
+/// be called again next turn and returns.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// What `pump` left the connection as.
+enum Outcome {
+    /// Waiting for the next event.
+    Open,
+    /// The read budget is spent and the socket may hold more.
+    MoreToRead,
+    /// Finished: the client closed and everything was echoed.
+    Done,
+}
+
+fn main() {
+    common::init_logging();
+    let mut addr = "127.0.0.1:10000".to_string();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = common::next_arg(&mut parser) {
+        match arg {
+            lexopt::Arg::Long("addr") => addr = common::value(&mut parser, "addr", common::text),
+            lexopt::Arg::Long("help") | lexopt::Arg::Short('h') => common::help(USAGE),
+            _ => common::usage_error(arg.unexpected()),
+        }
+    }
+    let addr = common::resolve(&addr)
+        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    if let Err(e) = run(addr) {
+        common::fail(e);
+    }
+}
+
+fn run(addr: SocketAddr) -> io::Result<()> {
+    let mut reactor = Reactor::new()?;
+    let listener = reactor::socket::tcp_listener(addr, reactor::socket::DEFAULT_BACKLOG)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    common::announce(format_args!("listening on {}", listener.local_addr()?));
+
+    // The listener's callback: `accept` in `selectserver.py`.
+    reactor.register(listener, Interest::READABLE, accept)?;
+
+    common::on_shutdown_signal(&mut reactor, |reactor, signal| {
+        info!("{}: shutting down", common::signal_name(signal));
+        reactor.stop();
+    })?;
+    reactor.run()?;
+    info!("stopped");
+    Ok(())
+}
+
+/// The listener is readable: connections wait in the backlog. Edge-triggered,
+/// so accept until `WouldBlock`: one event may stand for many connections,
+/// and no second event comes for those left behind.
+fn accept(reactor: &mut Reactor, listener: &mut TcpListener, _event: Event) {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                info!("accept({peer})");
+                let _ = stream.set_nodelay(true);
+                let mut client = Client {
+                    peer,
+                    pending: Vec::new(),
+                    readable: false,
+                    peer_closed: false,
+                };
+                // Register once for both directions: waiting for writability
+                // later costs no epoll_ctl.
+                let registered = reactor.register(
+                    stream,
+                    Interest::READABLE | Interest::WRITABLE,
+                    move |reactor, stream: &mut TcpStream, event| {
+                        client.on_event(reactor, stream, event)
+                    },
+                );
+                if let Err(e) = registered {
+                    warn!("cannot register {peer}: {e}");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            // The client gave up before we accepted it: take the next.
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+            Err(e) => {
+                // Out of descriptors, say. Stop for this event; the next
+                // connection to arrive raises a new one.
+                warn!("accept: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// One client's state, owned by its callback.
+struct Client {
+    peer: SocketAddr,
+    /// Read and not yet echoed.
+    pending: Vec<u8>,
+    /// The last read did not prove the socket empty (edge-triggered: no
+    /// event will remind us).
+    readable: bool,
+    /// The client shut down its side; close once `pending` is sent.
+    peer_closed: bool,
+}
+
+impl Client {
+    /// `read` in `selectserver.py`, made safe for partial writes and
+    /// edge-triggered readiness.
+    fn on_event(&mut self, reactor: &mut Reactor, stream: &mut TcpStream, event: Event) {
+        if event.is_readable() || event.ready().is_read_closed() {
+            self.readable = true;
+        }
+        match self.pump(stream) {
+            Ok(Outcome::Open) => {}
+            // Edge-triggered: no event will announce input that is already
+            // waiting, so schedule one.
+            Ok(Outcome::MoreToRead) => reactor.schedule_event(event.key(), Ready::READABLE),
+            Ok(Outcome::Done) => {
+                info!("closing {}", self.peer);
+                let _ = reactor.deregister(event.key());
+            }
+            Err(e) => {
+                info!("closing {}: {e}", self.peer);
+                let _ = reactor.deregister(event.key());
+            }
+        }
+    }
+
+    /// Moves bytes until the socket would block either way, or the read
+    /// budget is spent.
+    fn pump(&mut self, stream: &mut TcpStream) -> io::Result<Outcome> {
+        let mut buf = [0u8; 16 * 1024];
+        let mut budget = READ_BUDGET;
+        loop {
+            // Write first: what is pending must go before more is read.
+            while !self.pending.is_empty() {
+                match stream.write(&self.pending) {
+                    Ok(n) => {
+                        debug!("write({}): {n} bytes", self.peer);
+                        self.pending.drain(..n);
+                    }
+                    // The send buffer is full: a writable event will call us
+                    // back. Keep `readable` as it is.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.peer_closed && self.pending.is_empty() {
+                return Ok(Outcome::Done);
+            }
+            // Backpressure: while too much is pending, leave the input in
+            // the kernel; the client is throttled by TCP flow control. The
+            // writable event that frees room brings us back here.
+            if !self.readable || self.pending.len() >= PENDING_LIMIT {
+                return Ok(Outcome::Open);
+            }
+            if budget == 0 {
+                return Ok(Outcome::MoreToRead);
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    debug!("read({}): end of stream", self.peer);
+                    self.readable = false;
+                    self.peer_closed = true;
+                }
+                Ok(n) => {
+                    debug!("read({}): {n} bytes", self.peer);
+                    self.pending.extend_from_slice(&buf[..n]);
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `examples/echo_server.rs`, driven as a user would: spawned, connected to
+//! over loopback, spoken to, signalled.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use support::{Rng, Server, closed_within, connect, echo_once, heavy, run_echo_clients};
+
+fn start(args: &[&str]) -> Server {
+    let mut all = vec!["--addr", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Server::start("echo_server", &all, 1)
+}
+
+/// The server answers another client, correctly, right now.
+#[track_caller]
+fn assert_still_serving(addr: SocketAddr) {
+    assert_eq!(echo_once(addr, b"still there?"), b"still there?");
+}
+
+#[test]
+fn hundred_clients_echo_a_mebibyte_each_in_random_chunks() {
+    let _heavy = heavy();
+    let server = start(&[]);
+    let mut rng = Rng::new(0x5eed);
+    let payloads: Vec<Vec<u8>> = (0..100).map(|_| rng.bytes(1 << 20)).collect();
+    run_echo_clients(server.addr(), &payloads, 42, Duration::from_secs(120)).unwrap();
+    assert_still_serving(server.addr());
+}
+
+#[test]
+fn slow_reader_is_held_back_with_bounded_memory_then_gets_every_byte() {
+    let _heavy = heavy();
+    const TOTAL: usize = 50 << 20;
+    let server = start(&[]);
+    let baseline = server.rss_kib();
+    let data = Rng::new(7).bytes(TOTAL);
+
+    // Write without reading until the writes stall: the kernel buffers on
+    // both sides are full and the server has stopped reading us. A send
+    // timeout is the stall signal: no room appeared for half a second.
+    let mut writer = connect(server.addr());
+    writer
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut sent = 0;
+    let mut peak_rss = baseline;
+    let start = Instant::now();
+    while sent < TOTAL {
+        match writer.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("write: {e}"),
+        }
+        peak_rss = peak_rss.max(server.rss_kib());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "writing took too long"
+        );
+    }
+    assert!(
+        sent < TOTAL,
+        "the server should have stopped reading before all 50 MiB were sent"
+    );
+    peak_rss = peak_rss.max(server.rss_kib());
+
+    // The server's memory is bounded by its limits (high water 256 KiB plus a
+    // read budget, the pool, the scratch buffer), not by what we sent.
+    let growth_kib = peak_rss.saturating_sub(baseline);
+    eprintln!(
+        "slow reader: {sent} bytes accepted before the stall; server RSS {baseline} KiB -> peak {peak_rss} KiB"
+    );
+    assert!(
+        growth_kib < 16 * 1024,
+        "server RSS grew by {growth_kib} KiB while {sent} bytes were pushed at it"
+    );
+
+    // Meanwhile others are served.
+    assert_still_serving(server.addr());
+
+    // Now read everything while writing the rest, and check every byte.
+    let reader_stream = writer.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut stream = reader_stream;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut got = Vec::with_capacity(TOTAL);
+        let mut buf = vec![0; 256 * 1024];
+        while got.len() < TOTAL {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read after {} bytes: {e}", got.len()),
+            }
+        }
+        got
+    });
+    writer
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    writer.write_all(&data[sent..]).unwrap();
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), TOTAL);
+    assert!(got == data, "the echo differs from what was sent");
+    assert_still_serving(server.addr());
+}
+
+#[test]
+fn half_close_gets_the_whole_echo_then_end_of_stream() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr());
+    let data = Rng::new(3).bytes(300_000);
+    let writer_data = data.clone();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&writer_data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap(); // ends only at the server's FIN
+    sender.join().unwrap();
+    assert!(
+        back == data,
+        "echo differs ({} of {} bytes)",
+        back.len(),
+        data.len()
+    );
+    assert_still_serving(server.addr());
+}
+
+#[test]
+fn abrupt_reset_mid_transfer_leaves_the_server_serving() {
+    let _heavy = heavy();
+    let server = start(&[]);
+    for _ in 0..5 {
+        let mut stream = connect(server.addr());
+        stream.write_all(&vec![b'x'; 4 << 20]).unwrap_or(()); // may stall: fine
+        // SO_LINGER 0: close() sends RST, with echo still queued both ways.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream);
+    }
+    assert_still_serving(server.addr());
+}
+
+#[test]
+fn upper_flag_uppercases_ascii_letters_only() {
+    let server = start(&["--upper"]);
+    let input = "héllo, World! 123 ß\n".as_bytes();
+    let expected: Vec<u8> = input.iter().map(u8::to_ascii_uppercase).collect();
+    assert_eq!(echo_once(server.addr(), input), expected);
+    assert_eq!(expected, "HéLLO, WORLD! 123 ß\n".as_bytes()); // as bytes.upper()
+}
+
+#[test]
+fn plain_echo_is_byte_exact_for_every_byte_value() {
+    let server = start(&[]);
+    let all: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    assert_eq!(echo_once(server.addr(), &all), all);
+}
+
+#[test]
+fn max_conns_refuses_the_extra_client_with_a_reason() {
+    let server = start(&["--max-conns", "2"]);
+    let mut first = connect(server.addr());
+    let mut second = connect(server.addr());
+    // Make sure both are accepted before the third arrives.
+    for s in [&mut first, &mut second] {
+        s.write_all(b"hi").unwrap();
+        let mut back = [0; 2];
+        s.read_exact(&mut back).unwrap();
+    }
+    let mut third = connect(server.addr());
+    let mut reply = String::new();
+    third.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "error: server full\n");
+
+    // A slot frees up when a client leaves.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(server.addr());
+        s.write_all(b"again").unwrap();
+        let mut back = [0; 5];
+        s.read_exact(&mut back).unwrap();
+        if &back == b"again" {
+            break;
+        }
+        // Refused ("error: server full"): the server has not yet seen the
+        // first client's close. Try again, within the deadline.
+        assert_eq!(&back, b"error");
+        assert!(Instant::now() < deadline, "no slot freed up");
+    }
+}
+
+#[test]
+fn idle_timeout_closes_an_idle_client_but_not_an_active_one() {
+    let server = start(&["--idle-timeout", "300ms"]);
+    let mut idle = connect(server.addr());
+    let mut active = connect(server.addr());
+    let started = Instant::now();
+    // Keep one busy for longer than the timeout.
+    while started.elapsed() < Duration::from_millis(900) {
+        active.write_all(b"ping").unwrap();
+        let mut back = [0; 4];
+        active.read_exact(&mut back).unwrap();
+        std::thread::sleep(Duration::from_millis(50)); // pacing, not synchronisation
+    }
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)),
+        "idle client was not closed"
+    );
+    active.write_all(b"pong").unwrap();
+    let mut back = [0; 4];
+    active.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong");
+}
+
+#[test]
+fn sigterm_flushes_clients_and_exits_zero() {
+    let server = start(&[]);
+    let mut client = connect(server.addr());
+    client.write_all(b"last words").unwrap();
+    let mut back = [0; 10];
+    client.read_exact(&mut back).unwrap();
+    server.signal(15);
+    // The client is closed by the server (after a flush), not left hanging.
+    assert!(closed_within(&mut client, Duration::from_secs(10)));
+    let (status, stderr) = server.wait(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn sigint_exits_zero_too() {
+    let server = start(&[]);
+    server.signal(2);
+    let (status, stderr) = server.wait(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn unix_socket_and_several_tcp_listeners_serve_the_same_echo() {
+    let path = std::env::temp_dir().join(format!("reactor-echo-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_str = path.to_str().unwrap();
+    let server = Server::start(
+        "echo_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--addr",
+            "127.0.0.1:0",
+            "--unix",
+            path_str,
+        ],
+        3,
+    );
+    assert_eq!(server.listening[2], format!("unix:{path_str}"));
+    for addr in &server.listening[..2] {
+        assert_eq!(echo_once(addr.parse().unwrap(), b"tcp"), b"tcp");
+    }
+    let mut unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    unix.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    unix.write_all(b"over a unix socket").unwrap();
+    let mut back = [0; 18];
+    unix.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"over a unix socket");
+    drop(unix);
+    server.signal(15);
+    let (status, _) = server.wait(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(!path.exists(), "the socket file is removed on shutdown");
+}
+
+#[test]
+fn idle_connections_cost_a_few_hundred_bytes_each() {
+    let _heavy = heavy();
+    const CONNS: usize = 2000;
+    let server = start(&[]);
+    // Warm up: one round trip, so buffers and pools exist before measuring.
+    assert_still_serving(server.addr());
+    let before = server.rss_kib();
+    let mut held = Vec::with_capacity(CONNS);
+    for _ in 0..CONNS {
+        held.push(connect(server.addr()));
+    }
+    // Every connection answers: they are all accepted and registered.
+    for s in held.iter_mut().step_by(100) {
+        s.write_all(b"x").unwrap();
+        let mut b = [0; 1];
+        s.read_exact(&mut b).unwrap();
+    }
+    let last = held.last_mut().unwrap();
+    last.write_all(b"y").unwrap();
+    let mut b = [0; 1];
+    last.read_exact(&mut b).unwrap();
+    let after = server.rss_kib();
+    let per_conn = (after.saturating_sub(before) * 1024) as usize / CONNS;
+    eprintln!("idle connections: {per_conn} bytes each ({before} KiB -> {after} KiB)");
+    assert!(
+        per_conn <= 512,
+        "{per_conn} bytes of user-space memory per idle connection"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_two_with_a_one_line_reason() {
+    for args in [
+        &["--bogus"][..],
+        &["--max-conns", "many"],
+        &["--idle-timeout", "5 parsecs"],
+        &["--addr"],
+    ] {
+        let (status, _, stderr) =
+            support::run_example("echo_server", args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("echo_server: ")),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (status, stdout, _) =
+        support::run_example("echo_server", &["--help"], Duration::from_secs(10));
+    assert!(status.success());
+    assert!(stdout.contains("--idle-timeout"));
+}
+
+#[test]
+fn a_failed_bind_exits_one_with_a_one_line_reason() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, _, stderr) =
+        support::run_example("echo_server", &["--addr", &addr], Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}

@@ -1,0 +1,406 @@
+//! Helpers shared by the integration tests: finding and spawning the example
+//! binaries, reading a process's memory from `/proc`, a small deterministic
+//! random generator, and a many-client echo checker driven by `mio::Poll`.
+//!
+//! Every wait here is bounded: reads have timeouts, process exits are waited
+//! for through a channel with a deadline, and the echo checker has a
+//! deadline of its own.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Heavy tests take this lock so that, on a 2-core machine, they run one at
+/// a time within a test binary (cargo runs test binaries one after another).
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The path of an example binary. `cargo test` builds the examples next to
+/// the test executables' directory: `target/<profile>/deps/<test>` for the
+/// test, `target/<profile>/examples/<name>` for the example (this holds with
+/// `CARGO_TARGET_DIR` set, too).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A running example server. Killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// Every `listening on ...` address it printed, in order.
+    pub listening: Vec<String>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Server {
+    /// Spawns `name` with `args` and waits (up to 20 s) until it has printed
+    /// `expect_listeners` lines `listening on ADDR`.
+    pub fn start(name: &str, args: &[&str], expect_listeners: usize) -> Server {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut listening = Vec::new();
+        while listening.len() < expect_listeners {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        listening.push(addr.to_string());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("{name} did not print 'listening on' in time; stderr:\n{err}");
+                }
+            }
+        }
+        let stderr = child.stderr.take();
+        Server {
+            child,
+            listening,
+            stderr,
+        }
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listening[0].parse().expect("a socket address")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    /// Sends a signal (SIGTERM = 15, SIGINT = 2) to the server.
+    pub fn signal(&self, signal: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the server to exit and returns its status and
+    /// everything it wrote to stderr.
+    pub fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
+        let mut stderr = self.stderr.take();
+        let reader = thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(e) = stderr.as_mut() {
+                let _ = e.read_to_string(&mut text);
+            }
+            text
+        });
+        let status = wait_with_deadline(&mut self.child, limit);
+        let text = reader.join().unwrap_or_default();
+        (status, text)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for a child to exit, killing it (and failing the test) after `limit`.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        // Polling a child's exit: there is no readiness signal to wait on
+        // without a SIGCHLD handler, so check every few milliseconds.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs an example to completion (bounded) and returns status, stdout, stderr.
+pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_deadline(&mut child, limit);
+    (
+        status,
+        out_reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
+}
+
+/// Resident memory (VmRSS) of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// A blocking client connection with generous timeouts, so a broken server
+/// fails the test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Sends `data`, reads back exactly as many bytes, and returns them.
+pub fn echo_once(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    stream.write_all(data).unwrap();
+    let mut back = vec![0; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    back
+}
+
+/// Reads until end of stream (bounded by the read timeout).
+pub fn read_to_end(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all)?;
+    Ok(all)
+}
+
+/// True if the peer closes the connection (EOF or reset) before `limit`.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*): reproducible test data
+/// without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `low..=high`.
+    pub fn range(&mut self, low: usize, high: usize) -> usize {
+        low + (self.next_u64() % (high - low + 1) as u64) as usize
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// Drives many echo clients at once over non-blocking sockets: each sends
+/// its payload in random-sized chunks (1 byte to 64 KiB) and checks every
+/// byte that comes back against what it sent. Returns an error describing
+/// the first mismatch, early close or the deadline passing.
+pub fn run_echo_clients(
+    addr: SocketAddr,
+    payloads: &[Vec<u8>],
+    seed: u64,
+    limit: Duration,
+) -> Result<(), String> {
+    use mio::net::TcpStream as MioStream;
+    use mio::{Events, Interest, Poll, Token};
+
+    struct Client {
+        stream: MioStream,
+        sent: usize,
+        checked: usize,
+        done: bool,
+    }
+
+    let mut rng = Rng::new(seed);
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut clients: HashMap<usize, Client> = HashMap::new();
+    for (i, _) in payloads.iter().enumerate() {
+        let mut stream =
+            MioStream::connect(addr).map_err(|e| format!("client {i}: connect: {e}"))?;
+        poll.registry()
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| e.to_string())?;
+        clients.insert(
+            i,
+            Client {
+                stream,
+                sent: 0,
+                checked: 0,
+                done: false,
+            },
+        );
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + limit;
+    let mut remaining = payloads.len();
+    while remaining > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let stuck: Vec<String> = clients
+                .iter()
+                .filter(|(_, c)| !c.done)
+                .take(5)
+                .map(|(i, c)| format!("client {i}: sent {} checked {}", c.sent, c.checked))
+                .collect();
+            return Err(format!(
+                "deadline passed with {remaining} clients unfinished: {stuck:?}"
+            ));
+        }
+        poll.poll(&mut events, Some(left))
+            .map_err(|e| e.to_string())?;
+        for event in events.iter() {
+            let i = event.token().0;
+            let payload = &payloads[i];
+            let client = clients.get_mut(&i).expect("client");
+            if client.done {
+                continue;
+            }
+            // Write random-sized chunks until the socket is full.
+            while client.sent < payload.len() {
+                let chunk = rng.range(1, 64 * 1024).min(payload.len() - client.sent);
+                match client
+                    .stream
+                    .write(&payload[client.sent..client.sent + chunk])
+                {
+                    Ok(n) => client.sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::NotConnected => break,
+                    Err(e) => return Err(format!("client {i}: write: {e}")),
+                }
+            }
+            // Read until WouldBlock, checking every byte.
+            loop {
+                match client.stream.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(format!(
+                            "client {i}: server closed after {} of {} bytes",
+                            client.checked,
+                            payload.len()
+                        ));
+                    }
+                    Ok(n) => {
+                        let expected = payload.get(client.checked..client.checked + n);
+                        if expected != Some(&buf[..n]) {
+                            return Err(format!("client {i}: mismatch at byte {}", client.checked));
+                        }
+                        client.checked += n;
+                        if client.checked == payload.len() {
+                            client.done = true;
+                            remaining -= 1;
+                            let _ = client.stream.shutdown(Shutdown::Both);
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::NotConnected => break,
+                    Err(e) => return Err(format!("client {i}: read: {e}")),
+                }
+            }
+        }
+    }
+    Ok(())
+}

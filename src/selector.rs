@@ -434,6 +434,11 @@ impl<T> Selector<T> {
     /// interrupt [`select`](Selector::select), which then reports
     /// [`Key::WAKER`] as readable.
     ///
+    /// Keep the waker alive until its wake has been seen: dropping it closes
+    /// its `eventfd`, and closing a descriptor takes its pending event out of
+    /// epoll's ready list. ([`Handle`](crate::Handle) shares one waker with
+    /// the reactor for this reason.)
+    ///
     /// # Errors
     ///
     /// `AlreadyExists` on a second call: mio allows one waker per poll

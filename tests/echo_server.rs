@@ -350,3 +350,65 @@ fn a_failed_bind_exits_one_with_a_one_line_reason() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot listen on"), "{stderr}");
 }
+
+/// Out of descriptors (`EMFILE`): the server logs once, rests instead of
+/// spinning on `accept`, and serves the waiting clients once descriptors
+/// free up.
+#[test]
+fn running_out_of_descriptors_pauses_accepting_and_recovers() {
+    let _heavy = heavy();
+    let binary = support::example("echo_server");
+    let script = format!(
+        "ulimit -n 24 && exec {} --addr 127.0.0.1:0",
+        binary.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // More clients than descriptors: the kernel completes their handshakes
+    // (they wait in the backlog) but the server cannot accept them all.
+    let mut clients: Vec<std::net::TcpStream> = (0..30).map(|_| connect(addr)).collect();
+    for c in &mut clients {
+        c.write_all(b"?").unwrap();
+    }
+    // The first ones are answered.
+    let mut b = [0; 1];
+    clients[0].read_exact(&mut b).unwrap();
+    // Free descriptors: the rest must then be accepted and answered.
+    let waiting = clients.split_off(15);
+    drop(clients);
+    for mut c in waiting {
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"?");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let warnings = stderr.matches("pausing accepts").count();
+    eprintln!("EMFILE episode, server stderr:\n{stderr}");
+    assert!(warnings >= 1, "no EMFILE warning; stderr:\n{stderr}");
+    assert!(
+        warnings <= 3,
+        "logged {warnings} times, not once per episode:\n{stderr}"
+    );
+}

@@ -1,0 +1,640 @@
+//! Layer 3: the connection layer, through its public API, over real sockets.
+//!
+//! The service runs on the test's thread; clients are plain blocking sockets
+//! on helper threads (with timeouts), or outgoing connections of a service.
+
+mod support;
+
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use reactor::Reactor;
+use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
+use support::{Rng, connect};
+
+/// What a test handler saw, for assertions.
+#[derive(Default)]
+struct Log {
+    opened: Vec<ConnId>,
+    closed: Vec<(ConnId, String)>,
+}
+
+type Shared = Rc<RefCell<Log>>;
+
+/// An echo handler that records what happens.
+struct Echo {
+    log: Shared,
+}
+
+impl Handler for Echo {
+    fn on_open(&mut self, _: &mut Connections<'_>, id: ConnId, _: Origin) {
+        self.log.borrow_mut().opened.push(id);
+    }
+    fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let _ = conns.send(id, data);
+        data.len()
+    }
+    fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        self.log.borrow_mut().closed.push((id, reason.to_string()));
+    }
+}
+
+fn serve<H: Handler>(handler: H, config: Config) -> (Reactor, Service<H>, SocketAddr) {
+    let mut reactor = Reactor::new().unwrap();
+    let service = Service::new(&mut reactor, handler, config);
+    let id = service
+        .listen(&mut reactor, "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = service.local_addr(id).unwrap().inet().unwrap();
+    (reactor, service, addr)
+}
+
+/// Runs the loop until `done` holds, bounded in time.
+#[track_caller]
+fn run_until(reactor: &mut Reactor, mut done: impl FnMut(&mut Reactor) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(reactor) {
+        assert!(Instant::now() < deadline, "condition not reached in time");
+        reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+    }
+}
+
+/// Runs the loop until a client thread finishes, and returns its result.
+#[track_caller]
+fn run_client<T>(reactor: &mut Reactor, client: JoinHandle<T>) -> T {
+    run_until(reactor, |_| client.is_finished());
+    client.join().expect("client thread panicked")
+}
+
+#[test]
+fn a_stale_conn_id_is_not_found_and_never_reaches_the_new_owner() {
+    let log = Shared::default();
+    let (mut reactor, service, addr) = serve(Echo { log: log.clone() }, Config::default());
+    let first = connect(addr);
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 1);
+    drop(first);
+    run_until(&mut reactor, |_| log.borrow().closed.len() == 1);
+    let mut second = connect(addr);
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 2);
+    let (old, new) = (log.borrow().opened[0], log.borrow().opened[1]);
+    assert_eq!(old.index(), new.index(), "the slot was reused");
+    assert_ne!(old, new);
+
+    let err = service
+        .with(&mut reactor, |_, conns| conns.send(old, b"for the old one"))
+        .unwrap();
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::NotFound);
+    let err = service
+        .with(&mut reactor, |_, conns| conns.close(old))
+        .unwrap();
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::NotFound);
+    service
+        .with(&mut reactor, |_, conns| conns.send(new, b"for the new one"))
+        .unwrap()
+        .unwrap();
+    reactor.run_once(Some(Duration::ZERO)).unwrap();
+    let mut got = [0; 15];
+    second.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"for the new one");
+}
+
+/// Many sends in one turn cost one write system call.
+#[test]
+fn many_sends_in_one_turn_go_out_in_one_write() {
+    struct Chatty;
+    impl Handler for Chatty {
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            for i in 0..100u8 {
+                conns.send(id, &[b'a' + i % 26]).unwrap();
+            }
+            data.len()
+        }
+    }
+    let (mut reactor, service, addr) = serve(Chatty, Config::default());
+    let client = std::thread::spawn(move || {
+        let mut stream = connect(addr);
+        stream.write_all(b"go").unwrap();
+        let mut got = vec![0; 100];
+        stream.read_exact(&mut got).unwrap();
+        got
+    });
+    let got = run_client(&mut reactor, client);
+    let expected: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+    assert_eq!(got, expected);
+    assert_eq!(service.stats().writes, 1, "{:?}", service.stats());
+}
+
+#[test]
+fn a_client_that_does_not_read_is_not_read_either() {
+    let config = Config::default()
+        .high_water(64 * 1024)
+        .low_water(16 * 1024)
+        .read_budget(16 * 1024);
+    let log = Shared::default();
+    let (mut reactor, service, addr) = serve(Echo { log }, config);
+    // More than loopback's kernel buffers can hold (autotuned, they take
+    // about 10 MiB between the two sockets).
+    const TOTAL: usize = 32 << 20;
+    let data = Rng::new(11).bytes(TOTAL);
+    let mut stream = connect(addr);
+    stream.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    let mut stalled_turns = 0;
+    // Push until several turns in a row accept nothing.
+    while sent < TOTAL && stalled_turns < 50 {
+        match stream.write(&data[sent..(sent + 65536).min(TOTAL)]) {
+            Ok(n) => {
+                sent += n;
+                stalled_turns = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => stalled_turns += 1,
+            Err(e) => panic!("{e}"),
+        }
+        reactor.run_once(Some(Duration::from_millis(5))).unwrap();
+        // Reading stops above high water: at most one read budget more.
+        assert!(
+            service.largest_output() <= 64 * 1024 + 16 * 1024,
+            "{}",
+            service.largest_output()
+        );
+    }
+    assert!(
+        sent < TOTAL,
+        "the server kept reading a client that does not read"
+    );
+    // Read it all back (the loop keeps the server going meanwhile).
+    stream.set_nonblocking(false).unwrap();
+    let reader_stream = stream.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = reader_stream;
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = vec![0; TOTAL];
+        s.read_exact(&mut got).unwrap();
+        got
+    });
+    let rest = data[sent..].to_vec();
+    let writer = std::thread::spawn(move || stream.write_all(&rest).unwrap());
+    let got = run_client(&mut reactor, reader);
+    writer.join().unwrap();
+    assert!(got == data);
+    assert!(service.stats().peak_output <= 64 * 1024 + 16 * 1024);
+}
+
+#[test]
+fn output_past_the_limit_closes_only_that_connection() {
+    /// Answers every byte with a kilobyte.
+    struct Amplify {
+        log: Shared,
+    }
+    impl Handler for Amplify {
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            for _ in 0..data.len() {
+                if conns.send(id, &[b'z'; 1024]).is_err() {
+                    break;
+                }
+            }
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    let log = Shared::default();
+    let config = Config::default()
+        .output_limit(512 * 1024)
+        .high_water(128 * 1024);
+    let (mut reactor, _service, addr) = serve(Amplify { log: log.clone() }, config);
+    let mut hog = connect(addr);
+    hog.write_all(&vec![b'!'; 32 * 1024]).unwrap(); // asks for 32 MiB, never reads
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    assert!(
+        log.borrow().closed[0].1.contains("output limit"),
+        "{:?}",
+        log.borrow().closed
+    );
+    // A polite client is served as usual.
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"?").unwrap();
+        let mut got = vec![0; 1024];
+        s.read_exact(&mut got).unwrap();
+        got
+    });
+    assert_eq!(run_client(&mut reactor, client), vec![b'z'; 1024]);
+    drop(hog);
+}
+
+/// A line protocol: consumes whole lines only, leaving partial ones.
+struct Lines {
+    lines: Rc<RefCell<Vec<String>>>,
+    log: Shared,
+    pause_after_first: bool,
+}
+
+impl Handler for Lines {
+    fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let mut consumed = 0;
+        while let Some(end) = data[consumed..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&data[consumed..consumed + end]).into_owned();
+            self.lines.borrow_mut().push(line);
+            consumed += end + 1;
+            if self.pause_after_first {
+                self.pause_after_first = false;
+                // The test resumes it later: the leftover must then be
+                // handed back even though nothing new arrives.
+                conns.pause_reading(id).unwrap();
+                return consumed;
+            }
+        }
+        consumed
+    }
+    fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        self.log.borrow_mut().closed.push((id, reason.to_string()));
+    }
+}
+
+#[test]
+fn partial_lines_are_kept_until_the_rest_arrives() {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    let handler = Lines {
+        lines: lines.clone(),
+        log: Shared::default(),
+        pause_after_first: false,
+    };
+    let (mut reactor, _service, addr) = serve(handler, Config::default());
+    let text = b"first line\nsecond\nthird one, longer than the others\n";
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.set_nodelay(true).unwrap();
+        for byte in text {
+            s.write_all(&[*byte]).unwrap(); // one byte per write
+        }
+        s
+    });
+    let _stream = run_client(&mut reactor, client);
+    run_until(&mut reactor, |_| lines.borrow().len() == 3);
+    assert_eq!(
+        *lines.borrow(),
+        ["first line", "second", "third one, longer than the others"]
+    );
+}
+
+#[test]
+fn unconsumed_input_past_the_limit_closes_the_connection() {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    let log = Shared::default();
+    let handler = Lines {
+        lines,
+        log: log.clone(),
+        pause_after_first: false,
+    };
+    let (mut reactor, _service, addr) = serve(handler, Config::default().input_limit(1024));
+    let mut s = connect(addr);
+    s.write_all(&[b'x'; 4096]).unwrap(); // no newline
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    assert!(
+        log.borrow().closed[0].1.contains("input limit"),
+        "{:?}",
+        log.borrow().closed
+    );
+    assert!(support::closed_within(&mut s, Duration::from_secs(5)));
+}
+
+#[test]
+fn resume_reading_hands_back_leftover_input_without_new_bytes() {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    let handler = Lines {
+        lines: lines.clone(),
+        log: Shared::default(),
+        pause_after_first: true,
+    };
+    let (mut reactor, service, addr) = serve(handler, Config::default());
+    let mut s = connect(addr);
+    s.write_all(b"one\ntwo\nthree\n").unwrap(); // arrives in one read
+    run_until(&mut reactor, |_| lines.borrow().len() == 1);
+    // Paused: the other two lines wait in the connection's input buffer.
+    for _ in 0..5 {
+        reactor.run_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert_eq!(lines.borrow().len(), 1);
+    service
+        .with(&mut reactor, |_, conns| {
+            let id = conns.ids().next().unwrap();
+            assert_eq!(conns.input_len(id), Some(10));
+            conns.resume_reading(id).unwrap();
+        })
+        .unwrap();
+    run_until(&mut reactor, |_| lines.borrow().len() == 3);
+    assert_eq!(*lines.borrow(), ["one", "two", "three"]);
+}
+
+#[test]
+fn read_and_write_budgets_of_a_few_bytes_still_move_everything() {
+    let config = Config::default().read_budget(7).write_budget(1000);
+    let (mut reactor, service, addr) = serve(
+        Echo {
+            log: Shared::default(),
+        },
+        config,
+    );
+    let data = Rng::new(5).bytes(200_000);
+    let expected = data.clone();
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || w.write_all(&data).unwrap());
+        let mut got = vec![0; 200_000];
+        s.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        got
+    });
+    assert!(run_client(&mut reactor, client) == expected);
+    assert!(service.stats().reads >= 200_000 / 7);
+}
+
+#[test]
+fn a_burst_of_connections_is_accepted_a_few_per_turn() {
+    let log = Shared::default();
+    let config = Config::default().accepts_per_turn(4);
+    let (mut reactor, _service, addr) = serve(Echo { log: log.clone() }, config);
+    let clients: Vec<TcpStream> = (0..300).map(|_| connect(addr)).collect();
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 300);
+    drop(clients);
+}
+
+#[test]
+fn the_handler_may_answer_a_half_close_before_closing() {
+    struct Goodbye;
+    impl Handler for Goodbye {
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+        fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+            conns.send(id, b"bye\n").unwrap();
+            conns.close(id).unwrap();
+        }
+    }
+    let (mut reactor, _service, addr) = serve(Goodbye, Config::default());
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"hello").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        support::read_to_end(&mut s).unwrap()
+    });
+    assert_eq!(run_client(&mut reactor, client), b"bye\n");
+}
+
+#[test]
+fn shutdown_write_sends_fin_but_keeps_receiving() {
+    struct Greeter {
+        heard: Rc<RefCell<Vec<u8>>>,
+    }
+    impl Handler for Greeter {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            conns.send(id, b"all I have to say").unwrap();
+            conns.shutdown_write(id).unwrap();
+            assert_eq!(
+                conns.send(id, b"more").unwrap_err().kind(),
+                ErrorKind::BrokenPipe
+            );
+        }
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            self.heard.borrow_mut().extend_from_slice(data);
+            data.len()
+        }
+    }
+    let heard = Rc::new(RefCell::new(Vec::new()));
+    let (mut reactor, _service, addr) = serve(
+        Greeter {
+            heard: heard.clone(),
+        },
+        Config::default(),
+    );
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        let got = support::read_to_end(&mut s).unwrap(); // EOF = the server's FIN
+        s.write_all(b"and my reply").unwrap();
+        (s, got)
+    });
+    let (_stream, got) = run_client(&mut reactor, client);
+    assert_eq!(got, b"all I have to say");
+    run_until(&mut reactor, |_| heard.borrow().len() == 12);
+    assert_eq!(*heard.borrow(), b"and my reply");
+}
+
+#[test]
+fn a_refused_connect_closes_without_opening() {
+    let log = Shared::default();
+    let mut reactor = Reactor::new().unwrap();
+    let service = Service::new(&mut reactor, Echo { log: log.clone() }, Config::default());
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The listener is dropped: nothing listens there now.
+    let id = service.connect(&mut reactor, free_port).unwrap();
+    service
+        .with(&mut reactor, |_, conns| {
+            conns.send(id, b"queued early").unwrap()
+        })
+        .unwrap();
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    let log = log.borrow();
+    assert!(log.opened.is_empty());
+    assert_eq!(log.closed[0].0, id);
+    assert!(log.closed[0].1.contains("refused"), "{:?}", log.closed);
+}
+
+#[test]
+fn a_connect_that_hangs_times_out() {
+    // A listener with a backlog of 0 that never accepts: once its queue is
+    // full the kernel drops further SYNs, so the next connect hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<TcpStream> = (0..2)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    assert!(!fillers.is_empty());
+
+    let log = Shared::default();
+    let mut reactor = Reactor::new().unwrap();
+    let config = Config::default().connect_timeout(Duration::from_millis(300));
+    let service = Service::new(&mut reactor, Echo { log: log.clone() }, config);
+    service.connect(&mut reactor, addr).unwrap();
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    assert!(log.borrow().opened.is_empty());
+    assert_eq!(log.borrow().closed[0].1, "connect timed out");
+}
+
+#[test]
+fn a_service_client_and_server_talk_over_a_unix_socket() {
+    struct Ask {
+        answer: Rc<RefCell<Vec<u8>>>,
+    }
+    impl Handler for Ask {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
+            assert_eq!(origin, Origin::Connected);
+            conns.send(id, b"over unix").unwrap();
+        }
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            self.answer.borrow_mut().extend_from_slice(data);
+            if self.answer.borrow().len() == 9 {
+                conns.close(id).unwrap();
+            }
+            data.len()
+        }
+    }
+    let path =
+        std::env::temp_dir().join(format!("reactor-service-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut reactor = Reactor::new().unwrap();
+    let server = Service::new(
+        &mut reactor,
+        Echo {
+            log: Shared::default(),
+        },
+        Config::default(),
+    );
+    server.listen_unix(&mut reactor, &path).unwrap();
+    let answer = Rc::new(RefCell::new(Vec::new()));
+    let client = Service::new(
+        &mut reactor,
+        Ask {
+            answer: answer.clone(),
+        },
+        Config::default(),
+    );
+    client
+        .with(&mut reactor, |_, conns| conns.connect_unix(&path).unwrap())
+        .unwrap();
+    run_until(&mut reactor, |_| answer.borrow().len() == 9);
+    assert_eq!(*answer.borrow(), b"over unix");
+    server
+        .shutdown(&mut reactor, Duration::from_secs(1), |_| {})
+        .unwrap();
+    run_until(&mut reactor, |_| !path.exists());
+}
+
+#[test]
+fn an_idle_connection_is_closed_with_the_reason() {
+    let log = Shared::default();
+    let config = Config::default().idle_timeout(Some(Duration::from_millis(50)));
+    let (mut reactor, _service, addr) = serve(Echo { log: log.clone() }, config);
+    let mut s = connect(addr);
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    assert_eq!(log.borrow().closed[0].1, "idle timeout");
+    assert!(support::closed_within(&mut s, Duration::from_secs(5)));
+}
+
+#[test]
+fn a_panicking_handler_loses_only_the_connection_it_was_handling() {
+    struct Fragile {
+        log: Shared,
+    }
+    impl Handler for Fragile {
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            if data.starts_with(b"panic") {
+                panic!("asked to");
+            }
+            let _ = conns.send(id, data);
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    let log = Shared::default();
+    let (mut reactor, _service, addr) = serve(Fragile { log: log.clone() }, Config::default());
+    let mut healthy = connect(addr);
+    let mut doomed = connect(addr);
+    doomed.write_all(b"panic").unwrap();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        for _ in 0..200 {
+            reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+        }
+    }));
+    assert!(outcome.is_err(), "the panic propagated out of run_once");
+    // Run on: the doomed connection is closed, the healthy one still echoes.
+    let client = std::thread::spawn(move || {
+        healthy.write_all(b"fine").unwrap();
+        let mut got = [0; 4];
+        healthy.read_exact(&mut got).unwrap();
+        got
+    });
+    assert_eq!(&run_client(&mut reactor, client), b"fine");
+    assert!(support::closed_within(&mut doomed, Duration::from_secs(5)));
+    assert_eq!(log.borrow().closed[0].1, "handler panicked");
+}
+
+#[test]
+fn graceful_shutdown_flushes_queued_output_then_runs_done() {
+    let log = Shared::default();
+    let (mut reactor, service, addr) = serve(Echo { log: log.clone() }, Config::default());
+    let mut s = connect(addr);
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 1);
+    let id = log.borrow().opened[0];
+    let big = Rng::new(9).bytes(4 << 20);
+    service
+        .with(&mut reactor, |_, conns| conns.send(id, &big).unwrap())
+        .unwrap();
+    let done = Rc::new(RefCell::new(false));
+    let d = done.clone();
+    service
+        .shutdown(&mut reactor, Duration::from_secs(20), move |_| {
+            *d.borrow_mut() = true
+        })
+        .unwrap();
+    assert_eq!(
+        service
+            .shutdown(&mut reactor, Duration::from_secs(1), |_| {})
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    // Nobody new gets in.
+    assert!(TcpStream::connect(addr).is_err());
+    let reader = std::thread::spawn(move || support::read_to_end(&mut s).unwrap());
+    let got = run_client(&mut reactor, reader);
+    assert!(got == big, "got {} of {} bytes", got.len(), big.len());
+    run_until(&mut reactor, |_| *done.borrow());
+    assert_eq!(log.borrow().closed[0].1, "service shut down");
+}
+
+#[test]
+fn service_with_from_inside_the_handler_is_refused_not_a_panic() {
+    struct Nested {
+        me: Rc<RefCell<Option<Service<Nested>>>>,
+        answer: Rc<RefCell<Option<ErrorKind>>>,
+    }
+    impl Handler for Nested {
+        fn on_data(&mut self, conns: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            let service = self.me.borrow().clone().unwrap();
+            let result = service.with(conns.reactor(), |_, _| ());
+            *self.answer.borrow_mut() = Some(result.unwrap_err().kind());
+            data.len()
+        }
+    }
+    let me = Rc::new(RefCell::new(None));
+    let answer = Rc::new(RefCell::new(None));
+    let (mut reactor, service, addr) = serve(
+        Nested {
+            me: me.clone(),
+            answer: answer.clone(),
+        },
+        Config::default(),
+    );
+    *me.borrow_mut() = Some(service);
+    let mut s = connect(addr);
+    s.write_all(b"x").unwrap();
+    run_until(&mut reactor, |_| answer.borrow().is_some());
+    assert_eq!(*answer.borrow(), Some(ErrorKind::WouldBlock));
+}

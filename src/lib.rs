@@ -86,3 +86,8 @@ pub use reactor::{Dispatch, Event, LoopStats, Reactor};
 pub use ready::Ready;
 pub use selector::{Key, Selector};
 pub use timer::TimerId;
+
+/// The README's code, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

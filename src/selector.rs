@@ -6,38 +6,8 @@
 //! about it, and hands back a [`Key`] that names the registration from then
 //! on.
 //!
-//! # Edge-triggered, not level-triggered
-//!
-//! Python's `selectors` are *level-triggered*: as long as a socket has unread
-//! data, every `select()` reports it again. mio, and so this selector, is
-//! *edge-triggered*: a source is reported when its state **changes** (new data
-//! arrived, room appeared in the send buffer), and then not again until it
-//! changes once more. That obliges the caller to:
-//!
-//! 1. read until the read would block (`WouldBlock`), or until a read returns
-//!    fewer bytes than asked (on Linux epoll and BSD kqueue that proves the
-//!    socket was drained at that moment, and any later arrival raises a new
-//!    event), **or** remember that the source is still readable and come back
-//!    to it without waiting for an event, which will not come;
-//! 2. likewise write until `WouldBlock` or a short write, or remember that the
-//!    socket is still writable;
-//! 3. treat every event as a hint: a readable source may still answer
-//!    `WouldBlock` (spurious events exist), so every read and write handles it.
-//!
-//! Registering for both directions once and remembering readiness keeps
-//! `epoll_ctl` out of the steady state: no `modify` per message.
-//!
-//! # Stale events and reused keys
-//!
-//! The kernel hands back a batch of events at once. While the caller works
-//! through that batch it may unregister a source whose event is still further
-//! down the list, and even register a new source that lands in the same slab
-//! slot. A plain slab index would then route the old event to the new owner.
-//! So a [`Key`] carries a *generation* next to the index: every registration
-//! gets a fresh one, it is encoded into the `mio::Token`, and [`Selector::select`]
-//! and [`Selector::get`] compare it with the slot's. An event or key from an
-//! earlier registration no longer matches and is dropped (by `select`) or
-//! answered with `None`/`NotFound` (by the lookups).
+//! The type's documentation explains the two hazards every caller must
+//! respect: edge-triggered readiness, and stale events for reused keys.
 
 use std::fmt;
 use std::io;
@@ -146,9 +116,40 @@ struct Slot<T> {
 /// `ready` is masked by the registered interest. The `data` is yours: a
 /// callback, a state machine, a connection id.
 ///
-/// Read the [module documentation](self) first: this selector is
-/// **edge-triggered**, unlike Python's, and that changes how callers read and
-/// write.
+/// # Edge-triggered, not level-triggered
+///
+/// Python's `selectors` are *level-triggered*: as long as a socket has unread
+/// data, every `select()` reports it again. mio, and so this selector, is
+/// *edge-triggered*: a source is reported when its state **changes** (new data
+/// arrived, room appeared in the send buffer), and then not again until it
+/// changes once more. That obliges the caller to:
+///
+/// 1. read until the read would block (`WouldBlock`), or until a read returns
+///    fewer bytes than asked (on Linux epoll and BSD kqueue that proves the
+///    socket was drained at that moment, and any later arrival raises a new
+///    event; but not after an event that reported `READ_CLOSED` or `ERROR`,
+///    where the end of stream waits behind the data and no event will
+///    announce it), **or** remember that the source is still readable and
+///    come back to it without waiting for an event, which will not come;
+/// 2. likewise write until `WouldBlock` or a short write, or remember that the
+///    socket is still writable;
+/// 3. treat every event as a hint: a readable source may still answer
+///    `WouldBlock` (spurious events exist), so every read and write handles it.
+///
+/// Registering for both directions once and remembering readiness keeps
+/// `epoll_ctl` out of the steady state: no `modify` per message.
+///
+/// # Stale events and reused keys
+///
+/// The kernel hands back a batch of events at once. While the caller works
+/// through that batch it may unregister a source whose event is still further
+/// down the list, and even register a new source that lands in the same slab
+/// slot. A plain slab index would then route the old event to the new owner.
+/// So a [`Key`] carries a *generation* next to the index: every registration
+/// gets a fresh one, it is encoded into the `mio::Token`, and [`Selector::select`]
+/// and [`Selector::get`] compare it with the slot's. An event or key from an
+/// earlier registration no longer matches and is dropped (by `select`) or
+/// answered with `None`/`NotFound` (by the lookups).
 ///
 /// # Examples
 ///

@@ -69,11 +69,7 @@ fn verify_fails_when_the_echo_differs() {
 
 #[test]
 fn a_refused_connect_is_one_line_and_exit_one() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let free = support::unused_addr().to_string();
     let (status, _, stderr) = run_example(
         "multiconn_client",
         &["--addr", &free],

@@ -43,11 +43,7 @@ fn the_client_sends_the_seeds_two_messages_by_default() {
 
 #[test]
 fn the_client_reports_a_refused_connect_and_exits_one() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let free = support::unused_addr().to_string();
     let (status, _, stderr) = run_example(
         "select_echo_client",
         &["--addr", &free],

@@ -432,12 +432,9 @@ fn a_refused_connect_closes_without_opening() {
     let log = Shared::default();
     let mut reactor = Reactor::new().unwrap();
     let service = Service::new(&mut reactor, Echo { log: log.clone() }, Config::default());
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    let id = service
+        .connect(&mut reactor, support::unused_addr())
         .unwrap();
-    // The listener is dropped: nothing listens there now.
-    let id = service.connect(&mut reactor, free_port).unwrap();
     service
         .with(&mut reactor, |_, conns| {
             conns.send(id, b"queued early").unwrap()

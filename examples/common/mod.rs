@@ -83,18 +83,23 @@ pub fn count(s: &str) -> Result<usize, String> {
     s.parse::<usize>().map_err(|e| e.to_string())
 }
 
-/// A duration such as `30s`, `500ms`, `2m`, `1h`, `250us` or `1.5s`; a bare
-/// number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Splits `1.5s` into `1.5` and `s`; `expected` says what a good value
+/// looks like.
+fn number_and_unit<'a>(s: &'a str, expected: &str) -> Result<(f64, &'a str), String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| "expected a number with a unit, like 30s, 500ms or 2m".to_string())?;
-    let scale = match unit.trim() {
+    let number = number.parse().map_err(|_| format!("expected {expected}"))?;
+    Ok((number, unit.trim()))
+}
+
+/// A duration such as `30s`, `500ms`, `2m`, `1h`, `250us` or `1.5s`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(s, "a number with a unit, like 30s, 500ms or 2m")?;
+    let scale = match unit {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
@@ -121,15 +126,8 @@ pub fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
 
 /// A size such as `4MiB`, `64KiB`, `1GiB`, `512` (bytes), `10KB` (10 000).
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| "expected a size like 4MiB, 64KiB or 1024".to_string())?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(s, "a size like 4MiB, 64KiB or 1024")?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024.0 * 1024.0,

@@ -212,6 +212,14 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS line")
 }
 
+/// An address nothing listens on (a port that was free a moment ago), for
+/// testing refused connects.
+pub fn unused_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+}
+
 /// A blocking client connection with generous timeouts, so a broken server
 /// fails the test instead of hanging it.
 pub fn connect(addr: SocketAddr) -> TcpStream {

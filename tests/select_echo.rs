@@ -88,3 +88,17 @@ fn sigterm_stops_the_server_with_status_zero() {
     let (status, stderr) = server.wait(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn the_server_reports_a_failed_bind_in_one_line_and_exits_one() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, _, stderr) = run_example(
+        "select_echo_server",
+        &["--addr", &addr],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}

@@ -635,3 +635,31 @@ fn service_with_from_inside_the_handler_is_refused_not_a_panic() {
     run_until(&mut reactor, |_| answer.borrow().is_some());
     assert_eq!(*answer.borrow(), Some(ErrorKind::WouldBlock));
 }
+
+/// Regression: a write shutdown asked for while the connect was still in
+/// progress, with nothing queued, used to be forgotten.
+#[test]
+fn shutdown_write_before_the_connect_completes_still_sends_fin() {
+    struct Quiet;
+    impl Handler for Quiet {
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let client = Service::new(&mut reactor, Quiet, Config::default());
+    client
+        .with(&mut reactor, |_, conns| {
+            let id = conns.connect(addr).unwrap();
+            conns.shutdown_write(id).unwrap();
+        })
+        .unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        support::read_to_end(&mut s).unwrap() // returns only on our FIN
+    });
+    assert_eq!(run_client(&mut reactor, peer), b"");
+}

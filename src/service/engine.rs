@@ -472,13 +472,9 @@ impl<H: Handler> Engine<H> {
             table.finish_close(reactor, index);
             return;
         }
-        if conn.flags.take(Flags::SHUT_WRITE_PENDING) {
-            conn.flags.set(Flags::WRITE_SHUT);
-            debug!("{id}: write side shut down");
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
-                self.fail(reactor, id, e);
-                return;
-            }
+        if let Err(e) = table.complete_shutdown_write(index) {
+            self.fail(reactor, id, e);
+            return;
         }
         self.table.current = Some(id);
         let mut conns = Connections {
@@ -633,9 +629,13 @@ impl<H: Handler> Engine<H> {
         };
         self.handler.on_open(&mut conns, id, Origin::Connected);
         self.table.current = None;
-        // Output queued before the connect completed, and input that came
-        // with it.
+        // Output queued before the connect completed (or a write shutdown
+        // asked for meanwhile), and input that came with it.
         self.table.queue_flush(id);
+        if let Err(e) = self.table.complete_shutdown_write(index) {
+            self.fail(reactor, id, e);
+            return;
+        }
         self.read(reactor, id);
     }
 

@@ -433,6 +433,18 @@ impl Table {
         conn.stream.shutdown(Shutdown::Write)
     }
 
+    /// Carries out a `shutdown_write` that waited for the output queue to
+    /// empty (or for a connect to complete).
+    pub(crate) fn complete_shutdown_write(&mut self, index: usize) -> io::Result<()> {
+        let conn = &mut self.conns[index];
+        if conn.output.is_some() || !conn.flags.take(Flags::SHUT_WRITE_PENDING) {
+            return Ok(());
+        }
+        conn.flags.set(Flags::WRITE_SHUT);
+        debug!("{}: write side shut down", conn.id(index));
+        conn.stream.shutdown(Shutdown::Write)
+    }
+
     /// The output of a closing connection is written: send FIN and linger,
     /// or close at once if the peer already sent its FIN.
     pub(crate) fn finish_close(&mut self, reactor: &mut Reactor, index: usize) {

@@ -32,6 +32,8 @@
 //!    (`stream.rs`).
 //! 5. **Sockets** — [`socket`] (`src/socket.rs`): listeners with the options
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
+//! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length
+//!    and length-prefixed frames, cut from whatever bytes have arrived.
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and
@@ -77,6 +79,7 @@ mod ready;
 mod selector;
 mod timer;
 
+pub mod codec;
 pub mod service;
 pub mod socket;
 

@@ -663,3 +663,87 @@ fn shutdown_write_before_the_connect_completes_still_sends_fin() {
     });
     assert_eq!(run_client(&mut reactor, peer), b"");
 }
+
+/// Regression: when a graceful close completed during the before-sleep flush,
+/// the handler's `on_close` ran after the hook had decided the loop could
+/// sleep, so output it queued for others waited for an unrelated event.
+#[test]
+fn output_queued_by_on_close_after_a_flush_goes_out_without_another_event() {
+    struct Relay {
+        watcher: Option<ConnId>,
+    }
+    impl Handler for Relay {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            if self.watcher.is_none() {
+                self.watcher = Some(id);
+            } else {
+                // Output pending, then a graceful close: it completes only
+                // when the flush in the before-sleep hook empties the queue.
+                conns.send(id, b"goodbye\n").unwrap();
+                conns.close(id).unwrap();
+            }
+        }
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+        fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, _: &CloseReason) {
+            if let Some(watcher) = self.watcher.filter(|w| *w != id) {
+                conns.send(watcher, b"someone left\n").unwrap();
+            }
+        }
+    }
+    let (mut reactor, _service, addr) = serve(
+        Relay { watcher: None },
+        Config::default().linger_timeout(Duration::ZERO),
+    );
+    let watcher = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        let mut got = [0; 13];
+        s.read_exact(&mut got).unwrap();
+        got
+    });
+    // Let the watcher connect first, then the one that is closed.
+    run_until(&mut reactor, |r| r.stats().events >= 1);
+    let leaver = std::thread::spawn(move || support::read_to_end(&mut connect(addr)).unwrap());
+    // The loop must not need any further event once the leaver is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(watcher.is_finished() && leaver.is_finished()) {
+        assert!(
+            Instant::now() < deadline,
+            "the notice for the watcher was never written"
+        );
+        reactor.run_once(None).unwrap(); // blocks until an event: no timeout to hide the bug
+    }
+    assert_eq!(leaver.join().unwrap(), b"goodbye\n");
+    assert_eq!(&watcher.join().unwrap(), b"someone left\n");
+}
+
+/// Regression: the input limit was checked on the leftover plus a whole new
+/// read before the handler had consumed anything, so a partial line followed
+/// by a full read closed a connection that never held more than a line.
+#[test]
+fn the_input_limit_counts_only_what_the_handler_leaves() {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    let log = Shared::default();
+    let handler = Lines {
+        lines: lines.clone(),
+        log: log.clone(),
+        pause_after_first: false,
+    };
+    // Lines of 1,000 bytes, a limit of 4 KiB, reads of up to 64 KiB.
+    let (mut reactor, _service, addr) = serve(handler, Config::default().input_limit(4096));
+    let mut text = Vec::new();
+    for i in 0..2000 {
+        text.extend_from_slice(format!("{i:04}{}\n", "z".repeat(995)).as_bytes());
+    }
+    let client = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(&text).unwrap();
+        s
+    });
+    let _stream = run_client(&mut reactor, client);
+    run_until(&mut reactor, |_| {
+        lines.borrow().len() == 2000 || !log.borrow().closed.is_empty()
+    });
+    assert!(log.borrow().closed.is_empty(), "{:?}", log.borrow().closed);
+}

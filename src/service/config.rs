@@ -24,6 +24,7 @@ use std::time::Duration;
 /// | [`linger_timeout`](Config::linger_timeout) | 2 s | after a graceful close, wait this long for the peer's FIN |
 /// | [`accept_pause`](Config::accept_pause) | 100 ms | after `EMFILE`, accepting rests this long |
 /// | [`buffer_pool`](Config::buffer_pool) | 256 | emptied 16 KiB buffers kept for reuse |
+/// | [`output_budget`](Config::output_budget) | none | queued output over all connections past which no input is read |
 ///
 /// The connection layer checks the relations between them when the service
 /// is created (see [`Config::validated`]).
@@ -58,6 +59,7 @@ pub struct Config {
     pub(crate) linger_timeout: Duration,
     pub(crate) accept_pause: Duration,
     pub(crate) buffer_pool: usize,
+    pub(crate) output_budget: Option<usize>,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             linger_timeout: Duration::from_secs(2),
             accept_pause: Duration::from_millis(100),
             buffer_pool: 256,
+            output_budget: None,
         }
     }
 }
@@ -173,6 +176,14 @@ impl Config {
     setting!(
         /// Emptied buffers kept for reuse, so steady traffic allocates nothing.
         buffer_pool, get_buffer_pool: usize
+    );
+    setting!(
+        /// A budget for output queued over **all** connections. Past it the
+        /// service reads no input from anyone (input is what makes output)
+        /// until the total drains to three quarters of the budget; writing
+        /// goes on. With many slow readers, each under its own
+        /// [`output_limit`](Config::output_limit), this still bounds memory.
+        output_budget, get_output_budget: Option<usize>
     );
 
     /// A message sent to a connection refused for being over

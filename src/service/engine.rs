@@ -94,6 +94,12 @@ impl<H: Handler> Core<H> {
         engine.enter(reactor);
         engine.run_queues(reactor);
         engine.leave(reactor);
+        // Work queued during this pass (a budget spent, a send from
+        // `on_drained` or from an `on_close` delivered just now) must not
+        // wait for an event that may never come.
+        if engine.has_queued_work() {
+            reactor.keep_awake();
+        }
     }
 }
 
@@ -120,6 +126,15 @@ impl<H: Handler> Engine<H> {
     /// Every exit from the engine ends here: deliver queued close
     /// notifications (which may queue more), then see if a shutdown is done.
     pub(crate) fn leave(&mut self, reactor: &mut Reactor) {
+        self.deliver_closed(reactor);
+        if self.table.shutdown.is_some() {
+            self.table.check_shutdown_done(reactor);
+        }
+    }
+
+    /// Tells the handler about connections that closed (each `on_close` may
+    /// close more, which are told in turn).
+    fn deliver_closed(&mut self, reactor: &mut Reactor) {
         while let Some((id, reason)) = self.table.closed.pop_front() {
             self.table.current = Some(id);
             let mut conns = Connections {
@@ -129,9 +144,12 @@ impl<H: Handler> Engine<H> {
             self.handler.on_close(&mut conns, id, &reason);
             self.table.current = None;
         }
-        if self.table.shutdown.is_some() {
-            self.table.check_shutdown_done(reactor);
-        }
+    }
+
+    fn has_queued_work(&self) -> bool {
+        !self.table.read_queue.is_empty()
+            || !self.table.flush_queue.is_empty()
+            || !self.table.accept_queue.is_empty()
     }
 
     /// Calls the handler with nothing in particular in progress (for
@@ -173,6 +191,10 @@ impl<H: Handler> Engine<H> {
             }
         }
 
+        // Closes found while reading are told now, so that what `on_close`
+        // sends (a "left the room" notice) goes out in this flush.
+        self.deliver_closed(reactor);
+
         mem::swap(&mut batch, &mut self.table.flush_queue);
         for id in batch.drain(..) {
             let Some(conn) = self.table.conns.get_mut(id.index as usize) else {
@@ -185,15 +207,6 @@ impl<H: Handler> Engine<H> {
             self.flush(reactor, id);
         }
         self.spare = batch;
-
-        // Work queued during this pass (a budget spent, a send from
-        // `on_drained`) must not wait for an event that will not come.
-        if !self.table.read_queue.is_empty()
-            || !self.table.flush_queue.is_empty()
-            || !self.table.accept_queue.is_empty()
-        {
-            reactor.keep_awake();
-        }
     }
 
     // ----- events -------------------------------------------------------
@@ -253,7 +266,7 @@ impl<H: Handler> Engine<H> {
             let Some(conn) = visible_mut(&mut self.table.conns, id) else {
                 return;
             };
-            if !conn.can_read() {
+            if !conn.can_read() || self.table.over_budget {
                 return;
             }
             if conn.flags.take(Flags::REDELIVER) && !conn.input.is_empty() {
@@ -336,11 +349,8 @@ impl<H: Handler> Engine<H> {
             }
             return;
         }
-        let total = conn.input.len() + n;
-        if total > self.table.config.input_limit {
-            self.table.input_over_limit(reactor, id, total);
-            return;
-        }
+        // The limit applies to what the handler leaves unconsumed (checked
+        // in `restore_input`), so the leftover may hold at most one read more.
         conn.input.extend_from_slice(&self.scratch[..n]);
         let input = mem::take(&mut conn.input);
         self.table.current = Some(id);
@@ -353,7 +363,7 @@ impl<H: Handler> Engine<H> {
             .on_data(&mut conns, id, &input)
             .min(input.len());
         self.table.current = None;
-        self.table.restore_input(id, input, consumed);
+        self.table.restore_input(reactor, id, input, consumed);
     }
 
     /// Reads and throws away input on a lingering connection until the
@@ -438,7 +448,7 @@ impl<H: Handler> Engine<H> {
             }
         }
         let remaining = queue.len();
-        table.stats.queued_output -= written;
+        table.output_written(written);
         table.stats.bytes_out += written as u64;
         if written > 0 {
             debug!("{id}: wrote {written} bytes");
@@ -537,7 +547,11 @@ impl<H: Handler> Engine<H> {
     ) {
         if self.table.is_full() {
             self.table.note_full();
-            refuse(&mut stream, self.table.config.reject_message.as_deref());
+            let message = self.table.listeners[listener]
+                .reject_message
+                .as_deref()
+                .or(self.table.config.reject_message.as_deref());
+            refuse(&mut stream, message);
             debug!("refused {peer}: at max_connections");
             return;
         }

@@ -273,8 +273,33 @@ impl<H: Handler> Service<H> {
         if let Ok(addr) = listener.local_addr() {
             info!("listener {index} on {addr}");
         }
-        entry.insert(ListenerSlot { listener, key });
+        entry.insert(ListenerSlot {
+            listener,
+            key,
+            reject_message: None,
+        });
         Ok(ListenerId(index as u32))
+    }
+
+    /// Sets the message sent to connections this listener refuses for being
+    /// over [`Config::max_connections`], in place of the configured
+    /// [`reject_message`](Config::reject_message) (listeners that speak
+    /// different protocols refuse in their own words). `None` goes back to
+    /// the configured one.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such listener.
+    pub fn set_reject_message(&self, id: ListenerId, message: Option<&[u8]>) -> io::Result<()> {
+        let mut engine = self.engine()?;
+        let slot = engine.table.listeners.get_mut(id.index()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no listener {}", id.index()),
+            )
+        })?;
+        slot.reject_message = message.map(<[u8]>::to_vec);
+        Ok(())
     }
 
     /// Stops listening on one listener; open connections are not affected.

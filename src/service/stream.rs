@@ -96,6 +96,16 @@ impl Stream {
         }
     }
 
+    /// Makes the coming close a reset: `SO_LINGER` with a zero timeout, so
+    /// the kernel discards unsent data and sends RST instead of FIN.
+    pub(crate) fn set_reset_on_close(&self) -> io::Result<()> {
+        let zero = Some(std::time::Duration::ZERO);
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_linger(zero),
+            Stream::Unix(s) => socket2::SockRef::from(s).set_linger(zero),
+        }
+    }
+
     /// Sets `TCP_NODELAY`; a no-op for Unix sockets, which have no Nagle.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {

@@ -49,6 +49,9 @@ pub(crate) trait TimerTarget {
 pub(crate) struct ListenerSlot {
     pub(crate) listener: Listener,
     pub(crate) key: Key,
+    /// Sent to connections refused on this listener, instead of the
+    /// configured reject message.
+    pub(crate) reject_message: Option<Vec<u8>>,
 }
 
 /// What to run once a shutdown has closed everything.
@@ -89,6 +92,8 @@ pub(crate) struct Table {
     pub(crate) accept_paused: bool,
     pub(crate) warned_exhausted: bool,
     warned_full: bool,
+    /// Queued output is over the output budget: nobody is read.
+    pub(crate) over_budget: bool,
 }
 
 /// Looks up a connection the handler may use (live and not lingering).
@@ -138,6 +143,7 @@ impl Table {
             accept_paused: false,
             warned_exhausted: false,
             warned_full: false,
+            over_budget: false,
         }
     }
 
@@ -276,6 +282,15 @@ impl Table {
         push(queue, &mut self.pool);
         let queued = queue.len();
         self.stats.queued_output += len;
+        if let Some(budget) = self.config.output_budget {
+            if !self.over_budget && self.stats.queued_output > budget {
+                self.over_budget = true;
+                warn!(
+                    "{} bytes of output queued, over the budget of {budget}: reading no input until it drains",
+                    self.stats.queued_output
+                );
+            }
+        }
         if queued > self.config.output_limit {
             warn!(
                 "{id}: {queued} bytes of output queued, over the limit of {}: closing (peer not reading)",
@@ -299,6 +314,24 @@ impl Table {
             self.flush_queue.push(id);
         }
         Ok(())
+    }
+
+    /// Accounts for `n` bytes of output leaving the queues (written, or
+    /// dropped with their connection); ends an over-budget pause once the
+    /// total is back under three quarters of the budget.
+    pub(crate) fn output_written(&mut self, n: usize) {
+        self.stats.queued_output -= n;
+        let Some(budget) = self.config.output_budget else {
+            return;
+        };
+        if self.over_budget && self.stats.queued_output <= budget / 4 * 3 {
+            self.over_budget = false;
+            info!("queued output back under budget: reading input again");
+            let ids: Vec<ConnId> = self.conns.iter().map(|(i, c)| c.id(i)).collect();
+            for id in ids {
+                self.resume_if_readable(id);
+            }
+        }
     }
 
     /// Puts a connection in the flush queue if it has output to write.
@@ -359,10 +392,22 @@ impl Table {
     }
 
     /// Puts back a connection's input buffer after the handler consumed
-    /// `consumed` bytes of it.
-    pub(crate) fn restore_input(&mut self, id: ConnId, mut input: Vec<u8>, consumed: usize) {
+    /// `consumed` bytes of it; closes the connection if what is left is over
+    /// the input limit.
+    pub(crate) fn restore_input(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        mut input: Vec<u8>,
+        consumed: usize,
+    ) {
+        let left = input.len() - consumed;
         match visible_mut(&mut self.conns, id) {
-            Some(conn) if consumed < input.len() => {
+            Some(_) if left > self.config.input_limit => {
+                self.pool.give(input);
+                self.input_over_limit(reactor, id, left);
+            }
+            Some(conn) if left > 0 => {
                 input.drain(..consumed);
                 conn.input = input;
             }
@@ -498,7 +543,11 @@ impl Table {
             debug!("{id}: deregister: {e}");
         }
         if let Some(queue) = conn.output.take() {
-            self.stats.queued_output -= queue.len();
+            // Output is being thrown away (a limit, an abort, an error):
+            // reset, so the kernel throws away its copy too instead of
+            // trickling megabytes to a peer that is not reading.
+            let _ = conn.stream.set_reset_on_close();
+            self.output_written(queue.len());
             self.pool.give_queue(queue);
         }
         self.pool.give(std::mem::take(&mut conn.input));

@@ -1,0 +1,365 @@
+//! An interactive chat client on one thread: the server connection and the
+//! terminal are both sources on the same reactor, so typing and receiving
+//! never wait for each other (the seed's exercise suggests two threads).
+//!
+//! Run:   cargo run --example chat_server &
+//!        cargo run --example chat_client -- --name alice
+//!        printf 'alice\nhello\n/quit\n' | cargo run --example chat_client
+//!
+//! Lines from the server are printed as they arrive; what you type is sent a
+//! line at a time. Ctrl-D (end of input) or /quit ends the session.
+//!
+//! Three details make this work everywhere:
+//! - stdin is registered with epoll through `SourceFd`, in non-blocking mode;
+//!   its original flags are restored on exit (they belong to the terminal or
+//!   pipe, shared with the shell);
+//! - a terminal is usually stdin *and* stdout through one open file, so
+//!   stdout turns non-blocking too: output goes through a buffer written
+//!   when stdout is ready, never a blocking `println!`;
+//! - epoll refuses regular files (`EPERM`): with stdin redirected from a
+//!   file, the file is read a chunk per turn instead (a read from a regular
+//!   file never waits for anyone).
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use log::debug;
+use mio::event::Source;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
+use reactor::{Event, Key, Reactor, Ready};
+
+const USAGE: &str = "\
+chat_client: talk to chat_server's line protocol from a terminal or a script
+
+usage: chat_client [--addr HOST:PORT] [--name NAME]
+
+options:
+  --addr HOST:PORT   the chat server's line listener (default 127.0.0.1:9999)
+  --name NAME        answer the name prompt with NAME
+  -h, --help         show this text
+
+Type a line to send it; /help lists the server's commands. Ctrl-D or /quit
+ends the session. Exit status 0 when the server closes the session normally,
+1 if the connection fails.
+";
+
+const PROMPT: &[u8] = b"Enter your name: ";
+
+/// Output waiting for stdout, shared by the server handler and the stdout
+/// callback.
+#[derive(Default)]
+struct Output {
+    pending: Vec<u8>,
+}
+
+impl Output {
+    /// Writes what stdout takes now; the rest waits for a writable event.
+    fn flush(&mut self) {
+        let mut stdout = io::stdout().lock();
+        while !self.pending.is_empty() {
+            match stdout.write(&self.pending) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // stdout closed (`| head`): nothing more can be shown.
+                Err(_) => {
+                    self.pending.clear();
+                    break;
+                }
+            }
+        }
+        let _ = stdout.flush();
+    }
+
+    fn print(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        self.flush();
+    }
+}
+
+/// The server side of the client.
+struct Client {
+    /// The first prompt is answered with `--name`, so it is not shown.
+    hide_prompt: bool,
+    output: Rc<RefCell<Output>>,
+    /// Set when the session ended in an error (exit status 1).
+    failed: Rc<RefCell<Option<String>>>,
+}
+
+impl Handler for Client {
+    fn on_open(&mut self, _: &mut Connections<'_>, _: ConnId, _: Origin) {
+        debug!("connected");
+    }
+
+    fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, mut data: &[u8]) -> usize {
+        let consumed = data.len();
+        if self.hide_prompt {
+            if data.len() < PROMPT.len() && PROMPT.starts_with(data) {
+                return 0; // wait for the whole prompt
+            }
+            if let Some(rest) = data.strip_prefix(PROMPT) {
+                data = rest;
+            }
+            self.hide_prompt = false;
+        }
+        self.output.borrow_mut().print(data);
+        consumed
+    }
+
+    fn on_close(&mut self, conns: &mut Connections<'_>, _: ConnId, reason: &CloseReason) {
+        match reason {
+            CloseReason::Closed | CloseReason::PeerClosed => {}
+            CloseReason::Error(e) => *self.failed.borrow_mut() = Some(e.to_string()),
+            other => *self.failed.borrow_mut() = Some(other.to_string()),
+        }
+        conns.reactor().stop();
+    }
+}
+
+/// A borrowed descriptor (stdin or stdout) as a mio source.
+struct Fd(RawFd);
+
+impl Source for Fd {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.0).register(registry, token, interests)
+    }
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.0).reregister(registry, token, interests)
+    }
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.0).deregister(registry)
+    }
+}
+
+/// Puts a descriptor in non-blocking mode and restores its flags when
+/// dropped.
+struct NonBlocking {
+    fd: RawFd,
+    original: i32,
+}
+
+impl NonBlocking {
+    fn set(fd: RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on a descriptor we were given; F_GETFL has no memory
+        // effects.
+        let original = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if original < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above; F_SETFL only changes the file status flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, original | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, original })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: restores the flags read in `set` on the same descriptor.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.original) };
+    }
+}
+
+fn main() {
+    common::init_logging();
+    let mut addr = "127.0.0.1:9999".to_string();
+    let mut name = None;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = common::next_arg(&mut parser) {
+        use lexopt::Arg::{Long, Short};
+        match arg {
+            Long("addr") => addr = common::value(&mut parser, "addr", common::text),
+            Long("name") => name = Some(common::value(&mut parser, "name", common::text)),
+            Long("help") | Short('h') => common::help(USAGE),
+            _ => common::usage_error(arg.unexpected()),
+        }
+    }
+    let addr = common::resolve(&addr)
+        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let outcome = run(addr, name);
+    // `run` has returned: the descriptors' flags are restored.
+    match outcome {
+        Ok(()) => {}
+        Err(e) => common::fail(e),
+    }
+}
+
+fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
+    let stdin_fd = io::stdin().as_raw_fd();
+    let stdout_fd = io::stdout().as_raw_fd();
+    let _stdin_mode = NonBlocking::set(stdin_fd)?;
+    let _stdout_mode = NonBlocking::set(stdout_fd)?;
+
+    let mut reactor = Reactor::new()?;
+    let output = Rc::new(RefCell::new(Output::default()));
+    let failed = Rc::new(RefCell::new(None));
+    let client = Client {
+        hide_prompt: name.is_some(),
+        output: output.clone(),
+        failed: failed.clone(),
+    };
+    let service = Service::new(&mut reactor, client, Config::default());
+    let id = service.connect(&mut reactor, addr)?;
+    if let Some(name) = &name {
+        // Queued before anything read from stdin, so the server takes it as
+        // the answer to its prompt (output waits while the connect completes).
+        service.with(&mut reactor, |_, conns| {
+            conns.send(id, format!("{name}\n").as_bytes())
+        })??;
+    }
+
+    // stdout: flush the buffer whenever the terminal or pipe takes more.
+    let out = output.clone();
+    match reactor.register(
+        Fd(stdout_fd),
+        Interest::WRITABLE,
+        move |_, _: &mut Fd, _| out.borrow_mut().flush(),
+    ) {
+        Ok(_) => {}
+        // A regular file: epoll cannot watch it, and writes to it never wait.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+        Err(e) => return Err(e),
+    }
+
+    // stdin: lines typed (or piped) go to the server.
+    let mut input = Input {
+        pending: Vec::new(),
+        service: service.clone(),
+        id,
+        done: false,
+    };
+    let registered = reactor.register(
+        Fd(stdin_fd),
+        Interest::READABLE,
+        move |reactor, _: &mut Fd, event: Event| input.on_readable(reactor, Some(event.key())),
+    );
+    match registered {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            // A regular file (or /dev/null): epoll cannot watch it, and it
+            // never blocks. Read one chunk per turn until its end.
+            let input = Input {
+                pending: Vec::new(),
+                service: service.clone(),
+                id,
+                done: false,
+            };
+            read_file_stdin(&mut reactor, input);
+        }
+        Err(e) => return Err(e),
+    }
+
+    common::on_shutdown_signal(&mut reactor, |reactor, _| reactor.stop())?;
+    reactor.run()?;
+    output.borrow_mut().flush();
+    if let Some(e) = failed.borrow_mut().take() {
+        return Err(io::Error::other(format!("connection to {addr}: {e}")));
+    }
+    Ok(())
+}
+
+/// Reads stdin from a regular file, a chunk per turn.
+fn read_file_stdin(reactor: &mut Reactor, mut input: Input) {
+    reactor.call_soon(move |reactor| {
+        input.on_readable(reactor, None);
+        if !input.done {
+            read_file_stdin(reactor, input);
+        }
+    });
+}
+
+/// What the user typed and not yet sent (a partial line).
+struct Input {
+    pending: Vec<u8>,
+    service: Service<Client>,
+    id: ConnId,
+    done: bool,
+}
+
+impl Input {
+    /// stdin is readable: read until it would block (edge-triggered: a
+    /// pipe's data and its end can arrive together, and no second event
+    /// announces the end), at most 64 KiB per turn for fairness; send
+    /// complete lines, and at end of input close our sending side.
+    fn on_readable(&mut self, reactor: &mut Reactor, key: Option<Key>) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut budget: usize = 64 * 1024;
+        let mut ended = false;
+        while budget > 0 {
+            match io::stdin().lock().read(&mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    budget = budget.saturating_sub(n);
+                    if key.is_none() {
+                        break; // a regular file: one chunk per turn
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let lines: Vec<u8> = self.pending.drain(..=last_newline).collect();
+            let id = self.id;
+            let _ = self
+                .service
+                .with(reactor, |_, conns| conns.send(id, &lines));
+        }
+        if ended {
+            self.end_of_input(reactor, key);
+        } else if budget == 0 {
+            // Stopped early with input perhaps still waiting: no new edge
+            // will say so, so ask to be called again next turn.
+            if let Some(key) = key {
+                reactor.schedule_event(key, Ready::READABLE);
+            }
+        }
+    }
+
+    /// Ctrl-D or the end of a pipe: send what is left, then FIN. The server
+    /// treats that as leaving and closes, which ends the session.
+    fn end_of_input(&mut self, reactor: &mut Reactor, key: Option<Key>) {
+        self.done = true;
+        if let Some(key) = key {
+            let _ = reactor.deregister(key);
+        }
+        let id = self.id;
+        let rest = std::mem::take(&mut self.pending);
+        let _ = self.service.with(reactor, |_, conns| {
+            if !rest.is_empty() {
+                let _ = conns.send(id, &rest);
+                let _ = conns.send(id, b"\n");
+            }
+            let _ = conns.shutdown_write(id);
+        });
+    }
+}

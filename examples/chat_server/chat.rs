@@ -1,0 +1,578 @@
+//! The chat itself: users, names and rooms, shared by both protocols, and
+//! the `Handler` that the connection layer calls. One thread owns all of it,
+//! so there is no lock anywhere: a broadcast is a loop over a room's members
+//! that queues one line to each, and the connection layer writes each
+//! member's queue once before the loop sleeps.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use log::{debug, info};
+use reactor::codec::LineDecoder;
+use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Origin};
+
+use crate::protocol::{
+    self, HELP, JSON_WELCOME, Notice, PROMPT, Proto, Request, check_name, fold, render,
+};
+
+/// Every new user starts here; it exists even when empty.
+pub const LOBBY: &str = "lobby";
+
+pub struct Limits {
+    pub max_rooms: usize,
+    pub max_line: usize,
+}
+
+struct User {
+    proto: Proto,
+    lines: LineDecoder,
+    /// Set once the user has picked a name (line users: at the prompt; JSON
+    /// users: with their first join).
+    name: Option<Box<str>>,
+    /// The folded name of the room the user is in, shared with the room's key.
+    room: Option<Rc<str>>,
+}
+
+struct Room {
+    /// As its creator spelled it.
+    name: Box<str>,
+    members: Vec<ConnId>,
+}
+
+pub struct Chat {
+    limits: Limits,
+    json_listener: Option<ListenerId>,
+    /// Indexed by `ConnId::index`: dense and small, so a vector beats a map.
+    users: Vec<Option<User>>,
+    /// Folded name to owner, across both protocols.
+    names: HashMap<String, ConnId>,
+    /// Folded room name to room.
+    rooms: HashMap<Rc<str>, Room>,
+    /// Scratch space for rendering a notice once per protocol per broadcast.
+    line_out: Vec<u8>,
+    json_out: Vec<u8>,
+}
+
+impl Chat {
+    pub fn new(limits: Limits) -> Chat {
+        let mut rooms = HashMap::new();
+        rooms.insert(
+            Rc::from(LOBBY),
+            Room {
+                name: LOBBY.into(),
+                members: Vec::new(),
+            },
+        );
+        Chat {
+            limits,
+            json_listener: None,
+            users: Vec::new(),
+            names: HashMap::new(),
+            rooms,
+            line_out: Vec::new(),
+            json_out: Vec::new(),
+        }
+    }
+
+    /// Connections accepted on this listener speak NDJSON.
+    pub fn set_json_listener(&mut self, id: ListenerId) {
+        self.json_listener = Some(id);
+    }
+
+    fn user(&self, id: ConnId) -> Option<&User> {
+        self.users.get(id.index()).and_then(Option::as_ref)
+    }
+
+    fn user_mut(&mut self, id: ConnId) -> Option<&mut User> {
+        self.users.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// Tells one user something.
+    fn tell(&mut self, conns: &mut Connections<'_>, id: ConnId, notice: Notice<'_>) {
+        let Some(proto) = self.user(id).map(|u| u.proto) else {
+            return;
+        };
+        self.line_out.clear();
+        render(&notice, proto, &mut self.line_out);
+        // Fails only for a connection already closing: nothing to do.
+        let _ = conns.send(id, &self.line_out);
+    }
+
+    /// Tells everyone in a room something, except `except`. The notice is
+    /// rendered at most once per protocol, then copied to each member's
+    /// output queue.
+    fn broadcast(
+        &mut self,
+        conns: &mut Connections<'_>,
+        room: &str,
+        notice: Notice<'_>,
+        except: Option<ConnId>,
+    ) {
+        let Some(room) = self.rooms.get(room) else {
+            return;
+        };
+        self.line_out.clear();
+        self.json_out.clear();
+        for &member in &room.members {
+            if Some(member) == except {
+                continue;
+            }
+            let Some(user) = self.users.get(member.index()).and_then(Option::as_ref) else {
+                continue;
+            };
+            let out = match user.proto {
+                Proto::Line => &mut self.line_out,
+                Proto::Json => &mut self.json_out,
+            };
+            if out.is_empty() {
+                render(&notice, user.proto, out);
+            }
+            // A member over its output limit is closed by the service (and
+            // leaves the room in on_close); the others are not held up.
+            let _ = conns.send(member, out);
+        }
+    }
+
+    /// Tells every connection the server is going down (before the service
+    /// shuts down and flushes them).
+    pub fn announce_shutdown(&mut self, conns: &mut Connections<'_>) {
+        let ids: Vec<ConnId> = conns.ids().collect();
+        for id in ids {
+            self.tell(conns, id, Notice::ShuttingDown);
+        }
+    }
+
+    // ----- names and rooms ----------------------------------------------
+
+    /// Claims `name` for `id` (releasing its old name, if any).
+    fn claim_name(&mut self, id: ConnId, name: &str) -> Result<(), String> {
+        check_name(name, "name")?;
+        let key = fold(name);
+        match self.names.get(&key) {
+            Some(&owner) if owner != id => return Err(format!("the name {name} is taken")),
+            _ => {}
+        }
+        if let Some(old) = self.user(id).and_then(|u| u.name.as_deref()).map(fold) {
+            self.names.remove(&old);
+        }
+        self.names.insert(key, id);
+        if let Some(user) = self.user_mut(id) {
+            user.name = Some(name.into());
+        }
+        Ok(())
+    }
+
+    fn release_name(&mut self, id: ConnId) {
+        if let Some(name) = self.user_mut(id).and_then(|u| u.name.take()) {
+            self.names.remove(&fold(&name));
+        }
+    }
+
+    /// Moves a named user into `room_name` (creating it), telling the room
+    /// it leaves and the room it enters.
+    fn enter_room(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        room_name: &str,
+    ) -> Result<(), String> {
+        check_name(room_name, "room name")?;
+        let key = fold(room_name);
+        let Some(user) = self.user(id) else {
+            return Ok(());
+        };
+        if user.room.as_deref() == Some(key.as_str()) {
+            return Err(format!("you are already in {room_name}"));
+        }
+        if !self.rooms.contains_key(key.as_str()) && self.rooms.len() >= self.limits.max_rooms {
+            return Err(format!(
+                "too many rooms (the limit is {})",
+                self.limits.max_rooms
+            ));
+        }
+        self.leave_room(conns, id);
+        let room_key: Rc<str> = match self.rooms.get_key_value(key.as_str()) {
+            Some((existing, _)) => existing.clone(),
+            None => {
+                let fresh: Rc<str> = Rc::from(key.as_str());
+                self.rooms.insert(
+                    fresh.clone(),
+                    Room {
+                        name: room_name.into(),
+                        members: Vec::new(),
+                    },
+                );
+                fresh
+            }
+        };
+        let name: Box<str> = self
+            .user(id)
+            .and_then(|u| u.name.clone())
+            .unwrap_or_default();
+        let display: Box<str> = self.rooms[&room_key].name.clone();
+        self.broadcast(
+            conns,
+            &room_key,
+            Notice::Joined {
+                name: &name,
+                room: &display,
+            },
+            None,
+        );
+        if let Some(room) = self.rooms.get_mut(&room_key) {
+            room.members.push(id);
+        }
+        let proto = match self.user_mut(id) {
+            Some(user) => {
+                user.room = Some(room_key);
+                user.proto
+            }
+            None => return Ok(()),
+        };
+        // The line user is welcomed; the JSON user sees its own join notice,
+        // as everyone in the room does in the seed.
+        let notice = match proto {
+            Proto::Line => Notice::Welcome {
+                name: &name,
+                room: &display,
+            },
+            Proto::Json => Notice::Joined {
+                name: &name,
+                room: &display,
+            },
+        };
+        self.tell(conns, id, notice);
+        info!("{name} joined {display}");
+        Ok(())
+    }
+
+    /// Takes a user out of its room (if any), telling those who stay.
+    fn leave_room(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let Some(user) = self.user_mut(id) else {
+            return;
+        };
+        let Some(room_key) = user.room.take() else {
+            return;
+        };
+        let name = user.name.clone().unwrap_or_default();
+        let Some(room) = self.rooms.get_mut(&room_key) else {
+            return;
+        };
+        room.members.retain(|&m| m != id);
+        let display = room.name.clone();
+        let empty = room.members.is_empty();
+        if empty && &*room_key != LOBBY {
+            self.rooms.remove(&room_key);
+        } else {
+            self.broadcast(
+                conns,
+                &room_key,
+                Notice::Left {
+                    name: &name,
+                    room: &display,
+                },
+                None,
+            );
+        }
+        info!("{name} left {display}");
+    }
+
+    fn room_of(&self, id: ConnId) -> Option<(Rc<str>, Box<str>, Box<str>)> {
+        let user = self.user(id)?;
+        let key = user.room.clone()?;
+        let display = self.rooms.get(&key)?.name.clone();
+        Some((key, display, user.name.clone()?))
+    }
+
+    // ----- what users do ------------------------------------------------
+
+    fn say(&mut self, conns: &mut Connections<'_>, id: ConnId, text: &str, action: bool) {
+        let Some((key, room, name)) = self.room_of(id) else {
+            return self.tell(conns, id, Notice::Error("join a room first"));
+        };
+        debug!("{name} in {room}: {text}");
+        let notice = if action {
+            Notice::Action {
+                name: &name,
+                room: &room,
+                text,
+            }
+        } else {
+            Notice::Chat {
+                name: &name,
+                room: &room,
+                text,
+            }
+        };
+        self.broadcast(conns, &key, notice, Some(id));
+    }
+
+    fn private(&mut self, conns: &mut Connections<'_>, id: ConnId, to: &str, text: &str) {
+        let Some(from) = self.user(id).and_then(|u| u.name.clone()) else {
+            return self.tell(conns, id, Notice::Error("pick a name first (join a room)"));
+        };
+        match self.names.get(&fold(to)).copied() {
+            Some(target) => {
+                debug!("{from} to {to}: {text}");
+                self.tell(conns, target, Notice::Private { from: &from, text });
+            }
+            None => self.tell(conns, id, Notice::Error(&format!("no such user {to}"))),
+        }
+    }
+
+    fn rename(&mut self, conns: &mut Connections<'_>, id: ConnId, new: &str) {
+        let Some(old) = self.user(id).and_then(|u| u.name.clone()) else {
+            return;
+        };
+        if let Err(e) = self.claim_name(id, new) {
+            return self.tell(conns, id, Notice::Error(&e));
+        }
+        info!("{old} is now known as {new}");
+        match self.room_of(id) {
+            Some((key, _, _)) => {
+                self.broadcast(conns, &key, Notice::Renamed { old: &old, new }, None)
+            }
+            None => self.tell(conns, id, Notice::Renamed { old: &old, new }),
+        }
+    }
+
+    fn who(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let Some((key, _, _)) = self.room_of(id) else {
+            return;
+        };
+        let mut names: Vec<&str> = self.rooms[&key]
+            .members
+            .iter()
+            .filter_map(|m| self.user(*m).and_then(|u| u.name.as_deref()))
+            .collect();
+        names.sort_by_key(|n| n.to_lowercase());
+        let line = format!("who: {}", names.join(", "));
+        self.tell(conns, id, Notice::Info(&line));
+    }
+
+    fn list_rooms(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let mut rooms: Vec<(&str, usize)> = self
+            .rooms
+            .values()
+            .map(|r| (&*r.name, r.members.len()))
+            .collect();
+        // Busiest first, then by name.
+        rooms.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase()))
+        });
+        let list: Vec<String> = rooms
+            .iter()
+            .map(|(name, n)| format!("{name} ({n})"))
+            .collect();
+        let line = format!("rooms: {}", list.join(", "));
+        self.tell(conns, id, Notice::Info(&line));
+    }
+
+    // ----- the line protocol --------------------------------------------
+
+    fn line_input(&mut self, conns: &mut Connections<'_>, id: ConnId, text: &str) {
+        let named = self.user(id).is_some_and(|u| u.name.is_some());
+        if !named {
+            return self.pick_name(conns, id, text.trim());
+        }
+        if let Some(command) = text.strip_prefix('/') {
+            return self.command(conns, id, command.trim_end());
+        }
+        if !text.trim().is_empty() {
+            self.say(conns, id, text, false);
+        }
+    }
+
+    fn pick_name(&mut self, conns: &mut Connections<'_>, id: ConnId, name: &str) {
+        if let Err(e) = self.claim_name(id, name) {
+            self.tell(conns, id, Notice::Error(&e));
+            let _ = conns.send(id, PROMPT);
+            return;
+        }
+        // The lobby always exists, so this cannot fail.
+        let _ = self.enter_room(conns, id, LOBBY);
+    }
+
+    fn command(&mut self, conns: &mut Connections<'_>, id: ConnId, command: &str) {
+        let (verb, args) = command.split_once(' ').unwrap_or((command, ""));
+        let args = args.trim();
+        match verb.to_ascii_lowercase().as_str() {
+            "join" if !args.is_empty() => {
+                if let Err(e) = self.enter_room(conns, id, args) {
+                    self.tell(conns, id, Notice::Error(&e));
+                }
+            }
+            "rooms" => self.list_rooms(conns, id),
+            "who" => self.who(conns, id),
+            "nick" if !args.is_empty() => self.rename(conns, id, args),
+            "msg" => match args.split_once(' ') {
+                Some((to, text)) if !text.trim().is_empty() => {
+                    self.private(conns, id, to, text.trim_start())
+                }
+                _ => self.tell(conns, id, Notice::Error("usage: /msg NAME TEXT")),
+            },
+            "me" if !args.is_empty() => self.say(conns, id, args, true),
+            "help" => self.tell(conns, id, Notice::Info(HELP)),
+            "quit" => {
+                self.tell(conns, id, Notice::Info("bye"));
+                let _ = conns.close(id);
+            }
+            "join" | "nick" | "me" => {
+                let usage = format!(
+                    "usage: /{verb} {}",
+                    if verb == "me" { "ACTION" } else { "NAME" }
+                );
+                self.tell(conns, id, Notice::Error(&usage));
+            }
+            _ => {
+                let e = format!("unknown command /{verb} (/help lists the commands)");
+                self.tell(conns, id, Notice::Error(&e));
+            }
+        }
+    }
+
+    // ----- the JSON protocol --------------------------------------------
+
+    fn json_input(&mut self, conns: &mut Connections<'_>, id: ConnId, line: &[u8]) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let request = match protocol::parse_request(line) {
+            Ok(request) => request,
+            Err(e) => return self.tell(conns, id, Notice::Error(&e)),
+        };
+        match request {
+            Request::Join { room, username } => {
+                let current = self.user(id).and_then(|u| u.name.clone());
+                let result = match current {
+                    Some(name) if fold(&name) != fold(&username) => Err(format!(
+                        "you are {name}: a different username is not allowed"
+                    )),
+                    Some(_) => check_name(&room, "room name")
+                        .and_then(|()| self.enter_room(conns, id, &room)),
+                    None => check_name(&room, "room name")
+                        .and_then(|()| self.claim_name(id, &username))
+                        .and_then(|()| {
+                            // A failed first join leaves the user nameless.
+                            self.enter_room(conns, id, &room)
+                                .inspect_err(|_| self.release_name(id))
+                        }),
+                };
+                if let Err(e) = result {
+                    self.tell(conns, id, Notice::Error(&e));
+                }
+            }
+            Request::Chat { message } => self.say(conns, id, &message, false),
+            Request::Action { message } => self.say(conns, id, &message, true),
+            Request::Private { to, message } => self.private(conns, id, &to, &message),
+            Request::Leave => match self.room_of(id) {
+                None => self.tell(conns, id, Notice::Error("you are not in a room")),
+                Some((_, room, name)) => {
+                    self.leave_room(conns, id);
+                    // The leaver's confirmation: its own notice.
+                    self.tell(
+                        conns,
+                        id,
+                        Notice::Left {
+                            name: &name,
+                            room: &room,
+                        },
+                    );
+                }
+            },
+        }
+    }
+}
+
+impl Handler for Chat {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
+        let proto = match origin {
+            Origin::Accepted(listener) if Some(listener) == self.json_listener => Proto::Json,
+            _ => Proto::Line,
+        };
+        if self.users.len() <= id.index() {
+            self.users.resize_with(id.index() + 1, || None);
+        }
+        self.users[id.index()] = Some(User {
+            proto,
+            lines: LineDecoder::new(self.limits.max_line),
+            name: None,
+            room: None,
+        });
+        match proto {
+            Proto::Line => {
+                let _ = conns.send(id, PROMPT);
+            }
+            Proto::Json => {
+                let mut out = Vec::new();
+                protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
+                out.push(b'\n');
+                let _ = conns.send(id, &out);
+            }
+        }
+    }
+
+    fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(user) = self.user_mut(id) else {
+                return data.len();
+            };
+            let proto = user.proto;
+            let Some(line) = user.lines.next_line(data, &mut pos) else {
+                break;
+            };
+            match line {
+                Err(too_long) => {
+                    let e = too_long.to_string();
+                    debug!("{id}: {e}");
+                    self.tell(conns, id, Notice::Error(&e));
+                    if proto == Proto::Line && self.user(id).is_some_and(|u| u.name.is_none()) {
+                        let _ = conns.send(id, PROMPT);
+                    }
+                }
+                Ok(bytes) => match proto {
+                    Proto::Json => self.json_input(conns, id, bytes),
+                    Proto::Line => match std::str::from_utf8(bytes) {
+                        Ok(text) => self.line_input(conns, id, text),
+                        Err(_) => {
+                            self.tell(
+                                conns,
+                                id,
+                                Notice::Error("invalid UTF-8: lines must be UTF-8 text"),
+                            );
+                            if self.user(id).is_some_and(|u| u.name.is_none()) {
+                                let _ = conns.send(id, PROMPT);
+                            }
+                        }
+                    },
+                },
+            }
+            if !conns.is_open(id) {
+                // `/quit`: whatever follows is not read.
+                return data.len();
+            }
+        }
+        pos
+    }
+
+    fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        // The client hung up its sending side: like /quit, without the reply.
+        let _ = conns.close(id);
+    }
+
+    fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        self.leave_room(conns, id);
+        let Some(user) = self.users.get_mut(id.index()).and_then(Option::take) else {
+            return;
+        };
+        match &user.name {
+            Some(name) => {
+                self.names.remove(&fold(name));
+                info!("{name} disconnected ({reason})");
+            }
+            None => debug!("{id} disconnected before picking a name ({reason})"),
+        }
+    }
+}

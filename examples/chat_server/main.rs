@@ -1,0 +1,185 @@
+//! A chat server with rooms, on one thread: a line protocol for `nc` and
+//! `telnet`, and an NDJSON protocol (the seeds' JSON chat), on two listeners
+//! that share the same users and rooms.
+//!
+//! Run:   cargo run --release --example chat_server
+//! Talk:  nc 127.0.0.1 9999                       (line protocol: type your name)
+//!        cargo run --example chat_client -- --name alice
+//!        nc 127.0.0.1 8083                       (NDJSON, one object per line)
+//!
+//! `docs/chat.md` describes both protocols with sample sessions.
+
+mod chat;
+#[path = "../common/mod.rs"]
+mod common;
+mod protocol;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{info, warn};
+use reactor::Reactor;
+use reactor::service::{Config, Service};
+
+use chat::{Chat, Limits};
+
+const USAGE: &str = "\
+chat_server: a chat server with rooms, for line clients (nc, telnet) and NDJSON clients
+
+usage: chat_server [OPTIONS]
+
+options:
+  --addr HOST:PORT        line protocol listener (default 127.0.0.1:9999)
+  --json-addr HOST:PORT   NDJSON protocol listener (default 127.0.0.1:8083)
+  --max-clients N         clients at once over both listeners (default 10000)
+  --max-rooms N           rooms at once, the lobby included (default 1000)
+  --max-line SIZE         longest line accepted (default 4096)
+  --output-limit SIZE     a client with this much unread output is disconnected (default 4MiB)
+  --output-budget SIZE    over this much output queued in all, no input is read (default 256MiB)
+  --idle-timeout DURATION disconnect clients silent this long (default off)
+  --grace DURATION        on SIGINT/SIGTERM, time allowed to flush (default 5s)
+  -h, --help              show this text
+
+Prints 'listening on ADDR' for each listener. RUST_LOG=info logs joins, leaves
+and disconnects; RUST_LOG=debug logs every message.
+";
+
+struct Options {
+    addr: SocketAddr,
+    json_addr: SocketAddr,
+    limits: Limits,
+    config: Config,
+    grace: Duration,
+}
+
+fn parse_options() -> Options {
+    let mut addr = "127.0.0.1:9999".to_string();
+    let mut json_addr = "127.0.0.1:8083".to_string();
+    let mut limits = Limits {
+        max_rooms: 1000,
+        max_line: 4096,
+    };
+    let mut max_clients = 10_000;
+    let mut output_limit = 4 << 20;
+    let mut output_budget = 256 << 20;
+    let mut idle_timeout = None;
+    let mut grace = Duration::from_secs(5);
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = common::next_arg(&mut parser) {
+        use lexopt::Arg::{Long, Short};
+        match arg {
+            Long("addr") => addr = common::value(&mut parser, "addr", common::text),
+            Long("json-addr") => json_addr = common::value(&mut parser, "json-addr", common::text),
+            Long("max-clients") => {
+                max_clients = common::value(&mut parser, "max-clients", common::count)
+            }
+            Long("max-rooms") => {
+                limits.max_rooms = common::value(&mut parser, "max-rooms", common::count)
+            }
+            Long("max-line") => {
+                limits.max_line = common::value(&mut parser, "max-line", common::parse_size)
+            }
+            Long("output-limit") => {
+                output_limit = common::value(&mut parser, "output-limit", common::parse_size)
+            }
+            Long("output-budget") => {
+                output_budget = common::value(&mut parser, "output-budget", common::parse_size)
+            }
+            Long("idle-timeout") => {
+                idle_timeout =
+                    common::value(&mut parser, "idle-timeout", common::parse_optional_duration)
+            }
+            Long("grace") => grace = common::value(&mut parser, "grace", common::parse_duration),
+            Long("help") | Short('h') => common::help(USAGE),
+            _ => common::usage_error(arg.unexpected()),
+        }
+    }
+    for (option, value) in [
+        ("max-clients", max_clients),
+        ("max-rooms", limits.max_rooms),
+        ("max-line", limits.max_line),
+    ] {
+        if value == 0 {
+            common::usage_error(format!("--{option} must be at least 1"));
+        }
+    }
+    let resolve = |option: &str, a: &str| {
+        common::resolve(a).unwrap_or_else(|e| common::usage_error(format!("--{option} {a}: {e}")))
+    };
+    let config = Config::default()
+        .max_connections(max_clients)
+        .reject_message(b"error: server full\n")
+        .output_limit(output_limit)
+        .output_budget(Some(output_budget))
+        .idle_timeout(idle_timeout)
+        // A broadcast makes more output than input (the sender's name, one
+        // copy per member): let each member's flush move more per turn than
+        // a sender's read brings in.
+        .write_budget(256 * 1024)
+        // The line decoder consumes overlong lines, so what waits unconsumed
+        // is at most one line.
+        .input_limit((limits.max_line + 2).max(64 * 1024));
+    Options {
+        addr: resolve("addr", &addr),
+        json_addr: resolve("json-addr", &json_addr),
+        limits,
+        config,
+        grace,
+    }
+}
+
+fn main() {
+    common::init_logging();
+    let options = parse_options();
+    if let Err(e) = run(options) {
+        common::fail(e);
+    }
+}
+
+fn run(options: Options) -> io::Result<()> {
+    let mut reactor = Reactor::new()?;
+    let service = Service::new(&mut reactor, Chat::new(options.limits), options.config);
+
+    let listen = |reactor: &mut Reactor, addr: SocketAddr| {
+        let id = service
+            .listen(reactor, addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        common::announce(format_args!("listening on {}", service.local_addr(id)?));
+        Ok::<_, io::Error>(id)
+    };
+    listen(&mut reactor, options.addr)?;
+    let json = listen(&mut reactor, options.json_addr)?;
+    service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
+    service.set_reject_message(
+        json,
+        Some(br#"{"type":"error","message":"server full"}"#.as_slice()),
+    )?;
+
+    // SIGINT/SIGTERM: tell everyone, flush, close, exit 0. A second signal
+    // stops at once.
+    let grace = options.grace;
+    let on_signal = service.clone();
+    let mut signalled = false;
+    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+        if signalled {
+            reactor.stop();
+            return;
+        }
+        signalled = true;
+        info!("{}: shutting down", common::signal_name(signal));
+        let _ = on_signal.with(reactor, |chat, conns| chat.announce_shutdown(conns));
+        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
+            warn!("shutdown: {e}");
+            reactor.stop();
+        }
+    })?;
+
+    reactor.run()?;
+    let stats = service.stats();
+    info!(
+        "served {} client(s): {} bytes in, {} bytes out",
+        stats.accepted, stats.bytes_in, stats.bytes_out
+    );
+    Ok(())
+}

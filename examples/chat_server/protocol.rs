@@ -1,0 +1,246 @@
+//! The two wire protocols of the chat server: what a user can be told
+//! ([`Notice`]), how it is written for a line user or a JSON user
+//! ([`render`]), what a JSON user can ask ([`Request`]), and the rule for
+//! names.
+
+use serde_json::Value;
+
+/// Which protocol a connection speaks: decided by the listener it came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// Plain lines, for `nc` and `telnet`.
+    Line,
+    /// One JSON object per line (NDJSON), the seed's message types.
+    Json,
+}
+
+/// Something the server tells a user. One notice, two renderings.
+#[derive(Clone, Copy, Debug)]
+pub enum Notice<'a> {
+    /// Line users, on entering a room.
+    Welcome {
+        name: &'a str,
+        room: &'a str,
+    },
+    Joined {
+        name: &'a str,
+        room: &'a str,
+    },
+    Left {
+        name: &'a str,
+        room: &'a str,
+    },
+    Renamed {
+        old: &'a str,
+        new: &'a str,
+    },
+    Chat {
+        name: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    Action {
+        name: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    Private {
+        from: &'a str,
+        text: &'a str,
+    },
+    /// A reply to a line command (`/who`, `/rooms`, `/help`): plain text.
+    Info(&'a str),
+    Error(&'a str),
+    ShuttingDown,
+}
+
+/// The prompt a line user gets until it has a name (no newline: the answer
+/// goes on the same line).
+pub const PROMPT: &[u8] = b"Enter your name: ";
+
+/// The first thing a JSON user gets (the seed's text).
+pub const JSON_WELCOME: &str =
+    r#"Welcome! Send {"type": "join", "room": "roomname", "username": "your_name"}"#;
+
+pub const HELP: &str =
+    "commands: /join ROOM, /rooms, /who, /nick NAME, /msg NAME TEXT, /me ACTION, /help, /quit";
+
+/// Appends `notice`, as `proto` writes it, to `out` (one line, newline
+/// included).
+pub fn render(notice: &Notice<'_>, proto: Proto, out: &mut Vec<u8>) {
+    match proto {
+        Proto::Line => render_line(notice, out),
+        Proto::Json => render_json(notice, out),
+    }
+    out.push(b'\n');
+}
+
+fn render_line(notice: &Notice<'_>, out: &mut Vec<u8>) {
+    match *notice {
+        Notice::Welcome { name, room } => out.extend_from_slice(
+            format!("welcome to {room}, {name} (/help lists the commands)").as_bytes(),
+        ),
+        Notice::Joined { name, room } => push_parts(out, &[name, " joined ", room]),
+        Notice::Left { name, room } => push_parts(out, &[name, " left ", room]),
+        Notice::Renamed { old, new } => push_parts(out, &[old, " is now known as ", new]),
+        Notice::Chat { name, text, .. } => {
+            push_parts(out, &[name, ": "]);
+            push_text(out, text);
+        }
+        Notice::Action { name, text, .. } => {
+            push_parts(out, &["* ", name, " "]);
+            push_text(out, text);
+        }
+        Notice::Private { from, text } => {
+            push_parts(out, &["[private] ", from, ": "]);
+            push_text(out, text);
+        }
+        Notice::Info(text) => push_text(out, text),
+        Notice::Error(text) => {
+            out.extend_from_slice(b"error: ");
+            push_text(out, text);
+        }
+        Notice::ShuttingDown => out.extend_from_slice(b"server shutting down"),
+    }
+}
+
+fn push_parts(out: &mut Vec<u8>, parts: &[&str]) {
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+/// Text from a JSON user may hold newlines or other control characters; on a
+/// line they would forge extra lines, so they become spaces.
+fn push_text(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| !b.is_ascii_control()) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        let mut buf = [0; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+}
+
+fn render_json(notice: &Notice<'_>, out: &mut Vec<u8>) {
+    let joined;
+    let (kind, fields): (&str, &[(&str, &str)]) = match *notice {
+        Notice::Welcome { name, room } | Notice::Joined { name, room } => {
+            joined = format!("{name} joined {room}");
+            ("notification", &[("message", &joined)])
+        }
+        Notice::Left { name, room } => {
+            joined = format!("{name} left {room}");
+            ("notification", &[("message", &joined)])
+        }
+        Notice::Renamed { old, new } => {
+            joined = format!("{old} is now known as {new}");
+            ("notification", &[("message", &joined)])
+        }
+        Notice::Chat { name, room, text } => {
+            return object(
+                out,
+                "chat",
+                &[("username", name), ("room", room), ("message", text)],
+            );
+        }
+        Notice::Action { name, room, text } => {
+            return object(
+                out,
+                "action",
+                &[("username", name), ("room", room), ("message", text)],
+            );
+        }
+        Notice::Private { from, text } => {
+            return object(out, "private", &[("from", from), ("message", text)]);
+        }
+        Notice::Info(text) => return object(out, "info", &[("message", text)]),
+        Notice::Error(text) => return object(out, "error", &[("message", text)]),
+        Notice::ShuttingDown => ("notification", &[("message", "server shutting down")]),
+    };
+    object(out, kind, fields)
+}
+
+/// Writes `{"type":KIND,"k":"v",...}` with every string escaped by
+/// serde_json, without building a `Value` (no allocation per message).
+pub fn object(out: &mut Vec<u8>, kind: &str, fields: &[(&str, &str)]) {
+    out.extend_from_slice(b"{\"type\":");
+    json_string(out, kind);
+    for (key, value) in fields {
+        out.push(b',');
+        json_string(out, key);
+        out.push(b':');
+        json_string(out, value);
+    }
+    out.push(b'}');
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// What a JSON user asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Join { room: String, username: String },
+    Chat { message: String },
+    Leave,
+    Private { to: String, message: String },
+    Action { message: String },
+}
+
+/// Parses one NDJSON line. The error is the message the user gets back.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(mut fields) = value else {
+        return Err("expected a JSON object".into());
+    };
+    let mut take = |key: &str| -> Result<String, String> {
+        match fields.remove(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(format!("field '{key}' must be a string")),
+            None => Err(format!("missing field '{key}'")),
+        }
+    };
+    let kind = take("type")?;
+    Ok(match kind.as_str() {
+        "join" => Request::Join {
+            room: take("room")?,
+            username: take("username")?,
+        },
+        "chat" => Request::Chat {
+            message: take("message")?,
+        },
+        "leave" => Request::Leave,
+        "private" => Request::Private {
+            to: take("to")?,
+            message: take("message")?,
+        },
+        "action" => Request::Action {
+            message: take("message")?,
+        },
+        other => return Err(format!("unknown message type '{other}'")),
+    })
+}
+
+/// User and room names: 1 to 32 letters, digits, `_`, `-` or `.`.
+pub fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let count = name.chars().count();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if (1..=32).contains(&count) && name.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} '{name}': use 1 to 32 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// Names are unique without regard to case: this is the key they are
+/// compared by.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}

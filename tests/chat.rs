@@ -634,3 +634,32 @@ fn chat_client_reports_a_refused_connection() {
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("refused"), "{stderr}");
 }
+
+#[test]
+fn an_idle_client_costs_a_few_hundred_bytes() {
+    let _heavy = heavy();
+    const N: usize = 1000;
+    let server = start(&["--max-rooms", "200"]);
+    let addr = json_addr(&server);
+    // JSON clients in rooms of ten, each waiting for its own join notice: a
+    // line crowd would all start in the lobby, and a thousand joins to one
+    // room is a storm of notices whose transient buffers would swamp the
+    // figure being measured.
+    let mut warm = Json::connect(addr);
+    warm.send(json!({"type": "join", "room": "warm", "username": "warm"}));
+    warm.next();
+    let before = server.rss_kib();
+    let crowd: Vec<Json> = (0..N)
+        .map(|i| {
+            let mut client = Json::connect(addr);
+            client.send(json!({"type": "join", "room": format!("room{}", i / 10), "username": format!("user{i}")}));
+            assert_eq!(client.next()["message"], format!("user{i} joined room{}", i / 10));
+            client
+        })
+        .collect();
+    let after = server.rss_kib();
+    let per_client = (after.saturating_sub(before) * 1024) as usize / N;
+    eprintln!("idle chat client: {per_client} bytes each ({before} KiB -> {after} KiB)");
+    assert!(per_client <= 1024, "{per_client} bytes per idle client");
+    drop(crowd);
+}

@@ -747,3 +747,80 @@ fn the_input_limit_counts_only_what_the_handler_leaves() {
     });
     assert!(log.borrow().closed.is_empty(), "{:?}", log.borrow().closed);
 }
+
+#[test]
+fn over_the_output_budget_nobody_is_read_until_it_drains() {
+    /// Copies every byte to every other connection, like a chat room.
+    struct Room {
+        members: Vec<ConnId>,
+    }
+    impl Handler for Room {
+        fn on_open(&mut self, _: &mut Connections<'_>, id: ConnId, _: Origin) {
+            self.members.push(id);
+        }
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            for &m in self.members.iter().filter(|&&m| m != id) {
+                conns.send(m, data).unwrap();
+            }
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, _: &CloseReason) {
+            self.members.retain(|&m| m != id);
+        }
+    }
+    const BUDGET: usize = 256 * 1024;
+    const TOTAL: usize = 32 << 20;
+    let config = Config::default()
+        .output_budget(Some(BUDGET))
+        .read_budget(16 * 1024)
+        .high_water(16 << 20);
+    let (mut reactor, service, addr) = serve(
+        Room {
+            members: Vec::new(),
+        },
+        config,
+    );
+    // Three members that do not read (yet). 32 MiB is more than the
+    // kernel buffers between the server and each of them can hold.
+    let mut readers: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    run_until(&mut reactor, |_| service.stats().open == 3);
+    let mut sender = connect(addr);
+    sender.set_nonblocking(true).unwrap();
+    let data = Rng::new(21).bytes(TOTAL);
+    let mut sent = 0;
+    let mut stalled = 0;
+    while sent < TOTAL && stalled < 50 {
+        match sender.write(&data[sent..(sent + 65536).min(TOTAL)]) {
+            Ok(n) => {
+                sent += n;
+                stalled = 0;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => stalled += 1,
+            Err(e) => panic!("{e}"),
+        }
+        reactor.run_once(Some(Duration::from_millis(5))).unwrap();
+        // Over budget, reading stops: at most one read's fan-out past it.
+        let queued = service.stats().queued_output;
+        assert!(queued <= BUDGET + 3 * 16 * 1024, "{queued} bytes queued");
+    }
+    assert!(sent < TOTAL, "the sender was read without limit");
+    // The members read: everything flows again, nothing lost.
+    let threads: Vec<_> = readers
+        .drain(..)
+        .map(|mut r| {
+            std::thread::spawn(move || {
+                let mut got = vec![0; TOTAL];
+                r.read_exact(&mut got).unwrap();
+                got
+            })
+        })
+        .collect();
+    sender.set_nonblocking(false).unwrap();
+    let rest = data[sent..].to_vec();
+    let writer = std::thread::spawn(move || sender.write_all(&rest).unwrap());
+    for t in threads {
+        let got = run_client(&mut reactor, t);
+        assert!(got == data);
+    }
+    writer.join().unwrap();
+}

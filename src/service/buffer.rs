@@ -22,6 +22,11 @@ use std::rc::Rc;
 /// The size of a pooled buffer.
 pub(crate) const CHUNK: usize = 16 * 1024;
 
+/// The size of a small pooled buffer: an empty queue starts in one, so a
+/// connection sent a short message (an echo, a chat line, a notice to a
+/// thousand room members) holds 1 KiB while it waits, not 16.
+pub(crate) const SMALL_CHUNK: usize = 1024;
+
 /// Most slices handed to one `writev` (the kernel allows 1024).
 const MAX_SLICES: usize = 64;
 
@@ -69,18 +74,23 @@ impl OutputQueue {
             last.extend_from_slice(&data[..take]);
             data = &data[take..];
         }
-        while !data.is_empty() {
-            if data.len() >= CHUNK {
-                // A large message gets one exactly sized chunk rather than a
-                // string of pooled ones.
-                self.chunks.push_back(Chunk::Owned(data.to_vec()));
-                return;
-            }
-            let mut chunk = pool.take();
-            chunk.extend_from_slice(data);
-            self.chunks.push_back(Chunk::Owned(chunk));
-            data = &[];
+        if data.is_empty() {
+            return;
         }
+        let chunk = if data.len() >= CHUNK {
+            // A large message gets one exactly sized chunk rather than a
+            // string of pooled ones.
+            data.to_vec()
+        } else {
+            let mut chunk = if self.chunks.is_empty() && data.len() <= SMALL_CHUNK {
+                pool.take_small()
+            } else {
+                pool.take()
+            };
+            chunk.extend_from_slice(data);
+            chunk
+        };
+        self.chunks.push_back(Chunk::Owned(chunk));
     }
 
     /// Queues a shared chunk without copying it.
@@ -164,6 +174,7 @@ impl OutputQueue {
 #[derive(Debug)]
 pub(crate) struct BufferPool {
     buffers: Vec<Vec<u8>>,
+    small: Vec<Vec<u8>>,
     // Boxed on purpose: a connection holds its queue as an 8-byte
     // `Option<Box<_>>`, and pooling the boxes saves their allocation too.
     #[allow(clippy::vec_box)]
@@ -175,6 +186,7 @@ impl BufferPool {
     pub(crate) fn new(limit: usize) -> BufferPool {
         BufferPool {
             buffers: Vec::new(),
+            small: Vec::new(),
             queues: Vec::new(),
             limit,
         }
@@ -187,11 +199,23 @@ impl BufferPool {
             .unwrap_or_else(|| Vec::with_capacity(CHUNK))
     }
 
-    /// Takes a buffer back; only standard-sized ones are kept.
+    /// An empty buffer with room for [`SMALL_CHUNK`] bytes.
+    pub(crate) fn take_small(&mut self) -> Vec<u8> {
+        self.small
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_CHUNK))
+    }
+
+    /// Takes a buffer back; only the two standard sizes are kept.
     pub(crate) fn give(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() == CHUNK && self.buffers.len() < self.limit {
+        let class = match buffer.capacity() {
+            CHUNK => &mut self.buffers,
+            SMALL_CHUNK => &mut self.small,
+            _ => return,
+        };
+        if class.len() < self.limit {
             buffer.clear();
-            self.buffers.push(buffer);
+            class.push(buffer);
         }
     }
 
@@ -210,7 +234,7 @@ impl BufferPool {
 
     /// Bytes held by the pool's buffers, for introspection.
     pub(crate) fn pooled_bytes(&self) -> usize {
-        self.buffers.len() * CHUNK
+        self.buffers.len() * CHUNK + self.small.len() * SMALL_CHUNK
     }
 }
 
@@ -288,13 +312,25 @@ mod tests {
         for _ in 0..100 {
             queue.push_bytes(b"0123456789", &mut pool);
         }
-        assert_eq!(queue.chunks.len(), 1);
+        assert_eq!(
+            queue.chunks.len(),
+            1,
+            "1000 bytes fit the small first chunk"
+        );
+        queue.push_bytes(&[b'!'; 100], &mut pool);
+        assert_eq!(queue.chunks.len(), 2, "the overflow starts a large chunk");
         let mut out = Trickle {
             cap: usize::MAX,
             got: Vec::new(),
             calls: 0,
         };
         let (n, _) = queue.write_to(&mut out, usize::MAX).unwrap();
-        assert_eq!((n, out.calls), (1000, 1));
+        assert_eq!((n, out.calls), (1100, 1), "one writev for both");
+        queue.consume(n, &mut pool);
+        assert_eq!(
+            (pool.small.len(), pool.buffers.len()),
+            (1, 1),
+            "both sizes pooled"
+        );
     }
 }

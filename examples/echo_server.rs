@@ -25,7 +25,9 @@ echo_server: a multi-client echo server on the reactor's connection layer
 usage: echo_server [OPTIONS]
 
 options:
-  --addr HOST:PORT        listen here (default 127.0.0.1:10000); repeat for more
+  --addr HOST:PORT        listen here (default 127.0.0.1:10000); repeat for more;
+                          IPv6 as [::1]:PORT, names as localhost:PORT
+  --dual-stack PORT       listen on [::]:PORT, for IPv4 and IPv6 clients at once
   --unix PATH             also listen on a Unix-domain socket at PATH
   --upper                 echo ASCII letters upper-cased (like Python's bytes.upper())
   --max-conns N           most clients at once; more are told so and closed (default 10000)
@@ -65,6 +67,7 @@ impl Handler for Echo {
 
 struct Options {
     addrs: Vec<SocketAddr>,
+    dual_stack: Option<u16>,
     unix: Option<PathBuf>,
     upper: bool,
     config: Config,
@@ -75,6 +78,7 @@ fn parse_options() -> Options {
     let mut addrs = Vec::new();
     let mut options = Options {
         addrs: Vec::new(),
+        dual_stack: None,
         unix: None,
         upper: false,
         config: Config::default().reject_message(b"error: server full\n"),
@@ -85,6 +89,9 @@ fn parse_options() -> Options {
         use lexopt::Arg::{Long, Short};
         match arg {
             Long("addr") => addrs.push(common::value(&mut parser, "addr", common::text)),
+            Long("dual-stack") => {
+                options.dual_stack = Some(common::value(&mut parser, "dual-stack", common::port));
+            }
             Long("unix") => {
                 options.unix = Some(common::value(&mut parser, "unix", common::text).into())
             }
@@ -111,7 +118,7 @@ fn parse_options() -> Options {
             _ => common::usage_error(arg.unexpected()),
         }
     }
-    if addrs.is_empty() {
+    if addrs.is_empty() && options.dual_stack.is_none() && options.unix.is_none() {
         addrs.push("127.0.0.1:10000".to_string());
     }
     // Name resolution blocks: done here, before the loop exists.
@@ -138,12 +145,18 @@ fn run(options: Options) -> io::Result<()> {
         upper: options.upper,
         scratch: Vec::new(),
     };
-    let service = Service::new(&mut reactor, echo, options.config);
+    let service = Service::new(&mut reactor, echo, options.config.clone());
 
     for addr in &options.addrs {
         let id = service
             .listen(&mut reactor, *addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        common::announce(format_args!("listening on {}", service.local_addr(id)?));
+    }
+    if let Some(port) = options.dual_stack {
+        let listener = reactor::socket::tcp_listener_dual_stack(port, options.config.get_backlog())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on [::]:{port}: {e}")))?;
+        let id = service.add_tcp_listener(&mut reactor, listener)?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
     if let Some(path) = &options.unix {

@@ -34,6 +34,8 @@
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
 //! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length
 //!    and length-prefixed frames, cut from whatever bytes have arrived.
+//! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
+//!    a bounded send queue for when the socket is full.
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and
@@ -82,6 +84,7 @@ mod timer;
 pub mod codec;
 pub mod service;
 pub mod socket;
+pub mod udp;
 
 pub use handle::Handle;
 pub use mio::Interest;

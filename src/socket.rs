@@ -45,6 +45,60 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::TcpL
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// Creates a non-blocking TCP listener on `[::]:port` that accepts IPv4 and
+/// IPv6 connections alike (`IPV6_V6ONLY` off: IPv4 peers appear as
+/// `::ffff:a.b.c.d`), with `SO_REUSEADDR` and the given `backlog`. Port 0
+/// picks a free port.
+///
+/// # Errors
+///
+/// As for [`tcp_listener`]; `AddrNotAvailable` on a system without IPv6.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// let listener = reactor::socket::tcp_listener_dual_stack(0, 1024)?;
+/// let port = listener.local_addr()?.port();
+/// std::net::TcpStream::connect(("127.0.0.1", port))?; // IPv4 reaches it
+/// # Ok(())
+/// # }
+/// ```
+pub fn tcp_listener_dual_stack(port: u16, backlog: i32) -> io::Result<mio::net::TcpListener> {
+    let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let socket = Socket::new(Domain::IPV6, Type::STREAM.nonblocking(), None)?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// Creates a non-blocking UDP socket bound to `addr`.
+///
+/// # Errors
+///
+/// Whatever `socket` or `bind` answers.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking(), None)?;
+    socket.bind(&addr.into())?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// Creates a non-blocking UDP socket on `[::]:port` that receives IPv4 and
+/// IPv6 datagrams alike (`IPV6_V6ONLY` off).
+///
+/// # Errors
+///
+/// Whatever `socket`, `setsockopt` or `bind` answers.
+pub fn udp_socket_dual_stack(port: u16) -> io::Result<mio::net::UdpSocket> {
+    let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM.nonblocking(), None)?;
+    socket.set_only_v6(false)?;
+    socket.bind(&addr.into())?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
 /// Creates a non-blocking Unix-domain stream listener at `path` with the
 /// given listen `backlog`.
 ///

@@ -95,6 +95,11 @@ fn number_and_unit<'a>(s: &'a str, expected: &str) -> Result<(f64, &'a str), Str
     Ok((number, unit.trim()))
 }
 
+/// A port number.
+pub fn port(s: &str) -> Result<u16, String> {
+    s.parse::<u16>().map_err(|e| e.to_string())
+}
+
 /// A duration such as `30s`, `500ms`, `2m`, `1h`, `250us` or `1.5s`; a bare
 /// number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

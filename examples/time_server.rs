@@ -1,0 +1,104 @@
+//! The seeds' time server exercise: a client that connects gets the current
+//! local time as `Current time: HH:MM:SS` and the connection closes. The
+//! same port number answers UDP datagrams with the same line.
+//!
+//! Run:   cargo run --example time_server
+//! Talk:  nc 127.0.0.1 10013
+//!        echo | nc -u -w1 127.0.0.1 10013
+
+mod common;
+
+use std::io;
+use std::net::SocketAddr;
+
+use log::{debug, info};
+use reactor::Reactor;
+use reactor::service::{Config, ConnId, Connections, Handler, Origin, Service};
+use reactor::udp::{UdpConfig, UdpEndpoint};
+
+const USAGE: &str = "\
+time_server: tell each client the current local time, over TCP and UDP
+
+usage: time_server [--addr HOST:PORT]
+
+options:
+  --addr HOST:PORT   the TCP and UDP address (default 127.0.0.1:10013)
+  -h, --help         show this text
+";
+
+/// `Current time: HH:MM:SS` in local time, with a newline.
+fn current_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: localtime_r fills the `tm` we own from a valid time_t; a null
+    // return (an unrepresentable time) is checked.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+        return "Current time: unknown\n".to_string();
+    }
+    format!(
+        "Current time: {:02}:{:02}:{:02}\n",
+        tm.tm_hour, tm.tm_min, tm.tm_sec
+    )
+}
+
+struct Clock;
+
+impl Handler for Clock {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+        let _ = conns.send(id, current_time().as_bytes());
+        // Flushed, then closed: the client reads the line, then EOF.
+        let _ = conns.close(id);
+    }
+
+    fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+        data.len()
+    }
+}
+
+fn main() {
+    common::init_logging();
+    let mut addr = "127.0.0.1:10013".to_string();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = common::next_arg(&mut parser) {
+        use lexopt::Arg::{Long, Short};
+        match arg {
+            Long("addr") => addr = common::value(&mut parser, "addr", common::text),
+            Long("help") | Short('h') => common::help(USAGE),
+            _ => common::usage_error(arg.unexpected()),
+        }
+    }
+    let addr = common::resolve(&addr)
+        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    if let Err(e) = run(addr) {
+        common::fail(e);
+    }
+}
+
+fn run(addr: SocketAddr) -> io::Result<()> {
+    let mut reactor = Reactor::new()?;
+    let service = Service::new(&mut reactor, Clock, Config::default());
+    let id = service
+        .listen(&mut reactor, addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let tcp_addr = service.local_addr(id)?.inet().unwrap_or(addr);
+    let udp = reactor::socket::udp_socket(tcp_addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {tcp_addr}: {e}")))?;
+    UdpEndpoint::from_socket(
+        &mut reactor,
+        udp,
+        UdpConfig::default(),
+        |_, endpoint, from, _| {
+            debug!("udp request from {from}");
+            let _ = endpoint.send_to(current_time().as_bytes(), from);
+        },
+    )?;
+    common::announce(format_args!("listening on {tcp_addr}"));
+    common::on_shutdown_signal(&mut reactor, |reactor, signal| {
+        info!("{}: shutting down", common::signal_name(signal));
+        reactor.stop();
+    })?;
+    reactor.run()
+}

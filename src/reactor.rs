@@ -48,21 +48,25 @@ impl Event {
     }
 
     /// The registration the event is for.
+    #[inline]
     pub fn key(&self) -> Key {
         self.key
     }
 
     /// Everything the source is ready for.
+    #[inline]
     pub fn ready(&self) -> Ready {
         self.ready
     }
 
     /// Shorthand for `self.ready().is_readable()`.
+    #[inline]
     pub fn is_readable(&self) -> bool {
         self.ready.is_readable()
     }
 
     /// Shorthand for `self.ready().is_writable()`.
+    #[inline]
     pub fn is_writable(&self) -> bool {
         self.ready.is_writable()
     }
@@ -686,6 +690,7 @@ impl Reactor {
     /// Makes the next poll return at once instead of sleeping. For work left
     /// unfinished on purpose (a read budget spent on a still-readable socket)
     /// that a before-sleep hook will pick up again.
+    #[inline]
     pub fn keep_awake(&mut self) {
         self.keep_awake = true;
     }
@@ -707,6 +712,7 @@ impl Reactor {
 
     /// The time the loop last woke from a poll: one clock read per turn,
     /// shared by everything that needs "now" during that turn.
+    #[inline]
     pub fn now(&self) -> Instant {
         self.now
     }
@@ -767,7 +773,7 @@ impl Reactor {
 
         // 4. Poll, unless a panic left part of the previous batch undelivered.
         if self.next_ready >= self.ready.len() {
-            self.selector.select(&mut self.ready, timeout)?;
+            self.selector.select_unchecked(&mut self.ready, timeout)?;
             self.next_ready = 0;
             self.stats.polls += 1;
             self.stats.max_events_per_poll = self.stats.max_events_per_poll.max(self.ready.len());

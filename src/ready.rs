@@ -55,6 +55,7 @@ impl Ready {
     ];
 
     /// Translates one mio event into our flags.
+    #[inline]
     pub(crate) fn from_event(event: &mio::event::Event) -> Ready {
         let mut ready = Ready::EMPTY;
         if event.is_readable() {
@@ -78,6 +79,7 @@ impl Ready {
     /// Keeps `READABLE` and `WRITABLE` only where `interest` asked for them,
     /// as `selectors` masks its events; the closed and error flags always pass,
     /// because the kernel reports them whatever was asked.
+    #[inline]
     pub(crate) fn masked(self, interest: mio::Interest) -> Ready {
         let mut keep = Ready::READ_CLOSED | Ready::WRITE_CLOSED | Ready::ERROR;
         if interest.is_readable() {
@@ -97,6 +99,7 @@ impl Ready {
     /// assert!(r.contains(Ready::WRITABLE));
     /// assert!(!r.contains(Ready::WRITABLE | Ready::ERROR));
     /// ```
+    #[inline]
     pub fn contains(self, other: Ready) -> bool {
         self.0 & other.0 == other.0
     }
@@ -107,26 +110,31 @@ impl Ready {
     }
 
     /// A read will not block.
+    #[inline]
     pub fn is_readable(self) -> bool {
         self.contains(Ready::READABLE)
     }
 
     /// A write will not block.
+    #[inline]
     pub fn is_writable(self) -> bool {
         self.contains(Ready::WRITABLE)
     }
 
     /// The peer shut down its write side.
+    #[inline]
     pub fn is_read_closed(self) -> bool {
         self.contains(Ready::READ_CLOSED)
     }
 
     /// Our write side is closed.
+    #[inline]
     pub fn is_write_closed(self) -> bool {
         self.contains(Ready::WRITE_CLOSED)
     }
 
     /// The socket has a pending error.
+    #[inline]
     pub fn is_error(self) -> bool {
         self.contains(Ready::ERROR)
     }

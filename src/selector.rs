@@ -66,27 +66,32 @@ impl Key {
     /// [`Waker`] was woken (see [`Selector::waker`]).
     pub const WAKER: Key = Key(usize::MAX);
 
+    #[inline]
     fn new(index: usize, generation: u32) -> Key {
         debug_assert!(index <= MAX_INDEX);
         Key(((generation as usize) << INDEX_BITS) | index)
     }
 
     /// The slab slot this key names.
+    #[inline]
     pub fn index(self) -> usize {
         self.0 & INDEX_MASK
     }
 
     /// The generation of the registration this key names.
+    #[inline]
     pub fn generation(self) -> u32 {
         (self.0 >> INDEX_BITS) as u32
     }
 
     /// The mio token this key is registered under.
+    #[inline]
     pub fn token(self) -> Token {
         Token(self.0)
     }
 
     /// The key a token stands for (the inverse of [`Key::token`]).
+    #[inline]
     pub fn from_token(token: Token) -> Key {
         Key(token.0)
     }
@@ -387,12 +392,37 @@ impl<T> Selector<T> {
         Ok(ready.len())
     }
 
+    /// [`select`](Selector::select) for the reactor, which looks every key
+    /// up when it dispatches the event: no lookup here (stale events are
+    /// dropped there), and readiness as the kernel gave it (epoll reports
+    /// only what was asked for, plus closed and error conditions).
+    pub(crate) fn select_unchecked(
+        &mut self,
+        ready: &mut Vec<(Key, Ready)>,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        ready.clear();
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        ready.extend(
+            self.events
+                .iter()
+                .map(|event| (Key::from_token(event.token()), Ready::from_event(event))),
+        );
+        Ok(ready.len())
+    }
+
     /// The data of a live registration, or `None` for a dead or unknown key.
+    #[inline]
     pub fn get(&self, key: Key) -> Option<&T> {
         lookup(&self.slots, key).map(|slot| &slot.data)
     }
 
     /// Mutable access to the data of a live registration.
+    #[inline]
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         lookup_mut(&mut self.slots, key).map(|slot| &mut slot.data)
     }
@@ -472,12 +502,14 @@ impl<T> fmt::Debug for Selector<T> {
     }
 }
 
+#[inline]
 fn lookup<T>(slots: &Slab<Slot<T>>, key: Key) -> Option<&Slot<T>> {
     slots
         .get(key.index())
         .filter(|slot| slot.generation == key.generation())
 }
 
+#[inline]
 fn lookup_mut<T>(slots: &mut Slab<Slot<T>>, key: Key) -> Option<&mut Slot<T>> {
     slots
         .get_mut(key.index())

@@ -824,3 +824,34 @@ fn over_the_output_budget_nobody_is_read_until_it_drains() {
     }
     writer.join().unwrap();
 }
+
+/// Regression: a small send went to the turn buffer and a large one, right
+/// after it, to the backlog; the flush writes the backlog first, so the
+/// bytes went out in the wrong order.
+#[test]
+fn small_then_large_sends_keep_their_order() {
+    struct Mixed;
+    impl Handler for Mixed {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            conns.send(id, b"head:").unwrap();
+            conns.send(id, &vec![b'x'; 1 << 20]).unwrap();
+            conns.send(id, b":tail").unwrap();
+            conns.close(id).unwrap();
+        }
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+    }
+    let (mut reactor, _service, addr) = serve(Mixed, Config::default());
+    let client = std::thread::spawn(move || support::read_to_end(&mut connect(addr)).unwrap());
+    let got = run_client(&mut reactor, client);
+    let mut expected = b"head:".to_vec();
+    expected.extend(vec![b'x'; 1 << 20]);
+    expected.extend_from_slice(b":tail");
+    assert!(
+        got == expected,
+        "{} bytes, starting {:?}",
+        got.len(),
+        String::from_utf8_lossy(&got[..10.min(got.len())])
+    );
+}

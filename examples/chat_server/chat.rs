@@ -48,9 +48,8 @@ pub struct Chat {
     names: HashMap<String, ConnId>,
     /// Folded room name to room.
     rooms: HashMap<Rc<str>, Room>,
-    /// Scratch space for rendering a notice once per protocol per broadcast.
+    /// Scratch space for rendering a notice.
     line_out: Vec<u8>,
-    json_out: Vec<u8>,
 }
 
 impl Chat {
@@ -70,7 +69,6 @@ impl Chat {
             names: HashMap::new(),
             rooms,
             line_out: Vec::new(),
-            json_out: Vec::new(),
         }
     }
 
@@ -99,8 +97,9 @@ impl Chat {
     }
 
     /// Tells everyone in a room something, except `except`. The notice is
-    /// rendered at most once per protocol, then copied to each member's
-    /// output queue.
+    /// rendered once per protocol and broadcast: stored once, queued for
+    /// every member (consecutive broadcasts leave each member one
+    /// contiguous write per turn).
     fn broadcast(
         &mut self,
         conns: &mut Connections<'_>,
@@ -111,25 +110,24 @@ impl Chat {
         let Some(room) = self.rooms.get(room) else {
             return;
         };
-        self.line_out.clear();
-        self.json_out.clear();
-        for &member in &room.members {
-            if Some(member) == except {
+        for proto in [Proto::Line, Proto::Json] {
+            let users = &self.users;
+            let members = room.members.iter().copied().filter(|&m| {
+                Some(m) != except
+                    && users
+                        .get(m.index())
+                        .and_then(Option::as_ref)
+                        .is_some_and(|u| u.proto == proto)
+            });
+            let mut members = members.peekable();
+            if members.peek().is_none() {
                 continue;
             }
-            let Some(user) = self.users.get(member.index()).and_then(Option::as_ref) else {
-                continue;
-            };
-            let out = match user.proto {
-                Proto::Line => &mut self.line_out,
-                Proto::Json => &mut self.json_out,
-            };
-            if out.is_empty() {
-                render(&notice, user.proto, out);
-            }
-            // A member over its output limit is closed by the service (and
-            // leaves the room in on_close); the others are not held up.
-            let _ = conns.send(member, out);
+            self.line_out.clear();
+            render(&notice, proto, &mut self.line_out);
+            // A member pushed over its output limit is closed by the service
+            // (and leaves the room in on_close); the others are not held up.
+            conns.broadcast(members, &self.line_out);
         }
     }
 

@@ -1,23 +1,28 @@
-//! Output buffers: [`OutputQueue`], a connection's queued bytes as a list of
-//! chunks, and [`BufferPool`], where emptied chunks wait to be reused.
+//! Output buffers, in two tiers.
 //!
-//! Why chunks and not one growing `Vec<u8>`: appending to a contiguous buffer
-//! copies the whole buffer each time it grows, and taking bytes off its front
-//! moves the rest down. A queue of fixed-size chunks appends in place and
-//! drops written chunks whole, and several chunks go out in one `writev`.
-//! A chunk is either owned bytes (copied in by `send`) or a shared,
-//! reference-counted slice (`send_shared`), so one broadcast message can sit
-//! in a thousand queues without a thousand copies.
+//! - [`TurnBuffer`]: everything sent during the current turn to connections
+//!   whose sockets are writable. One byte arena for the whole service; each
+//!   connection keeps a linked list of ranges into it (a [`TurnLink`]), and a
+//!   send that lands right after the connection's previous range extends it.
+//!   The before-sleep flush writes each connection's ranges straight from the
+//!   arena with one `write` (or `writev`), then the arena is emptied for the
+//!   next turn. A message sent to many connections ([`broadcast`]) is stored
+//!   once and linked to each of them: consecutive broadcasts to a room are
+//!   adjacent in the arena, so each member's whole turn is one contiguous
+//!   write. Steady traffic costs a copy into the arena and a few stores per
+//!   message: no allocation, no pool.
+//! - [`OutputQueue`]: the backlog a connection keeps across turns, when its
+//!   socket did not take everything (or was not writable when it was sent
+//!   to). A queue of chunks: appending never copies what is already queued,
+//!   and written chunks are dropped whole. An empty queue starts in a 1 KiB
+//!   buffer; longer output goes into 16 KiB chunks. Emptied chunks and
+//!   queues go back to a [`BufferPool`], so an idle connection holds no
+//!   buffer memory.
 //!
-//! Why a pool: a connection holds a queue only while it has output. When the
-//! queue empties, its chunk and the queue itself go back to the pool, so an
-//! idle connection holds no buffer memory, and steady traffic (an echo
-//! answered in every turn) takes buffers from the pool and gives them back
-//! without calling the allocator.
+//! [`broadcast`]: super::Connections::broadcast
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::rc::Rc;
 
 /// The size of a pooled buffer.
 pub(crate) const CHUNK: usize = 16 * 1024;
@@ -30,26 +35,10 @@ pub(crate) const SMALL_CHUNK: usize = 1024;
 /// Most slices handed to one `writev` (the kernel allows 1024).
 const MAX_SLICES: usize = 64;
 
-/// One piece of queued output.
-#[derive(Debug)]
-pub(crate) enum Chunk {
-    Owned(Vec<u8>),
-    Shared(Rc<[u8]>),
-}
-
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
-        }
-    }
-}
-
 /// A connection's queued output.
 #[derive(Debug, Default)]
 pub(crate) struct OutputQueue {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Vec<u8>>,
     /// Bytes of the front chunk already written.
     head: usize,
     /// Bytes queued and not yet written.
@@ -57,10 +46,12 @@ pub(crate) struct OutputQueue {
 }
 
 impl OutputQueue {
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -68,7 +59,7 @@ impl OutputQueue {
     /// Copies `data` in, filling the last owned chunk before taking another.
     pub(crate) fn push_bytes(&mut self, mut data: &[u8], pool: &mut BufferPool) {
         self.len += data.len();
-        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+        if let Some(last) = self.chunks.back_mut() {
             let room = last.capacity() - last.len();
             let take = room.min(data.len());
             last.extend_from_slice(&data[..take]);
@@ -90,21 +81,13 @@ impl OutputQueue {
             chunk.extend_from_slice(data);
             chunk
         };
-        self.chunks.push_back(Chunk::Owned(chunk));
-    }
-
-    /// Queues a shared chunk without copying it.
-    pub(crate) fn push_shared(&mut self, data: Rc<[u8]>) {
-        if data.is_empty() {
-            return;
-        }
-        self.len += data.len();
-        self.chunks.push_back(Chunk::Shared(data));
+        self.chunks.push_back(chunk);
     }
 
     /// Writes up to `limit` bytes with one `write` (one chunk) or one
     /// `writev` (several). Returns the bytes written and the bytes offered,
     /// so the caller can tell a short write.
+    #[inline]
     pub(crate) fn write_to<W: Write>(
         &self,
         out: &mut W,
@@ -114,7 +97,7 @@ impl OutputQueue {
         let Some(first) = chunks.next() else {
             return Ok((0, 0));
         };
-        let first = &first.bytes()[self.head..];
+        let first = &first[self.head..];
         if self.chunks.len() == 1 || first.len() >= limit {
             let slice = &first[..first.len().min(limit)];
             return Ok((out.write(slice)?, slice.len()));
@@ -127,8 +110,7 @@ impl OutputQueue {
             if count == MAX_SLICES || offered >= limit {
                 break;
             }
-            let bytes = chunk.bytes();
-            let bytes = &bytes[..bytes.len().min(limit - offered)];
+            let bytes = &chunk[..chunk.len().min(limit - offered)];
             slices[count] = IoSlice::new(bytes);
             offered += bytes.len();
             count += 1;
@@ -138,6 +120,7 @@ impl OutputQueue {
 
     /// Drops `n` written bytes off the front, returning emptied chunks to the
     /// pool.
+    #[inline]
     pub(crate) fn consume(&mut self, mut n: usize, pool: &mut BufferPool) {
         debug_assert!(n <= self.len);
         self.len -= n;
@@ -145,14 +128,14 @@ impl OutputQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let left = front.bytes().len() - self.head;
+            let left = front.len() - self.head;
             if n < left {
                 self.head += n;
                 return;
             }
             n -= left;
             self.head = 0;
-            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
+            if let Some(buffer) = self.chunks.pop_front() {
                 pool.give(buffer);
             }
         }
@@ -160,13 +143,210 @@ impl OutputQueue {
 
     /// Drops everything queued.
     pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
-        for chunk in self.chunks.drain(..) {
-            if let Chunk::Owned(buffer) = chunk {
-                pool.give(buffer);
-            }
+        while let Some(buffer) = self.chunks.pop_front() {
+            pool.give(buffer);
         }
         self.head = 0;
         self.len = 0;
+    }
+}
+
+/// The end of a list of ranges.
+const NIL: u32 = u32::MAX;
+
+/// Messages larger than this bypass the turn buffer and go to the
+/// connection's backlog directly (one exactly sized chunk), so a bulk
+/// transfer does not make the shared arena grow.
+pub(crate) const TURN_MAX: usize = 256 * 1024;
+
+/// An arena that held more than this when emptied is shrunk back.
+const TURN_KEEP: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    start: u32,
+    end: u32,
+    next: u32,
+}
+
+/// A connection's list of ranges in the [`TurnBuffer`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TurnLink {
+    head: u32,
+    tail: u32,
+    bytes: u32,
+}
+
+impl Default for TurnLink {
+    fn default() -> TurnLink {
+        TurnLink {
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+        }
+    }
+}
+
+impl TurnLink {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.bytes as usize
+    }
+}
+
+/// Output sent during the current turn to writable connections: one byte
+/// arena, and per connection a linked list of ranges into it. See the
+/// module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct TurnBuffer {
+    bytes: Vec<u8>,
+    ranges: Vec<Range>,
+    /// Connections with ranges here; the arena is emptied when none are left.
+    users: u32,
+}
+
+impl TurnBuffer {
+    /// True if `len` more bytes fit (offsets are 32-bit).
+    #[inline]
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        len <= TURN_MAX && self.bytes.len() + len < NIL as usize
+    }
+
+    /// Stores `data` once; returns where it lies, for [`link`](Self::link).
+    #[inline]
+    pub(crate) fn store(&mut self, data: &[u8]) -> (u32, u32) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(data);
+        (start, self.bytes.len() as u32)
+    }
+
+    /// Adds a stored range to a connection's list, merging it with the
+    /// connection's last range when they touch.
+    #[inline]
+    pub(crate) fn link(&mut self, link: &mut TurnLink, (start, end): (u32, u32)) {
+        link.bytes += end - start;
+        if link.tail != NIL {
+            let last = &mut self.ranges[link.tail as usize];
+            if last.end == start {
+                last.end = end;
+                return;
+            }
+        }
+        let index = self.ranges.len() as u32;
+        self.ranges.push(Range {
+            start,
+            end,
+            next: NIL,
+        });
+        if link.tail == NIL {
+            link.head = index;
+            self.users += 1;
+        } else {
+            self.ranges[link.tail as usize].next = index;
+        }
+        link.tail = index;
+    }
+
+    /// The connection's output this turn, if it is one range.
+    #[inline]
+    pub(crate) fn single(&self, link: &TurnLink) -> Option<&[u8]> {
+        if link.head != link.tail {
+            return None;
+        }
+        let range = self.ranges.get(link.head as usize)?;
+        Some(&self.bytes[range.start as usize..range.end as usize])
+    }
+
+    /// Writes up to `limit` bytes of a connection's ranges with one `write`
+    /// (one range) or one `writev` (several). Returns the bytes written and
+    /// the bytes offered.
+    #[inline]
+    pub(crate) fn write_to<W: Write>(
+        &self,
+        link: &TurnLink,
+        out: &mut W,
+        limit: usize,
+    ) -> io::Result<(usize, usize)> {
+        let Some(first) = self.ranges.get(link.head as usize) else {
+            return Ok((0, 0));
+        };
+        let first_bytes = &self.bytes[first.start as usize..first.end as usize];
+        if first.next == NIL || first_bytes.len() >= limit {
+            let slice = &first_bytes[..first_bytes.len().min(limit)];
+            return Ok((out.write(slice)?, slice.len()));
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        slices[0] = IoSlice::new(first_bytes);
+        let (mut count, mut offered, mut next) = (1, first_bytes.len(), first.next);
+        while next != NIL && count < MAX_SLICES && offered < limit {
+            let range = self.ranges[next as usize];
+            let end =
+                (range.end as usize).min((range.start as usize).saturating_add(limit - offered));
+            slices[count] = IoSlice::new(&self.bytes[range.start as usize..end]);
+            offered += end - range.start as usize;
+            count += 1;
+            next = range.next;
+        }
+        Ok((out.write_vectored(&slices[..count])?, offered))
+    }
+
+    /// Drops `n` written bytes from the front of a connection's ranges.
+    #[inline]
+    pub(crate) fn consume(&mut self, link: &mut TurnLink, mut n: usize) {
+        link.bytes -= n as u32;
+        while n > 0 && link.head != NIL {
+            let range = &mut self.ranges[link.head as usize];
+            let len = (range.end - range.start) as usize;
+            if n < len {
+                range.start += n as u32;
+                return;
+            }
+            n -= len;
+            link.head = range.next;
+        }
+        if link.head == NIL {
+            self.release(link);
+        }
+    }
+
+    /// Copies what is left of a connection's ranges into its backlog, and
+    /// releases them.
+    pub(crate) fn spill(
+        &mut self,
+        link: &mut TurnLink,
+        queue: &mut OutputQueue,
+        pool: &mut BufferPool,
+    ) {
+        let mut next = link.head;
+        while next != NIL {
+            let range = self.ranges[next as usize];
+            queue.push_bytes(&self.bytes[range.start as usize..range.end as usize], pool);
+            next = range.next;
+        }
+        self.release(link);
+    }
+
+    /// Forgets a connection's ranges (written, spilled or dropped). The
+    /// arena empties when no connection uses it.
+    #[inline]
+    pub(crate) fn release(&mut self, link: &mut TurnLink) {
+        if link.tail != NIL {
+            self.users -= 1;
+        }
+        *link = TurnLink::default();
+        if self.users == 0 {
+            self.bytes.clear();
+            self.ranges.clear();
+            if self.bytes.capacity() > TURN_KEEP {
+                self.bytes.shrink_to(TURN_KEEP / 4);
+                self.ranges.shrink_to(TURN_KEEP / 64);
+            }
+        }
     }
 }
 
@@ -193,6 +373,7 @@ impl BufferPool {
     }
 
     /// An empty buffer with room for [`CHUNK`] bytes.
+    #[inline]
     pub(crate) fn take(&mut self) -> Vec<u8> {
         self.buffers
             .pop()
@@ -200,6 +381,7 @@ impl BufferPool {
     }
 
     /// An empty buffer with room for [`SMALL_CHUNK`] bytes.
+    #[inline]
     pub(crate) fn take_small(&mut self) -> Vec<u8> {
         self.small
             .pop()
@@ -207,6 +389,7 @@ impl BufferPool {
     }
 
     /// Takes a buffer back; only the two standard sizes are kept.
+    #[inline]
     pub(crate) fn give(&mut self, mut buffer: Vec<u8>) {
         let class = match buffer.capacity() {
             CHUNK => &mut self.buffers,
@@ -220,13 +403,19 @@ impl BufferPool {
     }
 
     /// An empty output queue (which keeps the capacity of its chunk list).
+    #[inline]
     pub(crate) fn take_queue(&mut self) -> Box<OutputQueue> {
         self.queues.pop().unwrap_or_default()
     }
 
     /// Takes an emptied queue back.
+    #[inline]
     pub(crate) fn give_queue(&mut self, mut queue: Box<OutputQueue>) {
-        queue.clear(self);
+        if !queue.chunks.is_empty() {
+            queue.clear(self);
+        }
+        queue.head = 0;
+        queue.len = 0;
         if self.queues.len() < self.limit {
             self.queues.push(queue);
         }
@@ -276,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn mixed_chunks_come_out_in_order_through_partial_writes() {
+    fn chunks_of_every_size_come_out_in_order_through_partial_writes() {
         let mut pool = BufferPool::new(4);
         let mut queue = OutputQueue::default();
         let mut expected = Vec::new();
@@ -286,9 +475,9 @@ mod tests {
                 .collect();
             queue.push_bytes(&owned, &mut pool);
             expected.extend_from_slice(&owned);
-            let shared: Rc<[u8]> = Rc::from(vec![i; i as usize]);
-            queue.push_shared(shared);
-            expected.extend(std::iter::repeat_n(i, i as usize));
+            let marker = vec![i; i as usize];
+            queue.push_bytes(&marker, &mut pool);
+            expected.extend_from_slice(&marker);
         }
         assert_eq!(queue.len(), expected.len());
         let mut out = Trickle {
@@ -331,6 +520,53 @@ mod tests {
             (pool.small.len(), pool.buffers.len()),
             (1, 1),
             "both sizes pooled"
+        );
+    }
+
+    #[test]
+    fn the_turn_buffer_merges_adjacent_ranges_and_shares_broadcasts() {
+        let mut turn = TurnBuffer::default();
+        let (mut a, mut b) = (TurnLink::default(), TurnLink::default());
+        // Two broadcasts to both: stored once each, and adjacent for each.
+        let first = turn.store(b"one ");
+        turn.link(&mut a, first);
+        turn.link(&mut b, first);
+        let second = turn.store(b"two ");
+        turn.link(&mut a, second);
+        turn.link(&mut b, second);
+        assert_eq!(turn.bytes, b"one two ", "each message stored once");
+        assert_eq!(turn.ranges.len(), 2, "one merged range per connection");
+        // A private message to `a` only: `b` now has a gap.
+        let private = turn.store(b"psst ");
+        turn.link(&mut a, private);
+        let third = turn.store(b"three");
+        turn.link(&mut a, third);
+        turn.link(&mut b, third);
+        let mut out_a = Trickle {
+            cap: usize::MAX,
+            got: Vec::new(),
+            calls: 0,
+        };
+        let (n, _) = turn.write_to(&a, &mut out_a, usize::MAX).unwrap();
+        turn.consume(&mut a, n);
+        assert_eq!(out_a.got, b"one two psst three");
+        assert!(a.is_empty());
+        let mut out_b = Trickle {
+            cap: 5,
+            got: Vec::new(),
+            calls: 0,
+        };
+        let (n, offered) = turn.write_to(&b, &mut out_b, usize::MAX).unwrap();
+        assert_eq!((n, offered), (5, 13), "a writev of two ranges, cut short");
+        turn.consume(&mut b, n);
+        let mut pool = BufferPool::new(4);
+        let mut backlog = OutputQueue::default();
+        turn.spill(&mut b, &mut backlog, &mut pool);
+        assert_eq!(backlog.len(), 8);
+        assert_eq!(
+            (turn.users, turn.bytes.len()),
+            (0, 0),
+            "emptied once nobody uses it"
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use slab::Slab;
 
-use super::buffer::OutputQueue;
+use super::buffer::{OutputQueue, TurnLink};
 use super::handler::ConnId;
 use super::stream::Stream;
 use crate::selector::Key;
@@ -69,23 +69,28 @@ impl Flags {
         Flags(bits)
     }
 
+    #[inline]
     pub(crate) fn has(self, bits: u32) -> bool {
         self.0 & bits == bits
     }
 
+    #[inline]
     pub(crate) fn any(self, bits: u32) -> bool {
         self.0 & bits != 0
     }
 
+    #[inline]
     pub(crate) fn set(&mut self, bits: u32) {
         self.0 |= bits;
     }
 
+    #[inline]
     pub(crate) fn clear(&mut self, bits: u32) {
         self.0 &= !bits;
     }
 
     /// Clears `bits` and says whether they were all set.
+    #[inline]
     pub(crate) fn take(&mut self, bits: u32) -> bool {
         let had = self.has(bits);
         self.clear(bits);
@@ -120,7 +125,10 @@ pub(crate) struct Connection {
     pub(crate) stream: Stream,
     /// Its registration in the reactor.
     pub(crate) key: Key,
-    /// Queued output, taken from the pool on the first `send`.
+    /// Output sent this turn, in the service's turn buffer.
+    pub(crate) turn: TurnLink,
+    /// Output kept across turns (what the socket did not take), taken from
+    /// the pool when needed.
     pub(crate) output: Option<Box<OutputQueue>>,
     /// Input the handler left unconsumed.
     pub(crate) input: Vec<u8>,
@@ -130,6 +138,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    #[inline]
     pub(crate) fn id(&self, index: usize) -> ConnId {
         ConnId {
             index: index as u32,
@@ -137,15 +146,24 @@ impl Connection {
         }
     }
 
+    #[inline]
     pub(crate) fn can_read(&self) -> bool {
         !self.flags.any(Flags::NOT_READING)
     }
 
+    /// Bytes queued: the backlog and this turn's.
+    #[inline]
     pub(crate) fn output_len(&self) -> usize {
-        self.output.as_ref().map_or(0, |queue| queue.len())
+        self.output.as_ref().map_or(0, |queue| queue.len()) + self.turn.len()
+    }
+
+    #[inline]
+    pub(crate) fn has_output(&self) -> bool {
+        self.output.is_some() || !self.turn.is_empty()
     }
 
     /// Visible to the handler: open, not lingering.
+    #[inline]
     pub(crate) fn is_visible(&self) -> bool {
         !self.flags.has(Flags::LINGERING)
     }
@@ -219,6 +237,7 @@ impl IdleList {
     }
 
     /// Records activity: the connection moves to the back.
+    #[inline]
     pub(crate) fn touch(&mut self, conns: &mut Slab<Connection>, index: usize, now_ms: u64) {
         if !conns[index].flags.has(Flags::IN_IDLE_LIST) {
             return;

@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::rc::Rc;
 
 use log::debug;
 
@@ -14,6 +13,13 @@ use super::handler::ConnId;
 use super::stats::ServiceStats;
 use super::stream::{Addr, Stream};
 use super::table::{Table, TimerKind, not_open, visible};
+
+/// `connect` on a non-blocking socket answers "in progress" (115 on Linux,
+/// 36 on the BSDs): the handshake completes later, signalled by writability.
+#[cfg(target_os = "linux")]
+const EINPROGRESS: i32 = 115;
+#[cfg(not(target_os = "linux"))]
+const EINPROGRESS: i32 = 36;
 use crate::reactor::Reactor;
 
 /// The connections of a service, as its [`Handler`](super::Handler) sees
@@ -52,19 +58,26 @@ impl Connections<'_> {
     ///   (the connection is then closed, with [`CloseReason::OutputLimit`]).
     ///
     /// [`CloseReason::OutputLimit`]: super::CloseReason::OutputLimit
+    #[inline]
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> io::Result<()> {
         self.table.send(self.reactor, id, data)
     }
 
-    /// Queues a shared chunk: the bytes are not copied, so one broadcast
-    /// message can be queued to many connections for the price of a
-    /// reference count each.
+    /// Queues the same bytes for many connections, storing them once (a chat
+    /// room's message, a notice to everyone). Returns how many connections
+    /// took them; ids that are not open, connections that are closing, and
+    /// connections this message takes past their output limit (which are
+    /// closed) are skipped.
     ///
-    /// # Errors
-    ///
-    /// As for [`send`](Connections::send).
-    pub fn send_shared(&mut self, id: ConnId, data: &Rc<[u8]>) -> io::Result<()> {
-        self.table.send_shared(self.reactor, id, data)
+    /// Consecutive broadcasts to the same connections are adjacent in the
+    /// turn buffer, so each receiver's whole turn goes out in one
+    /// contiguous write, however many messages it holds.
+    #[inline]
+    pub fn broadcast<I>(&mut self, to: I, data: &[u8]) -> usize
+    where
+        I: IntoIterator<Item = ConnId>,
+    {
+        self.table.broadcast(self.reactor, to, data)
     }
 
     /// Closes gracefully: stops reading, writes what is queued, then sends
@@ -132,11 +145,13 @@ impl Connections<'_> {
     }
 
     /// True if `id` is open (not closed, not closing).
+    #[inline]
     pub fn is_open(&self, id: ConnId) -> bool {
         visible(&self.table.conns, id).is_some_and(|c| !c.flags.has(Flags::CLOSING))
     }
 
     /// Bytes queued for `id` and not yet written, or `None` if not open.
+    #[inline]
     pub fn output_len(&self, id: ConnId) -> Option<usize> {
         visible(&self.table.conns, id).map(|c| c.output_len())
     }
@@ -188,6 +203,31 @@ impl Connections<'_> {
     /// the wrong family).
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         let stream = mio::net::TcpStream::connect(addr)?;
+        self.start_connect(Stream::Tcp(stream), &Addr::Inet(addr))
+    }
+
+    /// Starts an outgoing TCP connection from a chosen local address (a
+    /// source IP, and port 0 for any); see [`connect`](Connections::connect).
+    /// A load generator spreads connections over `127.0.0.x` this way, past
+    /// the limit of ephemeral ports per source address.
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Connections::connect), and `bind`'s errors
+    /// (`AddrNotAvailable`, `AddrInUse`).
+    pub fn connect_from(&mut self, addr: SocketAddr, local: SocketAddr) -> io::Result<ConnId> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM.nonblocking(),
+            None,
+        )?;
+        socket.bind(&local.into())?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = mio::net::TcpStream::from_std(socket.into());
         self.start_connect(Stream::Tcp(stream), &Addr::Inet(addr))
     }
 

@@ -16,7 +16,7 @@
 //!   refuse connections over the limit, and rest on `EMFILE`.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::mem;
 use std::net::Shutdown;
 
@@ -239,7 +239,7 @@ impl<H: Handler> Engine<H> {
             self.discard_input(reactor, id);
             return;
         }
-        if conn.flags.has(Flags::WRITABLE) && conn.output.is_some() {
+        if conn.flags.has(Flags::WRITABLE) && conn.has_output() {
             self.flush(reactor, id);
         }
         self.read(reactor, id);
@@ -302,14 +302,39 @@ impl<H: Handler> Engine<H> {
                     // A short read drained the socket (epoll and kqueue raise
                     // a new event for anything that arrives later): skip the
                     // read that would only answer WouldBlock.
-                    if n < want && !conn.flags.has(Flags::PEER_HUP) {
+                    let drained = n < want && !conn.flags.has(Flags::PEER_HUP);
+                    if drained {
                         conn.flags.clear(Flags::READABLE);
                     }
                     budget -= n;
                     self.table.stats.bytes_in += n as u64;
-                    self.table.touch(reactor, id.index as usize);
                     debug!("{id}: read {n} bytes");
-                    self.deliver(reactor, id, n);
+                    let fast = conn.input.is_empty();
+                    self.table.touch(reactor, id.index as usize);
+                    if fast {
+                        // The common case, inline: the bytes go from the
+                        // scratch buffer to the handler, and only what it
+                        // leaves is copied out.
+                        self.table.current = Some(id);
+                        let mut conns = Connections {
+                            reactor,
+                            table: &mut self.table,
+                        };
+                        let consumed = self
+                            .handler
+                            .on_data(&mut conns, id, &self.scratch[..n])
+                            .min(n);
+                        self.table.current = None;
+                        if consumed < n {
+                            self.table
+                                .keep_input(reactor, id, &self.scratch[consumed..n]);
+                        }
+                    } else {
+                        self.deliver(reactor, id, n);
+                    }
+                    if drained {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.flags.clear(Flags::READABLE);
@@ -397,9 +422,11 @@ impl<H: Handler> Engine<H> {
 
     // ----- writing ------------------------------------------------------
 
-    /// Writes a connection's queued output: one `write`/`writev` per call,
-    /// repeated until the queue is empty, the socket is full, or the write
-    /// budget is spent.
+    /// Writes a connection's output: first its backlog (kept from earlier
+    /// turns), then what was sent this turn, straight from the turn buffer.
+    /// One `write`/`writev` per call, repeated until everything is written,
+    /// the socket is full, or the write budget is spent. What the socket
+    /// does not take moves to the backlog.
     fn flush(&mut self, reactor: &mut Reactor, id: ConnId) {
         let index = id.index as usize;
         let table = &mut self.table;
@@ -409,57 +436,124 @@ impl<H: Handler> Engine<H> {
         if !conn.flags.has(Flags::WRITABLE) || conn.flags.has(Flags::CONNECTING) {
             return;
         }
-        let Some(queue) = conn.output.as_mut() else {
-            return;
-        };
         let mut budget = table.config.write_budget;
         let mut written = 0;
-        let mut failure = None;
-        loop {
-            table.stats.writes += 1;
-            match queue.write_to(&mut conn.stream, budget) {
-                Ok((0, offered)) if offered > 0 => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok((n, offered)) => {
-                    queue.consume(n, &mut table.pool);
-                    written += n;
-                    budget = budget.saturating_sub(n);
-                    if n < offered {
-                        // A short write filled the send buffer: a writable
-                        // event will come when there is room again.
-                        conn.flags.clear(Flags::WRITABLE);
-                        break;
+        let mut result = Ok(());
+        if conn.output.is_none() {
+            // The common case: this turn's output, in one range, written at
+            // once with one `write`.
+            if let Some(bytes) = table.turn.single(&conn.turn) {
+                if bytes.len() <= budget {
+                    table.stats.writes += 1;
+                    match conn.stream.write(bytes) {
+                        Ok(n) if n == bytes.len() => {
+                            table.turn.release(&mut conn.turn);
+                            table.stats.bytes_out += n as u64;
+                            let plain = !conn.flags.any(
+                                Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING,
+                            );
+                            if table.over_budget || table.config.idle_timeout.is_some() {
+                                table.output_written(n);
+                                table.touch(reactor, index);
+                            } else {
+                                table.stats.queued_output -= n;
+                            }
+                            debug!("{id}: wrote {n} bytes");
+                            if plain {
+                                self.table.current = Some(id);
+                                let mut conns = Connections {
+                                    reactor,
+                                    table: &mut self.table,
+                                };
+                                self.handler.on_drained(&mut conns, id);
+                                self.table.current = None;
+                                return;
+                            }
+                            return self.after_flush(reactor, id, 0);
+                        }
+                        // Partial, WouldBlock or an error: the general path
+                        // below carries on from where this write stopped.
+                        Ok(n) => {
+                            table.turn.consume(&mut conn.turn, n);
+                            written = n;
+                            budget -= n;
+                            conn.flags.clear(Flags::WRITABLE);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            conn.flags.clear(Flags::WRITABLE)
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => result = Err(e),
                     }
-                    if queue.is_empty() || budget == 0 {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.flags.clear(Flags::WRITABLE);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
                 }
             }
         }
-        let remaining = queue.len();
+        if let Some(queue) = conn.output.as_mut() {
+            result = write_until_blocked(
+                &mut conn.stream,
+                &mut conn.flags,
+                &mut budget,
+                &mut written,
+                &mut table.stats.writes,
+                |out, limit| {
+                    let (n, offered) = queue.write_to(out, limit)?;
+                    queue.consume(n, &mut table.pool);
+                    Ok((n, offered, queue.is_empty()))
+                },
+            );
+            if queue.is_empty() {
+                if let Some(queue) = conn.output.take() {
+                    table.pool.give_queue(queue);
+                }
+            }
+        }
+        if !conn.turn.is_empty() {
+            if result.is_ok()
+                && conn.output.is_none()
+                && conn.flags.has(Flags::WRITABLE)
+                && budget > 0
+            {
+                let turn = &mut table.turn;
+                let link = &mut conn.turn;
+                result = write_until_blocked(
+                    &mut conn.stream,
+                    &mut conn.flags,
+                    &mut budget,
+                    &mut written,
+                    &mut table.stats.writes,
+                    |out, limit| {
+                        let (n, offered) = turn.write_to(link, out, limit)?;
+                        turn.consume(link, n);
+                        Ok((n, offered, link.is_empty()))
+                    },
+                );
+            }
+            if !conn.turn.is_empty() {
+                let queue = conn.output.get_or_insert_with(|| table.pool.take_queue());
+                table.turn.spill(&mut conn.turn, queue, &mut table.pool);
+            }
+        }
+        let remaining = conn.output_len();
         table.output_written(written);
         table.stats.bytes_out += written as u64;
         if written > 0 {
             debug!("{id}: wrote {written} bytes");
         }
-        if let Some(e) = failure {
+        if let Err(e) = result {
             self.fail(reactor, id, e);
             return;
         }
         if written > 0 {
             table.touch(reactor, index);
         }
+        self.after_flush(reactor, id, remaining);
+    }
+
+    /// What follows a flush: backpressure released below low water, a close
+    /// or write shutdown completed once empty, `on_drained`.
+    fn after_flush(&mut self, reactor: &mut Reactor, id: ConnId, remaining: usize) {
+        let index = id.index as usize;
+        let table = &mut self.table;
         let conn = &mut table.conns[index];
         let low_water = table.config.low_water;
         if conn.flags.has(Flags::BACKPRESSURE) && remaining <= low_water {
@@ -474,9 +568,6 @@ impl<H: Handler> Engine<H> {
                 table.queue_flush(id);
             }
             return;
-        }
-        if let Some(queue) = conn.output.take() {
-            table.pool.give_queue(queue);
         }
         if conn.flags.has(Flags::CLOSING) {
             table.finish_close(reactor, index);
@@ -687,6 +778,47 @@ fn refuse(stream: &mut Stream, message: Option<&[u8]>) {
     for _ in 0..16 {
         if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
             break;
+        }
+    }
+}
+
+/// Calls `write` (which writes some output and reports the bytes written,
+/// the bytes offered, and whether nothing is left) until nothing is left,
+/// the socket is full (a short write or `WouldBlock`: not writable until an
+/// event says so), or the budget is spent.
+fn write_until_blocked(
+    stream: &mut Stream,
+    flags: &mut Flags,
+    budget: &mut usize,
+    written: &mut usize,
+    calls: &mut u64,
+    mut write: impl FnMut(&mut Stream, usize) -> io::Result<(usize, usize, bool)>,
+) -> io::Result<()> {
+    loop {
+        *calls += 1;
+        match write(stream, *budget) {
+            Ok((0, offered, _)) if offered > 0 => {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            Ok((n, offered, done)) => {
+                *written += n;
+                *budget = budget.saturating_sub(n);
+                if n < offered {
+                    // A short write filled the send buffer: a writable
+                    // event will come when there is room again.
+                    flags.clear(Flags::WRITABLE);
+                    return Ok(());
+                }
+                if done || *budget == 0 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                flags.clear(Flags::WRITABLE);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -10,14 +10,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::Shutdown;
-use std::rc::{Rc, Weak};
+use std::rc::Weak;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::Interest;
 use slab::Slab;
 
-use super::buffer::BufferPool;
+use super::buffer::{BufferPool, TurnBuffer, TurnLink};
 use super::config::Config;
 use super::conn::{Connection, Flags, IdleLink, IdleList};
 use super::handler::{CloseReason, ConnId};
@@ -67,6 +67,8 @@ pub(crate) struct Table {
     pub(crate) listeners: Slab<ListenerSlot>,
     pub(crate) config: Config,
     pub(crate) pool: BufferPool,
+    /// Output sent this turn to writable connections.
+    pub(crate) turn: TurnBuffer,
     /// Connections with output and a writable socket: flushed before sleep.
     pub(crate) flush_queue: Vec<ConnId>,
     /// Connections to read again without waiting for an event.
@@ -97,16 +99,48 @@ pub(crate) struct Table {
 }
 
 /// Looks up a connection the handler may use (live and not lingering).
+#[inline]
 pub(crate) fn visible_mut(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Connection> {
     conns
         .get_mut(id.index as usize)
         .filter(|c| c.generation == id.generation && c.is_visible())
 }
 
+#[inline]
 pub(crate) fn visible(conns: &Slab<Connection>, id: ConnId) -> Option<&Connection> {
     conns
         .get(id.index as usize)
         .filter(|c| c.generation == id.generation && c.is_visible())
+}
+
+/// Output to a closing connection, or one whose write side is shut, is an
+/// error.
+#[inline]
+fn refuse_output(conn: &Connection, id: ConnId) -> io::Result<()> {
+    if conn.flags.any(Flags::NOT_SENDING) {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("{id} is closing or shut down for writing"),
+        ));
+    }
+    Ok(())
+}
+
+/// Output for this connection can go into the turn buffer: its socket is
+/// writable, so the coming flush will write it (or spill what is left).
+#[inline]
+fn direct(conn: &Connection) -> bool {
+    conn.flags.has(Flags::WRITABLE) && !conn.flags.has(Flags::CONNECTING)
+}
+
+/// Queues `data` in a connection's backlog, after whatever it was sent
+/// earlier this turn (which moves to the backlog first, to keep the order).
+fn to_backlog(conn: &mut Connection, turn: &mut TurnBuffer, pool: &mut BufferPool, data: &[u8]) {
+    let queue = conn.output.get_or_insert_with(|| pool.take_queue());
+    if !conn.turn.is_empty() {
+        turn.spill(&mut conn.turn, queue, pool);
+    }
+    queue.push_bytes(data, pool);
 }
 
 pub(crate) fn not_open(id: ConnId) -> io::Error {
@@ -124,6 +158,7 @@ impl Table {
             conns: Slab::with_capacity(config.max_connections.min(1 << 20)),
             listeners: Slab::new(),
             pool: BufferPool::new(config.buffer_pool),
+            turn: TurnBuffer::default(),
             config,
             flush_queue: Vec::new(),
             read_queue: Vec::new(),
@@ -215,6 +250,7 @@ impl Table {
         entry.insert(Connection {
             stream,
             key,
+            turn: TurnLink::default(),
             output: None,
             input: Vec::new(),
             generation,
@@ -237,50 +273,68 @@ impl Table {
 
     // ----- output -------------------------------------------------------
 
-    /// Queues bytes (copied) for a connection.
+    /// Queues bytes (copied) for a connection: into the turn buffer if its
+    /// socket is writable (the flush before sleep writes them), otherwise
+    /// into its backlog.
+    #[inline]
     pub(crate) fn send(
         &mut self,
         reactor: &mut Reactor,
         id: ConnId,
         data: &[u8],
     ) -> io::Result<()> {
-        self.send_with(reactor, id, data.len(), |queue, pool| {
-            queue.push_bytes(data, pool)
-        })
-    }
-
-    /// Queues a shared chunk for a connection.
-    pub(crate) fn send_shared(
-        &mut self,
-        reactor: &mut Reactor,
-        id: ConnId,
-        data: &Rc<[u8]>,
-    ) -> io::Result<()> {
-        self.send_with(reactor, id, data.len(), |queue, _| {
-            queue.push_shared(Rc::clone(data))
-        })
-    }
-
-    fn send_with(
-        &mut self,
-        reactor: &mut Reactor,
-        id: ConnId,
-        len: usize,
-        push: impl FnOnce(&mut super::buffer::OutputQueue, &mut BufferPool),
-    ) -> io::Result<()> {
         let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
-        if conn.flags.any(Flags::NOT_SENDING) {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                format!("{id} is closing or shut down for writing"),
-            ));
-        }
-        if len == 0 {
+        refuse_output(conn, id)?;
+        if data.is_empty() {
             return Ok(());
         }
-        let queue = conn.output.get_or_insert_with(|| self.pool.take_queue());
-        push(queue, &mut self.pool);
-        let queued = queue.len();
+        if direct(conn) && self.turn.has_room(data.len()) {
+            let range = self.turn.store(data);
+            self.turn.link(&mut conn.turn, range);
+        } else {
+            to_backlog(conn, &mut self.turn, &mut self.pool, data);
+        }
+        self.queued(reactor, id, data.len())
+    }
+
+    /// Queues the same bytes for many connections, storing them once. Returns
+    /// how many connections took them (those not open, closing, or taken
+    /// past their output limit by this message are skipped).
+    pub(crate) fn broadcast(
+        &mut self,
+        reactor: &mut Reactor,
+        to: impl IntoIterator<Item = ConnId>,
+        data: &[u8],
+    ) -> usize {
+        if data.is_empty() {
+            return 0;
+        }
+        let mut stored = None;
+        let mut count = 0;
+        for id in to {
+            let Some(conn) = visible_mut(&mut self.conns, id) else {
+                continue;
+            };
+            if refuse_output(conn, id).is_err() {
+                continue;
+            }
+            if direct(conn) && (stored.is_some() || self.turn.has_room(data.len())) {
+                let range = *stored.get_or_insert_with(|| self.turn.store(data));
+                self.turn.link(&mut conn.turn, range);
+            } else {
+                to_backlog(conn, &mut self.turn, &mut self.pool, data);
+            }
+            if self.queued(reactor, id, data.len()).is_ok() {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Bookkeeping after `len` bytes were queued for `id`: totals, limits,
+    /// backpressure, and the flush queue.
+    #[inline]
+    fn queued(&mut self, reactor: &mut Reactor, id: ConnId, len: usize) -> io::Result<()> {
         self.stats.queued_output += len;
         if let Some(budget) = self.config.output_budget {
             if !self.over_budget && self.stats.queued_output > budget {
@@ -291,6 +345,8 @@ impl Table {
                 );
             }
         }
+        let conn = &mut self.conns[id.index as usize];
+        let queued = conn.output_len();
         if queued > self.config.output_limit {
             warn!(
                 "{id}: {queued} bytes of output queued, over the limit of {}: closing (peer not reading)",
@@ -302,7 +358,9 @@ impl Table {
                 format!("{id}: output limit exceeded, connection closed"),
             ));
         }
-        self.stats.peak_output = self.stats.peak_output.max(queued);
+        if queued > self.stats.peak_output {
+            self.stats.peak_output = queued;
+        }
         if queued > self.config.high_water && !conn.flags.has(Flags::BACKPRESSURE) {
             conn.flags.set(Flags::BACKPRESSURE);
             debug!("{id}: {queued} bytes queued, above high water: pausing reads");
@@ -319,6 +377,7 @@ impl Table {
     /// Accounts for `n` bytes of output leaving the queues (written, or
     /// dropped with their connection); ends an over-budget pause once the
     /// total is back under three quarters of the budget.
+    #[inline]
     pub(crate) fn output_written(&mut self, n: usize) {
         self.stats.queued_output -= n;
         let Some(budget) = self.config.output_budget else {
@@ -335,9 +394,10 @@ impl Table {
     }
 
     /// Puts a connection in the flush queue if it has output to write.
+    #[inline]
     pub(crate) fn queue_flush(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id.index as usize) {
-            if conn.output.is_some() && !conn.flags.has(Flags::IN_FLUSH_QUEUE) {
+            if conn.has_output() && !conn.flags.has(Flags::IN_FLUSH_QUEUE) {
                 conn.flags.set(Flags::IN_FLUSH_QUEUE);
                 self.flush_queue.push(id);
             }
@@ -347,6 +407,7 @@ impl Table {
     // ----- input --------------------------------------------------------
 
     /// Puts a connection in the read queue: read it again before sleeping.
+    #[inline]
     pub(crate) fn queue_read(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id.index as usize) {
             if !conn.flags.has(Flags::IN_READ_QUEUE) {
@@ -440,9 +501,9 @@ impl Table {
             return Ok(());
         }
         conn.flags.set(Flags::CLOSING);
-        if conn.output.is_none() && !conn.flags.has(Flags::CONNECTING) {
+        if !conn.has_output() && !conn.flags.has(Flags::CONNECTING) {
             self.finish_close(reactor, id.index as usize);
-        } else if conn.flags.has(Flags::CONNECTING) && conn.output.is_none() {
+        } else if conn.flags.has(Flags::CONNECTING) && !conn.has_output() {
             self.remove(reactor, id.index as usize, Some(CloseReason::Closed));
         }
         Ok(())
@@ -469,7 +530,7 @@ impl Table {
         {
             return Ok(());
         }
-        if conn.output.is_some() || conn.flags.has(Flags::CONNECTING) {
+        if conn.has_output() || conn.flags.has(Flags::CONNECTING) {
             conn.flags.set(Flags::SHUT_WRITE_PENDING);
             return Ok(());
         }
@@ -480,9 +541,10 @@ impl Table {
 
     /// Carries out a `shutdown_write` that waited for the output queue to
     /// empty (or for a connect to complete).
+    #[inline]
     pub(crate) fn complete_shutdown_write(&mut self, index: usize) -> io::Result<()> {
         let conn = &mut self.conns[index];
-        if conn.output.is_some() || !conn.flags.take(Flags::SHUT_WRITE_PENDING) {
+        if conn.has_output() || !conn.flags.take(Flags::SHUT_WRITE_PENDING) {
             return Ok(());
         }
         conn.flags.set(Flags::WRITE_SHUT);
@@ -542,13 +604,16 @@ impl Table {
         if let Err(e) = reactor.deregister_routed(&mut conn.stream, conn.key) {
             debug!("{id}: deregister: {e}");
         }
-        if let Some(queue) = conn.output.take() {
+        if conn.has_output() {
             // Output is being thrown away (a limit, an abort, an error):
             // reset, so the kernel throws away its copy too instead of
             // trickling megabytes to a peer that is not reading.
             let _ = conn.stream.set_reset_on_close();
-            self.output_written(queue.len());
-            self.pool.give_queue(queue);
+            self.output_written(conn.output_len());
+            self.turn.release(&mut conn.turn);
+            if let Some(queue) = conn.output.take() {
+                self.pool.give_queue(queue);
+            }
         }
         self.pool.give(std::mem::take(&mut conn.input));
         if conn.flags.has(Flags::ACCEPTED) {
@@ -587,6 +652,7 @@ impl Table {
     // ----- idle timeout -------------------------------------------------
 
     /// Records activity on a connection for the idle timeout.
+    #[inline]
     pub(crate) fn touch(&mut self, reactor: &Reactor, index: usize) {
         if self.config.idle_timeout.is_some() {
             let now = self.now_ms(reactor);

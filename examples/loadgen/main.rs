@@ -1,0 +1,232 @@
+//! A load generator on the reactor: the seeds' multi-connection client grown
+//! up. Three modes, each printing a human summary, or with `--json` one JSON
+//! line (what `benches/run.sh` collects):
+//!
+//! - `echo`: N connections send S-byte messages and check every echoed byte;
+//!   round trips per second, MB/s, latency percentiles.
+//! - `chat`: N chat clients answer the name prompt, M of them send lines;
+//!   lines sent and delivered per second, and whether every line reached
+//!   every other client.
+//! - `hold`: N idle connections, spread over source addresses 127.0.0.x to
+//!   get past the ephemeral ports of one address; how many held.
+//!
+//! Run:   cargo run --release --example echo_server &
+//!        cargo run --release --example loadgen -- echo --conns 100 --size 64 --duration 5s
+//!
+//! With `--server-pid PID` it reads the server's CPU time from
+//! `/proc/PID/stat` at the exact start and end of the measured window, and
+//! reports CPU per unit of work (round trip, delivery).
+
+mod chat;
+#[path = "../common/mod.rs"]
+mod common;
+mod echo;
+mod hold;
+mod report;
+mod server;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reactor::Reactor;
+use reactor::service::{Handler, Service};
+
+const USAGE: &str = "\
+loadgen: load for echo and chat servers, measured
+
+usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--duration D] [--warmup D]
+       loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
+       loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
+
+common options:
+  --json              print one JSON line instead of a human summary
+  --server-pid PID    measure that process's CPU time and memory during the window
+  --warmup D          run this long before measuring (default 1s)
+  --duration D        the measured window (default 5s)
+
+echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection)
+chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
+       --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit)
+hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
+
+Exit status 1 if any byte came back wrong, a connection failed, or a chat
+line was lost.
+";
+
+/// The measurement window.
+#[derive(Clone, Copy)]
+pub struct Window {
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub server_pid: Option<u32>,
+}
+
+/// What a measured window saw of time and of the server.
+pub struct Measured {
+    pub elapsed: Duration,
+    pub server_cpu: Option<server::CpuTime>,
+    pub server_pid: Option<u32>,
+}
+
+impl Measured {
+    /// Adds the server's CPU (total and per unit of `work`) and memory.
+    pub fn add_server_figures(&self, report: &mut report::Report, work: u64, unit: &str) {
+        if let Some(cpu) = self.server_cpu {
+            let user = cpu.user.as_secs_f64();
+            let total = user + cpu.system.as_secs_f64();
+            report
+                .num("server_user_s", user)
+                .num("server_sys_s", cpu.system.as_secs_f64());
+            if work > 0 {
+                report
+                    .num(
+                        &format!("server_user_us_per_{unit}"),
+                        user * 1e6 / work as f64,
+                    )
+                    .num(
+                        &format!("server_cpu_us_per_{unit}"),
+                        total * 1e6 / work as f64,
+                    );
+            }
+        }
+        if let Some(pid) = self.server_pid {
+            if let Some(rss) = server::status_kib(pid, "VmRSS") {
+                report.int("server_rss_kib", rss);
+            }
+            if let Some(hwm) = server::status_kib(pid, "VmHWM") {
+                report.int("server_peak_rss_kib", hwm);
+            }
+        }
+    }
+}
+
+/// Runs the warm-up, then the measured window, switching the handler's
+/// `measuring` flag on and off at the window's edges.
+pub fn measure<H: Handler>(
+    reactor: &mut Reactor,
+    service: &Service<H>,
+    window: Window,
+    mut set_measuring: impl FnMut(&mut H, bool),
+) -> io::Result<Measured> {
+    if !window.warmup.is_zero() {
+        reactor.call_later(window.warmup, |r| r.stop());
+        reactor.run()?;
+    }
+    let cpu_before = window.server_pid.and_then(server::cpu_time);
+    let start = Instant::now();
+    service.with(reactor, |h, _| set_measuring(h, true))?;
+    reactor.call_later(window.duration, |r| r.stop());
+    reactor.run()?;
+    service.with(reactor, |h, _| set_measuring(h, false))?;
+    let elapsed = start.elapsed();
+    let cpu_after = window.server_pid.and_then(server::cpu_time);
+    Ok(Measured {
+        elapsed,
+        server_cpu: cpu_before.zip(cpu_after).map(|(a, b)| b.since(a)),
+        server_pid: window.server_pid,
+    })
+}
+
+fn main() {
+    common::init_logging();
+    let mut parser = lexopt::Parser::from_env();
+    let mode = match common::next_arg(&mut parser) {
+        Some(lexopt::Arg::Value(mode)) => mode.to_string_lossy().into_owned(),
+        Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h')) => common::help(USAGE),
+        _ => common::usage_error("the first argument is the mode: echo, chat or hold"),
+    };
+    let mut addr = None;
+    let mut json = false;
+    let mut window = Window {
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+        server_pid: None,
+    };
+    let (mut conns, mut size, mut pipeline) = (None, None, 1);
+    let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
+    let (mut seconds, mut src_ips) = (Duration::from_secs(5), None);
+    while let Some(arg) = common::next_arg(&mut parser) {
+        use lexopt::Arg::{Long, Short};
+        match arg {
+            Long("addr") => addr = Some(common::value(&mut parser, "addr", common::text)),
+            Long("json") => json = true,
+            Long("server-pid") => {
+                window.server_pid =
+                    Some(common::value(&mut parser, "server-pid", common::count) as u32)
+            }
+            Long("warmup") => {
+                window.warmup = common::value(&mut parser, "warmup", common::parse_duration)
+            }
+            Long("duration") => {
+                window.duration = common::value(&mut parser, "duration", common::parse_duration)
+            }
+            Long("conns") => conns = Some(common::value(&mut parser, "conns", common::count)),
+            Long("size") => size = Some(common::value(&mut parser, "size", common::parse_size)),
+            Long("pipeline") => {
+                pipeline = common::value(&mut parser, "pipeline", common::count).max(1)
+            }
+            Long("clients") => clients = common::value(&mut parser, "clients", common::count),
+            Long("senders") => senders = common::value(&mut parser, "senders", common::count),
+            Long("max-in-flight") => {
+                in_flight = common::value(&mut parser, "max-in-flight", common::count)
+            }
+            Long("seconds") => {
+                seconds = common::value(&mut parser, "seconds", common::parse_duration)
+            }
+            Long("src-ips") => {
+                src_ips = Some(common::value(&mut parser, "src-ips", hold::parse_ip_range))
+            }
+            Long("help") | Short('h') => common::help(USAGE),
+            _ => common::usage_error(arg.unexpected()),
+        }
+    }
+    let addr = addr.unwrap_or_else(|| common::usage_error("--addr is required"));
+    let addr: SocketAddr = common::resolve(&addr)
+        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let outcome = match mode.as_str() {
+        "echo" => echo::run(echo::Options {
+            addr,
+            conns: conns.unwrap_or(100).max(1),
+            size: size.unwrap_or(64).max(1),
+            pipeline,
+            window,
+        }),
+        "chat" => {
+            if senders == 0 || senders > clients || clients < 2 {
+                common::usage_error("chat needs at least 2 clients and 1 to --clients senders");
+            }
+            chat::run(chat::Options {
+                addr,
+                clients,
+                senders,
+                size: size.unwrap_or(32),
+                max_in_flight: in_flight,
+                window,
+            })
+        }
+        "hold" => hold::run(hold::Options {
+            addr,
+            conns: conns.unwrap_or(1000),
+            seconds,
+            src_ips: src_ips.unwrap_or(([127, 0, 0, 1], [127, 0, 0, 1])),
+            server_pid: window.server_pid,
+        }),
+        other => common::usage_error(format!("unknown mode '{other}': echo, chat or hold")),
+    };
+    match outcome {
+        Ok(report) => {
+            report.report.print(json);
+            if !report.clean {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => common::fail(e),
+    }
+}
+
+/// A report and whether the run was clean (nothing wrong, nothing lost).
+pub struct Outcome {
+    pub report: report::Report,
+    pub clean: bool,
+}

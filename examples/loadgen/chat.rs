@@ -18,6 +18,7 @@ pub struct Options {
     pub senders: usize,
     pub size: usize,
     pub max_in_flight: usize,
+    pub drain: Duration,
     pub window: Window,
 }
 
@@ -251,7 +252,7 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     // Stop sending and let every line in flight arrive (bounded).
     service.with(&mut reactor, |chat, _| chat.sending = false)?;
     let receivers = (options.clients - 1) as u64;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + options.drain;
     loop {
         let (sent, delivered, lost_clients) =
             service.with(&mut reactor, |c, _| (c.sent, c.delivered, c.disconnected))?;

@@ -47,7 +47,8 @@ common options:
 
 echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection)
 chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
-       --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit)
+       --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit),
+       --drain 30s (after the window, how long to wait for lines in flight)
 hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
 
 Exit status 1 if any byte came back wrong, a connection failed, or a chat
@@ -146,6 +147,7 @@ fn main() {
     let (mut conns, mut size, mut pipeline) = (None, None, 1);
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
     let (mut seconds, mut src_ips) = (Duration::from_secs(5), None);
+    let mut drain = Duration::from_secs(30);
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
         match arg {
@@ -171,6 +173,7 @@ fn main() {
             Long("max-in-flight") => {
                 in_flight = common::value(&mut parser, "max-in-flight", common::count)
             }
+            Long("drain") => drain = common::value(&mut parser, "drain", common::parse_duration),
             Long("seconds") => {
                 seconds = common::value(&mut parser, "seconds", common::parse_duration)
             }
@@ -202,6 +205,7 @@ fn main() {
                 senders,
                 size: size.unwrap_or(32),
                 max_in_flight: in_flight,
+                drain,
                 window,
             })
         }

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Turns benches/run.sh's results (one JSON line per run) into
+docs/benchmarks.md and the SVG plots under docs/img/.
+
+usage: benches/report.py RESULTS.jsonl OUT.md IMG_DIR
+
+Medians over rounds; ratios are ours / theirs from the same run of the
+runner. The analysis at the end comes from benches/analysis.md, written by
+hand after reading the figures.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+results_path, out_path, img_dir = sys.argv[1:4]
+runs = [json.loads(line) for line in open(results_path) if line.strip()]
+
+by = defaultdict(list)
+for r in runs:
+    by[(r.get("server"), r.get("workload"))].append(r)
+
+
+def median(server, workload, key):
+    values = [r[key] for r in by[(server, workload)] if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "n/a"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "?"
+
+
+def lock_version(path, name):
+    try:
+        text = open(path).read()
+        m = re.search(r'name = "%s"\nversion = "([^"]+)"' % re.escape(name), text)
+        return m.group(1) if m else "?"
+    except OSError:
+        return "?"
+
+
+# ----- SVG ---------------------------------------------------------------------
+COLORS = {"ours": "#1f77b4", "epoll": "#2ca02c", "tokio-ct": "#ff7f0e", "tokio-mt": "#d62728",
+          "ours-chat": "#1f77b4", "tokio-chat": "#ff7f0e"}
+
+
+def svg_lines(path, title, xlabel, ylabel, series, xs):
+    """series: {name: [y for each x]}; x on a categorical axis."""
+    w, h, left, bottom, top, right = 640, 360, 80, 50, 40, 140
+    ymax = max((y for ys in series.values() for y in ys if y is not None), default=1) * 1.1 or 1
+    px = lambda i: left + (w - left - right) * (i / max(1, len(xs) - 1))
+    py = lambda y: h - bottom - (h - bottom - top) * (y / ymax)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+           f'<line x1="{left}" y1="{h-bottom}" x2="{w-right}" y2="{h-bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h-bottom}" stroke="black"/>',
+           f'<text x="{(left + w - right)/2}" y="{h-12}" text-anchor="middle">{xlabel}</text>',
+           f'<text x="16" y="{(top + h - bottom)/2}" transform="rotate(-90 16 {(top + h - bottom)/2})" text-anchor="middle">{ylabel}</text>']
+    for k in range(5):
+        y = ymax * k / 4
+        out.append(f'<line x1="{left-4}" y1="{py(y):.1f}" x2="{w-right}" y2="{py(y):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left-8}" y="{py(y)+4:.1f}" text-anchor="end">{y:,.0f}</text>')
+    for i, x in enumerate(xs):
+        out.append(f'<text x="{px(i):.1f}" y="{h-bottom+18}" text-anchor="middle">{x}</text>')
+    for n, (name, ys) in enumerate(series.items()):
+        color = COLORS.get(name, "#555")
+        points = [(px(i), py(y)) for i, y in enumerate(ys) if y is not None]
+        if points:
+            out.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>' % (
+                color, " ".join(f"{x:.1f},{y:.1f}" for x, y in points)))
+            for x, y in points:
+                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+        out.append(f'<rect x="{w-right+15}" y="{top+n*20}" width="12" height="12" fill="{color}"/>')
+        out.append(f'<text x="{w-right+32}" y="{top+n*20+10}">{name}</text>')
+    out.append("</svg>")
+    open(path, "w").write("\n".join(out))
+
+
+def svg_bars(path, title, ylabel, groups, series):
+    """groups: labels on x; series: {name: [value per group]}."""
+    w, h, left, bottom, top, right = 640, 360, 80, 50, 40, 140
+    ymax = max((v for vs in series.values() for v in vs if v is not None), default=1) * 1.1 or 1
+    gw = (w - left - right) / len(groups)
+    bw = gw * 0.8 / max(1, len(series))
+    py = lambda y: h - bottom - (h - bottom - top) * (y / ymax)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w/2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+           f'<line x1="{left}" y1="{h-bottom}" x2="{w-right}" y2="{h-bottom}" stroke="black"/>',
+           f'<text x="16" y="{(top + h - bottom)/2}" transform="rotate(-90 16 {(top + h - bottom)/2})" text-anchor="middle">{ylabel}</text>']
+    for k in range(5):
+        y = ymax * k / 4
+        out.append(f'<line x1="{left-4}" y1="{py(y):.1f}" x2="{w-right}" y2="{py(y):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left-8}" y="{py(y)+4:.1f}" text-anchor="end">{y:,.0f}</text>')
+    for g, label in enumerate(groups):
+        out.append(f'<text x="{left + gw*(g+0.5):.1f}" y="{h-bottom+18}" text-anchor="middle">{label}</text>')
+        for s, (name, values) in enumerate(series.items()):
+            v = values[g]
+            if v is None:
+                continue
+            x = left + gw * g + gw * 0.1 + bw * s
+            out.append(f'<rect x="{x:.1f}" y="{py(v):.1f}" width="{bw:.1f}" height="{h-bottom-py(v):.1f}" fill="{COLORS.get(name, "#555")}"/>')
+    for n, name in enumerate(series):
+        out.append(f'<rect x="{w-right+15}" y="{top+n*20}" width="12" height="12" fill="{COLORS.get(name, "#555")}"/>')
+        out.append(f'<text x="{w-right+32}" y="{top+n*20+10}">{name}</text>')
+    out.append("</svg>")
+    open(path, "w").write("\n".join(out))
+
+
+os.makedirs(img_dir, exist_ok=True)
+echo_servers = ["ours", "epoll", "tokio-ct", "tokio-mt"]
+svg_lines(os.path.join(img_dir, "echo-throughput.svg"), "Echo, 64 B messages: round trips per second",
+          "connections", "round trips / s",
+          {s: [median(s, f"echo-{c}x64", "round_trips_per_s") for c in (1, 100, 1000)] for s in echo_servers},
+          ["1", "100", "1000"])
+svg_bars(os.path.join(img_dir, "echo-latency.svg"), "Echo, 100 connections x 64 B: latency (µs)", "µs",
+         ["p50", "p99", "p99.9"],
+         {s: [median(s, "echo-100x64", k) for k in ("p50_us", "p99_us", "p999_us")] for s in echo_servers})
+svg_bars(os.path.join(img_dir, "chat-deliveries.svg"), "Chat fan-out, 1 sender: deliveries per second", "deliveries / s",
+         ["100 clients", "1000 clients"],
+         {s: [median(s, f"chat-{c}", "deliveries_per_s") for c in (100, 1000)] for s in ("ours-chat", "tokio-chat")})
+
+# ----- the document ----------------------------------------------------------------
+md = []
+w = md.append
+here = os.path.dirname(os.path.abspath(results_path))
+root = os.path.abspath(os.path.join(here, "..", ".."))
+w("# Benchmarks")
+w("")
+w("Generated by `benches/run.sh` (then `benches/report.py`); the analysis at the end is written by")
+w("hand in `benches/analysis.md`. Every figure is a median of the runner's rounds; every ratio is")
+w("ours / theirs from the same run. Each server runs pinned to CPU 0, the load generator")
+w("(`examples/loadgen`, itself on the reactor) to CPU 1.")
+w("")
+w("## Machine")
+w("")
+cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+w(f"- CPU: {cpu_model}, {os.cpu_count()} cores; kernel {platform.release()}")
+w(f"- {sh('rustc --version')}; tokio {lock_version(os.path.join(root, 'benches/baselines/tokio_echo/Cargo.lock'), 'tokio')}, "
+  f"mio {lock_version(os.path.join(root, 'Cargo.lock'), 'mio')}")
+w(f"- descriptor limit (hard): {sh('ulimit -Hn')}; date: {sh('date -u +%Y-%m-%d')}")
+w("- This is a sandboxed VM: system calls cost several times what they cost on bare metal, and")
+w("  CPU-time figures move by 10-20% from run to run. Instruction counts (callgrind) are exact and")
+w("  repeatable; prefer them for comparing user-space cost.")
+w("")
+w("## The servers")
+w("")
+w("| name | what |")
+w("|---|---|")
+w("| ours | `examples/echo_server` (the connection layer), or `examples/chat_server` for chat |")
+w("| epoll | `benches/baselines/epoll_echo`: raw `libc` epoll, edge-triggered, no abstraction (the floor) |")
+w("| tokio-ct / tokio-mt | `benches/baselines/tokio_echo`: a task per connection, current_thread / multi_thread runtime |")
+w("| tokio-chat | `benches/baselines/tokio_chat`: tokio's chat example (mutex, unbounded channel per peer), on our wire format |")
+w("")
+w("## Echo")
+w("")
+w("`loadgen echo --conns N --size S [--pipeline K]`: each connection sends S bytes, waits for the")
+w("whole echo (K messages in flight with a pipeline), checks every byte. Server CPU comes from")
+w("`/proc/PID/stat` over the measured window.")
+w("")
+w("| workload | server | round trips/s | MB/s | p50 µs | p99 µs | p99.9 µs | user µs/rt | total µs/rt | errors |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label in ("1x64", "100x64", "100x4096", "100x64p16", "1000x64"):
+    for s in echo_servers:
+        wl = f"echo-{label}"
+        if not by[(s, wl)]:
+            continue
+        errs = sum((r.get("errors") or 0) + (r.get("mismatches") or 0) for r in by[(s, wl)])
+        w(f"| {label} | {s} | {fmt(median(s, wl, 'round_trips_per_s'))} | {fmt(median(s, wl, 'mb_per_s'), 1)} | "
+          f"{fmt(median(s, wl, 'p50_us'))} | {fmt(median(s, wl, 'p99_us'))} | {fmt(median(s, wl, 'p999_us'))} | "
+          f"{fmt(median(s, wl, 'server_user_us_per_round_trip'), 3)} | {fmt(median(s, wl, 'server_cpu_us_per_round_trip'), 2)} | {errs} |")
+w("")
+w("![echo throughput](img/echo-throughput.svg)")
+w("")
+w("![echo latency](img/echo-latency.svg)")
+w("")
+w("## Chat fan-out")
+w("")
+w("`loadgen chat --clients N --senders 1 --max-in-flight 100000`: N clients answer the name prompt,")
+w("one sends lines as fast as the server takes them (at most 100,000 in flight); every client")
+w("counts the lines that reach it. The delivery ratio is deliveries / (sent x (N-1)).")
+w("")
+w("| clients | server | lines sent/s | deliveries/s | delivery ratio | peak RSS MiB | disconnected |")
+w("|---:|---|---:|---:|---:|---:|---:|")
+for c in (100, 1000):
+    for s in ("ours-chat", "tokio-chat"):
+        wl = f"chat-{c}"
+        if not by[(s, wl)]:
+            continue
+        w(f"| {c} | {s} | {fmt(median(s, wl, 'lines_per_s'))} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
+          f"{fmt(median(s, wl, 'delivery_ratio'), 4)} | {fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | "
+          f"{fmt(median(s, wl, 'disconnected'))} |")
+w("")
+w("With the sender unlimited (`--max-in-flight 0`, 100 clients, 5 s):")
+w("")
+w("| server | deliveries/s | peak RSS MiB | disconnected |")
+w("|---|---:|---:|---:|")
+for s in ("ours-chat", "tokio-chat"):
+    if by[(s, "chat-unlimited")]:
+        w(f"| {s} | {fmt(median(s, 'chat-unlimited', 'deliveries_per_s'))} | "
+          f"{fmt((median(s, 'chat-unlimited', 'server_peak_rss_kib') or 0) / 1024, 1)} | {fmt(median(s, 'chat-unlimited', 'disconnected'))} |")
+w("")
+w("![chat deliveries](img/chat-deliveries.svg)")
+w("")
+w("## Idle connections")
+w("")
+w("`loadgen hold --conns N --src-ips 127.0.0.2-127.0.0.9`: N idle connections; bytes per connection")
+w("is the server's VmRSS growth divided by N.")
+w("")
+w("| connections | server | held | bytes per connection |")
+w("|---:|---|---:|---:|")
+for wl in ("hold-10000", "hold-max"):
+    for s in ("ours", "epoll", "tokio-ct"):
+        for r in by[(s, wl)]:
+            w(f"| {r.get('conns')} | {s} | {fmt(r.get('held'))} | {fmt(r.get('server_bytes_per_conn'))} |")
+w("")
+w("## System calls")
+w("")
+w("`strace -c -f` attached to the server for 3 s during `echo --conns 100 --size 64`. Calls per")
+w("round trip = all calls / writes (each round trip is exactly one write on every server here).")
+w("")
+w("| server | calls per round trip | epoll_wait | epoll_ctl | read/recv | write/send |")
+w("|---|---:|---:|---:|---:|---:|")
+for s in ("ours", "epoll", "tokio-ct"):
+    for r in by[(s, "strace")]:
+        c = r.get("calls", {})
+        reads = sum(c.get(k, 0) for k in ("read", "recvfrom", "recvmsg"))
+        waits = sum(c.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+        w(f"| {s} | {fmt(r.get('per_round_trip'), 3)} | {fmt(waits)} | {fmt(c.get('epoll_ctl', 0))} | {fmt(reads)} | {fmt(r.get('writes'))} |")
+w("")
+w("## Instructions")
+w("")
+w("`benches/callgrind.sh`: user-space instructions per echo round trip (100 connections x 64 B),")
+w("counted by valgrind's callgrind, minus an idle run of the same server (start-up).")
+w("")
+w("| server | instructions per round trip |")
+w("|---|---:|")
+for s in ("ours", "epoll", "tokio-ct"):
+    v = median(s, "callgrind", "instructions_per_round_trip")
+    if v is not None:
+        w(f"| {s} | {fmt(v)} |")
+w("")
+
+# ----- targets -------------------------------------------------------------------------
+w("## Targets")
+w("")
+w("| target | measured | met |")
+w("|---|---|---|")
+
+
+def target(text, value, ok):
+    w(f"| {text} | {value} | {'yes' if ok else ('no' if ok is not None else 'n/a')} |")
+
+
+for label in ("100x64", "100x4096", "100x64p16"):
+    wl = f"echo-{label}"
+    u = ratio(median("ours", wl, "server_user_us_per_round_trip"), median("epoll", wl, "server_user_us_per_round_trip"))
+    t = ratio(median("ours", wl, "server_cpu_us_per_round_trip"), median("epoll", wl, "server_cpu_us_per_round_trip"))
+    x = ratio(median("ours", wl, "round_trips_per_s"), median("epoll", wl, "round_trips_per_s"))
+    target(f"echo {label}: user CPU per round trip <= 1.25x epoll", fmt(u, 2) + "x", None if u is None else u <= 1.25)
+    target(f"echo {label}: total CPU per round trip <= 1.05x epoll", fmt(t, 2) + "x", None if t is None else t <= 1.05)
+    target(f"echo {label}: throughput >= 0.95x epoll", fmt(x, 2) + "x", None if x is None else x >= 0.95)
+lat = ratio(median("ours", "echo-1x64", "p50_us"), median("epoll", "echo-1x64", "p50_us"))
+target("echo 1x64: p50 latency <= 1.1x epoll", fmt(lat, 2) + "x", None if lat is None else lat <= 1.1)
+st = next(iter(by[("ours", "strace")]), {})
+target("syscalls per echo round trip <= 2.02", fmt(st.get("per_round_trip"), 3), None if not st else (st.get("per_round_trip") or 9) <= 2.02)
+target("epoll_ctl in steady state: 0", fmt(st.get("calls", {}).get("epoll_ctl", 0)) if st else "n/a",
+       None if not st else st.get("calls", {}).get("epoll_ctl", 0) == 0)
+ci = ratio(median("ours", "callgrind", "instructions_per_round_trip"), median("epoll", "callgrind", "instructions_per_round_trip"))
+target("instructions per round trip <= 4x epoll", f"{fmt(median('ours', 'callgrind', 'instructions_per_round_trip'))} ({fmt(ci, 1)}x)",
+       None if ci is None else ci <= 4)
+for c, need in ((100, 10), (1000, 8)):
+    d = ratio(median("ours-chat", f"chat-{c}", "deliveries_per_s"), median("tokio-chat", f"chat-{c}", "deliveries_per_s"))
+    target(f"chat {c} clients: deliveries/s >= {need}x tokio chat", fmt(d, 1) + "x", None if d is None else d >= need)
+    full = median("ours-chat", f"chat-{c}", "delivery_ratio")
+    target(f"chat {c} clients: every line delivered", fmt(full, 4), None if full is None else full == 1)
+    rss = median("ours-chat", f"chat-{c}", "server_peak_rss_kib")
+    target(f"chat {c} clients: server RSS < 64 MiB", fmt((rss or 0) / 1024, 1) + " MiB", None if rss is None else rss < 64 * 1024)
+rss = median("ours-chat", "chat-unlimited", "server_peak_rss_kib")
+target("chat, sender unlimited: RSS bounded", fmt((rss or 0) / 1024, 1) + " MiB", None if rss is None else rss < 512 * 1024)
+idle = median("ours", "hold-10000", "server_bytes_per_conn")
+target("idle: <= 256 bytes per connection at 10,000", fmt(idle) + " B", None if idle is None else idle <= 256)
+hm = next(iter(by[("ours", "hold-max")]), {})
+target("as many idle connections as RLIMIT_NOFILE allows", f"{fmt(hm.get('held'))} of {fmt(hm.get('conns'))}",
+       None if not hm else hm.get("held") == hm.get("conns"))
+target("HTTP vs nginx (wrk)", "not measured: http_server is a later issue", None)
+w("")
+w("## Commands")
+w("")
+w("```sh")
+w("benches/run.sh                      # everything, ~12 minutes")
+w("taskset -c 0 target/release/examples/echo_server --addr 127.0.0.1:0 &")
+w("taskset -c 1 target/release/examples/loadgen echo --addr ADDR --conns 100 --size 64 --duration 3s --server-pid PID")
+w("taskset -c 1 target/release/examples/loadgen chat --addr ADDR --clients 1000 --senders 1 --max-in-flight 100000")
+w("taskset -c 1 target/release/examples/loadgen hold --addr ADDR --conns 10000 --src-ips 127.0.0.2-127.0.0.9")
+w("benches/callgrind.sh ours 4 -- target/release/examples/echo_server --addr 127.0.0.1:0")
+w("```")
+w("")
+analysis = os.path.join(root, "benches", "analysis.md")
+if os.path.exists(analysis):
+    w(open(analysis).read().rstrip())
+    w("")
+open(out_path, "w").write("\n".join(md))
+print(f"wrote {out_path}")

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The benchmark runner: builds everything in release mode, runs every
+# workload against the reactor and each baseline, alternating servers round
+# by round (3 rounds, medians), pins each server to CPU 0 and the load
+# generator to CPU 1, and writes docs/benchmarks.md and docs/img/*.svg.
+#
+# usage: benches/run.sh            (about 12 minutes on 2 cores)
+#        QUICK=1 benches/run.sh    (one round, short windows: a smoke run)
+#
+# Needs: taskset, strace, valgrind (callgrind), python3. Results (one JSON
+# line per run) go to benches/results/latest.jsonl; benches/report.py turns
+# them into the document.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+rounds=${ROUNDS:-3}
+window=${WINDOW:-3s}
+warmup=${WARMUP:-1s}
+if [ -n "${QUICK:-}" ]; then rounds=1; window=1s; warmup=0.5s; fi
+
+results=benches/results/latest.jsonl
+mkdir -p benches/results docs/img
+: > "$results"
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# ----- build ------------------------------------------------------------------
+log "building (release)"
+cargo build --release --quiet --example echo_server --example chat_server --example loadgen
+for b in epoll_echo tokio_echo tokio_chat; do
+    (cd "benches/baselines/$b" && cargo build --release --quiet)
+done
+loadgen=$root/target/release/examples/loadgen
+
+# Servers: name, then the command (prints 'listening on ADDR').
+declare -A server=(
+    [ours]="$root/target/release/examples/echo_server --addr 127.0.0.1:0 --max-conns 30000"
+    [epoll]="$root/benches/baselines/epoll_echo/target/release/epoll_echo 127.0.0.1:0"
+    [tokio-ct]="$root/benches/baselines/tokio_echo/target/release/tokio_echo 127.0.0.1:0 current"
+    [tokio-mt]="$root/benches/baselines/tokio_echo/target/release/tokio_echo 127.0.0.1:0 multi"
+    [ours-chat]="$root/target/release/examples/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
+    [tokio-chat]="$root/benches/baselines/tokio_chat/target/release/tokio_chat 127.0.0.1:0"
+)
+
+# As many descriptors as allowed, for the servers and the load generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVER_PID=""; SERVER_ADDR=""
+start_server() { # $1 = server name
+    local out; out=$(mktemp)
+    # shellcheck disable=SC2086
+    taskset -c 0 ${server[$1]} >"$out" 2>/dev/null &
+    SERVER_PID=$!
+    for _ in $(seq 1 200); do grep -q "listening on" "$out" && break; sleep 0.05; done
+    SERVER_ADDR=$(sed -n 's/^listening on //p' "$out" | head -1)
+    rm -f "$out"
+    [ -n "$SERVER_ADDR" ] || { log "$1 did not start"; exit 1; }
+}
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# Runs the load generator against the running server; adds the server's name
+# and the workload's label to the JSON line it prints.
+load() { # $1 = server name, $2 = workload label, rest = loadgen arguments
+    local name=$1 label=$2; shift 2
+    local line
+    line=$(taskset -c 1 "$loadgen" "$@" --addr "$SERVER_ADDR" --server-pid "$SERVER_PID" --json 2>/dev/null || true)
+    [ -n "$line" ] || line='{"failed":true}'
+    echo "{\"server\":\"$name\",\"workload\":\"$label\",${line#\{}" >> "$results"
+}
+
+# ----- echo -------------------------------------------------------------------
+echo_workloads=("1x64:1:64:1" "100x64:100:64:1" "100x4096:100:4096:1" "100x64p16:100:64:16" "1000x64:1000:64:1")
+for round in $(seq 1 "$rounds"); do
+    for w in "${echo_workloads[@]}"; do
+        IFS=: read -r label conns size pipeline <<<"$w"
+        for s in ours epoll tokio-ct tokio-mt; do
+            log "echo $label round $round: $s"
+            start_server "$s"
+            load "$s" "echo-$label" echo --conns "$conns" --size "$size" --pipeline "$pipeline" --warmup "$warmup" --duration "$window"
+            stop_server
+        done
+    done
+done
+
+# ----- chat -------------------------------------------------------------------
+for round in $(seq 1 "$rounds"); do
+    for clients in 100 1000; do
+        for s in ours-chat tokio-chat; do
+            log "chat $clients clients round $round: $s"
+            start_server "$s"
+            load "$s" "chat-$clients" chat --clients "$clients" --senders 1 --max-in-flight 100000 \
+                --warmup "$warmup" --duration "$window" --drain 5s
+            stop_server
+        done
+    done
+done
+# The sender unlimited: what memory does each server grow to?
+for s in ours-chat tokio-chat; do
+    log "chat unlimited sender: $s"
+    start_server "$s"
+    load "$s" "chat-unlimited" chat --clients 100 --senders 1 --max-in-flight 0 --warmup 0s --duration 5s --drain 1s
+    stop_server
+done
+
+# ----- idle connections ------------------------------------------------------
+for s in ours epoll tokio-ct; do
+    log "hold 10000: $s"
+    start_server "$s"
+    load "$s" "hold-10000" hold --conns 10000 --seconds 2 --src-ips 127.0.0.2-127.0.0.9
+    stop_server
+done
+# As many as the descriptor limit allows, on one thread.
+limit=$(ulimit -Hn)
+most=$(( limit - 64 ))
+log "hold $most (the limit is $limit): ours"
+start_server ours
+load ours "hold-max" hold --conns "$most" --seconds 2 --src-ips 127.0.0.2-127.0.0.9
+stop_server
+
+# ----- system calls -----------------------------------------------------------
+# strace -c on the server for 3 s under 100 x 64 B: calls per round trip.
+for s in ours epoll tokio-ct; do
+    log "strace: $s"
+    start_server "$s"
+    taskset -c 1 "$loadgen" echo --addr "$SERVER_ADDR" --conns 100 --size 64 --warmup 1s --duration 5s --json >/dev/null 2>&1 &
+    lg=$!
+    sleep 1.5
+    out=$(mktemp)
+    timeout -s INT 3 strace -c -f -p "$SERVER_PID" -o "$out" >/dev/null 2>&1 || true
+    wait "$lg" 2>/dev/null || true
+    stop_server
+    python3 - "$s" "$out" >>"$results" <<'PY'
+import json, re, sys
+name, path = sys.argv[1], sys.argv[2]
+calls = {}
+for line in open(path):
+    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+    if m and m.group(2) != "total":
+        calls[m.group(2)] = int(m.group(1))
+writes = sum(calls.get(k, 0) for k in ("sendto", "write", "writev", "sendmsg"))
+total = sum(calls.values())
+print(json.dumps({"server": name, "workload": "strace", "calls": calls, "writes": writes,
+                  "total": total, "per_round_trip": round(total / writes, 3) if writes else None}))
+PY
+    rm -f "$out"
+done
+
+# ----- instructions -------------------------------------------------------------
+for s in ours epoll tokio-ct; do
+    log "callgrind: $s"
+    # shellcheck disable=SC2086
+    line=$(LOADGEN=$loadgen benches/callgrind.sh "$s" 4 -- ${server[$s]})
+    read -r n per trips loaded idle <<<"$line"
+    echo "{\"server\":\"$n\",\"workload\":\"callgrind\",\"instructions_per_round_trip\":$per,\"round_trips\":$trips,\"loaded_ir\":$loaded,\"idle_ir\":$idle}" >>"$results"
+done
+
+log "writing docs/benchmarks.md"
+python3 benches/report.py "$results" docs/benchmarks.md docs/img
+log "done"

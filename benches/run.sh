@@ -52,6 +52,9 @@ start_server() { # $1 = server name
     taskset -c 0 ${server[$1]} >"$out" 2>/dev/null &
     SERVER_PID=$!
     for _ in $(seq 1 200); do grep -q "listening on" "$out" && break; sleep 0.05; done
+    # Where the shell interposed a subshell, the server is its child.
+    local child; child=$(pgrep -P "$SERVER_PID" | head -1 || true)
+    [ -n "$child" ] && SERVER_PID=$child
     SERVER_ADDR=$(sed -n 's/^listening on //p' "$out" | head -1)
     rm -f "$out"
     [ -n "$SERVER_ADDR" ] || { log "$1 did not start"; exit 1; }

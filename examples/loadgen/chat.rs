@@ -47,6 +47,8 @@ struct Chat {
     delivered_in_window: u64,
     out_of_order: u64,
     disconnected: u64,
+    /// Why a client closed before the load started (a failed connect).
+    join_failure: Option<String>,
     measuring: bool,
     sending: bool,
     batch: Vec<u8>,
@@ -199,12 +201,14 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         delivered_in_window: 0,
         out_of_order: 0,
         disconnected: 0,
+        join_failure: None,
         measuring: false,
         sending: false,
         batch: Vec::new(),
     };
     let config = Config::default()
         .max_connections(options.clients + 16)
+        .connect_timeout(Duration::from_secs(60))
         .output_limit(256 << 20)
         .high_water(64 << 20);
     let service = Service::new(&mut reactor, chat, config);
@@ -233,11 +237,25 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     }
     // Everyone joins before anyone speaks.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while service.with(&mut reactor, |chat, _| chat.joined)? < options.clients {
+    loop {
+        let (joined, failure) = service.with(&mut reactor, |chat, _| {
+            (chat.joined, chat.join_failure.clone())
+        })?;
+        if joined == options.clients {
+            break;
+        }
+        if let Some(reason) = failure {
+            return Err(io::Error::other(format!(
+                "a client could not join: {reason}"
+            )));
+        }
         if std::time::Instant::now() > deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "not every client could join within 60 s",
+                format!(
+                    "only {joined} of {} clients joined within 60 s",
+                    options.clients
+                ),
             ));
         }
         reactor.run_once(Some(Duration::from_millis(100)))?;

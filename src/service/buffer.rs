@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
 
 /// The size of a pooled buffer.
 pub(crate) const CHUNK: usize = 16 * 1024;
@@ -35,10 +36,30 @@ pub(crate) const SMALL_CHUNK: usize = 1024;
 /// Most slices handed to one `writev` (the kernel allows 1024).
 const MAX_SLICES: usize = 64;
 
+/// One piece of a backlog.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// Bytes of this connection's own.
+    Owned(Vec<u8>),
+    /// `start..end` of a frozen turn buffer shared with other connections
+    /// (a broadcast several receivers could not take at once).
+    Shared(Rc<[u8]>, u32, u32),
+}
+
+impl Chunk {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(bytes) => bytes,
+            Chunk::Shared(frozen, start, end) => &frozen[*start as usize..*end as usize],
+        }
+    }
+}
+
 /// A connection's queued output.
 #[derive(Debug, Default)]
 pub(crate) struct OutputQueue {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     head: usize,
     /// Bytes queued and not yet written.
@@ -59,7 +80,7 @@ impl OutputQueue {
     /// Copies `data` in, filling the last owned chunk before taking another.
     pub(crate) fn push_bytes(&mut self, mut data: &[u8], pool: &mut BufferPool) {
         self.len += data.len();
-        if let Some(last) = self.chunks.back_mut() {
+        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
             let room = last.capacity() - last.len();
             let take = room.min(data.len());
             last.extend_from_slice(&data[..take]);
@@ -81,7 +102,21 @@ impl OutputQueue {
             chunk.extend_from_slice(data);
             chunk
         };
-        self.chunks.push_back(chunk);
+        self.chunks.push_back(Chunk::Owned(chunk));
+    }
+
+    /// Queues a slice of a frozen turn buffer without copying it, merging it
+    /// with the previous slice of the same buffer when they touch.
+    pub(crate) fn push_shared(&mut self, frozen: &Rc<[u8]>, start: u32, end: u32) {
+        self.len += (end - start) as usize;
+        if let Some(Chunk::Shared(last, _, last_end)) = self.chunks.back_mut() {
+            if Rc::ptr_eq(last, frozen) && *last_end == start {
+                *last_end = end;
+                return;
+            }
+        }
+        self.chunks
+            .push_back(Chunk::Shared(Rc::clone(frozen), start, end));
     }
 
     /// Writes up to `limit` bytes with one `write` (one chunk) or one
@@ -97,7 +132,7 @@ impl OutputQueue {
         let Some(first) = chunks.next() else {
             return Ok((0, 0));
         };
-        let first = &first[self.head..];
+        let first = &first.bytes()[self.head..];
         if self.chunks.len() == 1 || first.len() >= limit {
             let slice = &first[..first.len().min(limit)];
             return Ok((out.write(slice)?, slice.len()));
@@ -110,7 +145,8 @@ impl OutputQueue {
             if count == MAX_SLICES || offered >= limit {
                 break;
             }
-            let bytes = &chunk[..chunk.len().min(limit - offered)];
+            let bytes = chunk.bytes();
+            let bytes = &bytes[..bytes.len().min(limit - offered)];
             slices[count] = IoSlice::new(bytes);
             offered += bytes.len();
             count += 1;
@@ -128,14 +164,14 @@ impl OutputQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let left = front.len() - self.head;
+            let left = front.bytes().len() - self.head;
             if n < left {
                 self.head += n;
                 return;
             }
             n -= left;
             self.head = 0;
-            if let Some(buffer) = self.chunks.pop_front() {
+            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
                 pool.give(buffer);
             }
         }
@@ -143,8 +179,10 @@ impl OutputQueue {
 
     /// Drops everything queued.
     pub(crate) fn clear(&mut self, pool: &mut BufferPool) {
-        while let Some(buffer) = self.chunks.pop_front() {
-            pool.give(buffer);
+        while let Some(chunk) = self.chunks.pop_front() {
+            if let Chunk::Owned(buffer) = chunk {
+                pool.give(buffer);
+            }
         }
         self.head = 0;
         self.len = 0;
@@ -208,6 +246,13 @@ pub(crate) struct TurnBuffer {
     ranges: Vec<Range>,
     /// Connections with ranges here; the arena is emptied when none are left.
     users: u32,
+    /// A reference-counted copy of the arena, made (once per turn) when
+    /// several connections must keep its bytes past the turn: each keeps a
+    /// slice of the one copy, not a copy of its own.
+    frozen: Option<Rc<[u8]>>,
+    /// Some bytes this turn were linked to several connections (a
+    /// broadcast): what they cannot take is shared, not copied.
+    fan_out: bool,
 }
 
 impl TurnBuffer {
@@ -223,6 +268,12 @@ impl TurnBuffer {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(data);
         (start, self.bytes.len() as u32)
+    }
+
+    /// Notes that this turn's bytes are shared by several connections.
+    #[inline]
+    pub(crate) fn mark_fan_out(&mut self) {
+        self.fan_out = true;
     }
 
     /// Adds a stored range to a connection's list, merging it with the
@@ -314,21 +365,44 @@ impl TurnBuffer {
         }
     }
 
-    /// Copies what is left of a connection's ranges into its backlog, and
-    /// releases them.
+    /// Moves what is left of a connection's ranges into its backlog, and
+    /// releases them. In a turn with broadcasts, the connections that could
+    /// not take everything share one frozen copy of the turn buffer; in a
+    /// turn without (an echo cut short), the rest is copied.
     pub(crate) fn spill(
         &mut self,
         link: &mut TurnLink,
         queue: &mut OutputQueue,
         pool: &mut BufferPool,
     ) {
+        let share = self.fan_out || self.frozen.is_some();
         let mut next = link.head;
         while next != NIL {
             let range = self.ranges[next as usize];
-            queue.push_bytes(&self.bytes[range.start as usize..range.end as usize], pool);
             next = range.next;
+            if share {
+                let frozen = self.freeze();
+                if (range.end as usize) <= frozen.len() {
+                    queue.push_shared(frozen, range.start, range.end);
+                    continue;
+                }
+            }
+            queue.push_bytes(&self.bytes[range.start as usize..range.end as usize], pool);
         }
         self.release(link);
+    }
+
+    /// The frozen copy of the arena, made now if there is none, or if bytes
+    /// were added since it was made.
+    fn freeze(&mut self) -> &Rc<[u8]> {
+        if self
+            .frozen
+            .as_ref()
+            .is_none_or(|f| f.len() < self.bytes.len())
+        {
+            self.frozen = Some(Rc::from(&self.bytes[..]));
+        }
+        self.frozen.as_ref().expect("frozen above")
     }
 
     /// Forgets a connection's ranges (written, spilled or dropped). The
@@ -342,6 +416,8 @@ impl TurnBuffer {
         if self.users == 0 {
             self.bytes.clear();
             self.ranges.clear();
+            self.frozen = None;
+            self.fan_out = false;
             if self.bytes.capacity() > TURN_KEEP {
                 self.bytes.shrink_to(TURN_KEEP / 4);
                 self.ranges.shrink_to(TURN_KEEP / 64);
@@ -568,5 +644,39 @@ mod tests {
             (0, 0),
             "emptied once nobody uses it"
         );
+    }
+
+    #[test]
+    fn a_broadcast_that_receivers_cannot_take_is_shared_not_copied() {
+        let mut turn = TurnBuffer::default();
+        let mut pool = BufferPool::new(4);
+        let line = vec![b'l'; 2000];
+        let mut links = vec![TurnLink::default(); 10];
+        let range = turn.store(&line);
+        turn.mark_fan_out();
+        for link in &mut links {
+            turn.link(link, range);
+        }
+        let mut backlogs: Vec<OutputQueue> = (0..10).map(|_| OutputQueue::default()).collect();
+        for (link, backlog) in links.iter_mut().zip(&mut backlogs) {
+            turn.spill(link, backlog, &mut pool);
+        }
+        // Every backlog refers to one frozen copy.
+        let frozen: Vec<*const u8> = backlogs
+            .iter()
+            .map(|b| match &b.chunks[0] {
+                Chunk::Shared(rc, _, _) => rc.as_ptr(),
+                Chunk::Owned(_) => std::ptr::null(),
+            })
+            .collect();
+        assert!(frozen.iter().all(|p| !p.is_null() && *p == frozen[0]));
+        let mut out = Trickle {
+            cap: usize::MAX,
+            got: Vec::new(),
+            calls: 0,
+        };
+        let (n, _) = backlogs[3].write_to(&mut out, usize::MAX).unwrap();
+        assert_eq!((n, out.got), (2000, line));
+        assert_eq!(turn.users, 0);
     }
 }

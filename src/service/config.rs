@@ -25,6 +25,7 @@ use std::time::Duration;
 /// | [`accept_pause`](Config::accept_pause) | 100 ms | after `EMFILE`, accepting rests this long |
 /// | [`buffer_pool`](Config::buffer_pool) | 256 | emptied 16 KiB buffers kept for reuse |
 /// | [`output_budget`](Config::output_budget) | none | queued output over all connections past which no input is read |
+/// | [`send_buffer`](Config::send_buffer) | system's | `SO_SNDBUF` of accepted and connected sockets |
 ///
 /// The connection layer checks the relations between them when the service
 /// is created (see [`Config::validated`]).
@@ -60,6 +61,7 @@ pub struct Config {
     pub(crate) accept_pause: Duration,
     pub(crate) buffer_pool: usize,
     pub(crate) output_budget: Option<usize>,
+    pub(crate) send_buffer: Option<usize>,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             accept_pause: Duration::from_millis(100),
             buffer_pool: 256,
             output_budget: None,
+            send_buffer: None,
         }
     }
 }
@@ -184,6 +187,13 @@ impl Config {
         /// goes on. With many slow readers, each under its own
         /// [`output_limit`](Config::output_limit), this still bounds memory.
         output_budget, get_output_budget: Option<usize>
+    );
+    setting!(
+        /// `SO_SNDBUF` for accepted and connected sockets; `None` leaves the
+        /// system's default (and its autotuning). A small kernel buffer keeps
+        /// more of a slow reader's output in the service, where the limits
+        /// see it.
+        send_buffer, get_send_buffer: Option<usize>
     );
 
     /// A message sent to a connection refused for being over

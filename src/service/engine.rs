@@ -433,7 +433,17 @@ impl<H: Handler> Engine<H> {
         let Some(conn) = table.conns.get_mut(index) else {
             return;
         };
-        if !conn.flags.has(Flags::WRITABLE) || conn.flags.has(Flags::CONNECTING) {
+        if conn.flags.has(Flags::CONNECTING) {
+            return;
+        }
+        if !conn.flags.has(Flags::WRITABLE) {
+            // The socket is full: this turn's bytes join the backlog (as a
+            // shared slice when they were broadcast), to go out on the
+            // writable event.
+            if !conn.turn.is_empty() {
+                let queue = conn.output.get_or_insert_with(|| table.pool.take_queue());
+                table.turn.spill(&mut conn.turn, queue, &mut table.pool);
+            }
             return;
         }
         let mut budget = table.config.write_budget;
@@ -651,6 +661,11 @@ impl<H: Handler> Engine<H> {
                 debug!("TCP_NODELAY for {peer}: {e}");
             }
         }
+        if let Some(size) = self.table.config.send_buffer {
+            if let Err(e) = stream.set_send_buffer(size) {
+                debug!("SO_SNDBUF for {peer}: {e}");
+            }
+        }
         // A fresh socket has an empty send buffer: writable from the start,
         // so a greeting goes out in this turn.
         let id = match self
@@ -719,6 +734,9 @@ impl<H: Handler> Engine<H> {
                 }
                 if self.table.config.nodelay {
                     let _ = conn.stream.set_nodelay(true);
+                }
+                if let Some(size) = self.table.config.send_buffer {
+                    let _ = conn.stream.set_send_buffer(size);
                 }
                 self.table.stats.connected += 1;
                 debug!("{id}: connected to {peer}");

@@ -106,6 +106,14 @@ impl Stream {
         }
     }
 
+    /// Sets `SO_SNDBUF`.
+    pub(crate) fn set_send_buffer(&self, size: usize) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_send_buffer_size(size),
+            Stream::Unix(s) => socket2::SockRef::from(s).set_send_buffer_size(size),
+        }
+    }
+
     /// Sets `TCP_NODELAY`; a no-op for Unix sockets, which have no Nagle.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {

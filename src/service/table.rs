@@ -318,7 +318,15 @@ impl Table {
             if refuse_output(conn, id).is_err() {
                 continue;
             }
-            if direct(conn) && (stored.is_some() || self.turn.has_room(data.len())) {
+            // Every receiver, writable or not, links to the one stored copy:
+            // the flush writes it to those that can take it and gives the
+            // others a shared slice of it, not a copy each.
+            if !conn.flags.has(Flags::CONNECTING)
+                && (stored.is_some() || self.turn.has_room(data.len()))
+            {
+                if stored.is_some() {
+                    self.turn.mark_fan_out();
+                }
                 let range = *stored.get_or_insert_with(|| self.turn.store(data));
                 self.turn.link(&mut conn.turn, range);
             } else {
@@ -365,7 +373,9 @@ impl Table {
             conn.flags.set(Flags::BACKPRESSURE);
             debug!("{id}: {queued} bytes queued, above high water: pausing reads");
         }
-        if conn.flags.has(Flags::WRITABLE)
+        // Writable connections are flushed before the loop sleeps; so are
+        // those holding turn-buffer bytes, which must leave it by then.
+        if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
             && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
         {
             conn.flags.set(Flags::IN_FLUSH_QUEUE);

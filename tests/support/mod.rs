@@ -412,3 +412,14 @@ pub fn run_echo_clients(
     }
     Ok(())
 }
+
+/// A memory field of `/proc/PID/status` (`VmRSS`, `VmHWM`: the peak), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} line"))
+}

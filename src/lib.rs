@@ -26,10 +26,10 @@
 //!    [`Service`](service::Service) owns listeners and connections with input
 //!    and output buffers; a [`Handler`](service::Handler) implements the
 //!    protocol. Inside: the engine's read, flush and accept paths
-//!    (`engine.rs`), the bookkeeping and close/linger logic (`table.rs`),
-//!    pooled chunked output (`buffer.rs`), the per-connection record and the
-//!    idle list (`conn.rs`), limits (`config.rs`), TCP and Unix streams
-//!    (`stream.rs`).
+//!    (`engine.rs`), the bookkeeping, send/broadcast and close/linger logic
+//!    (`table.rs`), the turn buffer and the pooled backlog (`buffer.rs`), the
+//!    per-connection record and the idle list (`conn.rs`), limits
+//!    (`config.rs`), TCP and Unix streams (`stream.rs`).
 //! 5. **Sockets** — [`socket`] (`src/socket.rs`): listeners with the options
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
 //! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length

@@ -1,0 +1,145 @@
+//! A smoke run of the load generator (`examples/loadgen`) in each mode: a
+//! second, a few connections, and the figures must be clean. Speed is never
+//! asserted here; `benches/run.sh` measures it.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Server, run_example};
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn echo_mode_checks_every_byte_and_reports() {
+    let server = Server::start("echo_server", &["--addr", "127.0.0.1:0"], 1);
+    let addr = server.addr().to_string();
+    let pid = server.pid().to_string();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--size",
+            "100",
+            "--pipeline",
+            "3",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+            "--server-pid",
+            &pid,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["mismatches"], 0);
+    assert_eq!(report["errors"], 0);
+    assert!(report["round_trips"].as_u64().unwrap() > 0);
+    assert!(report["p50_us"].as_f64().unwrap() > 0.0);
+    assert!(
+        report.get("server_cpu_us_per_round_trip").is_some(),
+        "{report}"
+    );
+}
+
+#[test]
+fn echo_mode_notices_a_server_that_changes_the_bytes() {
+    let server = Server::start("echo_server", &["--addr", "127.0.0.1:0", "--upper"], 1);
+    let addr = server.addr().to_string();
+    let (status, stdout, _) = run_example(
+        "loadgen",
+        &[
+            "echo",
+            "--addr",
+            &addr,
+            "--conns",
+            "2",
+            "--size",
+            "64",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        json(&stdout)["mismatches"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn chat_mode_delivers_every_line_to_every_client() {
+    let server = Server::start(
+        "chat_server",
+        &["--addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0"],
+        2,
+    );
+    let addr = server.listening[0].clone();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "chat",
+            "--addr",
+            &addr,
+            "--clients",
+            "5",
+            "--senders",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["delivery_ratio"], 1.0, "{report}");
+    assert_eq!(report["out_of_order"], 0);
+    assert!(report["deliveries"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn hold_mode_holds_connections_from_several_source_addresses() {
+    let server = Server::start("echo_server", &["--addr", "127.0.0.1:0"], 1);
+    let addr = server.addr().to_string();
+    let pid = server.pid().to_string();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "hold",
+            "--addr",
+            &addr,
+            "--conns",
+            "50",
+            "--seconds",
+            "0.2",
+            "--src-ips",
+            "127.0.0.2-127.0.0.3",
+            "--json",
+            "--server-pid",
+            &pid,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["held"], 50);
+    assert_eq!(report["source_addresses"], 2);
+}

@@ -263,7 +263,7 @@ impl TurnBuffer {
     }
 
     /// Stores `data` once; returns where it lies, for [`link`](Self::link).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn store(&mut self, data: &[u8]) -> (u32, u32) {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(data);
@@ -278,7 +278,7 @@ impl TurnBuffer {
 
     /// Adds a stored range to a connection's list, merging it with the
     /// connection's last range when they touch.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn link(&mut self, link: &mut TurnLink, (start, end): (u32, u32)) {
         link.bytes += end - start;
         if link.tail != NIL {
@@ -304,7 +304,7 @@ impl TurnBuffer {
     }
 
     /// The connection's output this turn, if it is one range.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn single(&self, link: &TurnLink) -> Option<&[u8]> {
         if link.head != link.tail {
             return None;
@@ -407,7 +407,7 @@ impl TurnBuffer {
 
     /// Forgets a connection's ranges (written, spilled or dropped). The
     /// arena empties when no connection uses it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, link: &mut TurnLink) {
         if link.tail != NIL {
             self.users -= 1;

@@ -126,7 +126,9 @@ impl<H: Handler> Engine<H> {
     /// Every exit from the engine ends here: deliver queued close
     /// notifications (which may queue more), then see if a shutdown is done.
     pub(crate) fn leave(&mut self, reactor: &mut Reactor) {
-        self.deliver_closed(reactor);
+        if !self.table.closed.is_empty() {
+            self.deliver_closed(reactor);
+        }
         if self.table.shutdown.is_some() {
             self.table.check_shutdown_done(reactor);
         }

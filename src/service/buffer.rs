@@ -207,10 +207,16 @@ struct Range {
     next: u32,
 }
 
-/// A connection's list of ranges in the [`TurnBuffer`].
+/// A connection's ranges in the [`TurnBuffer`]. The first range is held
+/// inline: a connection sent one message (or several adjacent ones) this
+/// turn, the common case, costs no entry in the shared range list.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TurnLink {
-    head: u32,
+    /// The first range (`end == NIL`: the link is empty).
+    start: u32,
+    end: u32,
+    /// The further ranges, a list in [`TurnBuffer::ranges`].
+    rest: u32,
     tail: u32,
     bytes: u32,
 }
@@ -218,7 +224,9 @@ pub(crate) struct TurnLink {
 impl Default for TurnLink {
     fn default() -> TurnLink {
         TurnLink {
-            head: NIL,
+            start: 0,
+            end: NIL,
+            rest: NIL,
             tail: NIL,
             bytes: 0,
         }
@@ -228,7 +236,7 @@ impl Default for TurnLink {
 impl TurnLink {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.head == NIL
+        self.end == NIL
     }
 
     #[inline]
@@ -281,7 +289,18 @@ impl TurnBuffer {
     #[inline(always)]
     pub(crate) fn link(&mut self, link: &mut TurnLink, (start, end): (u32, u32)) {
         link.bytes += end - start;
-        if link.tail != NIL {
+        if link.end == NIL {
+            link.start = start;
+            link.end = end;
+            self.users += 1;
+            return;
+        }
+        if link.tail == NIL {
+            if link.end == start {
+                link.end = end;
+                return;
+            }
+        } else {
             let last = &mut self.ranges[link.tail as usize];
             if last.end == start {
                 last.end = end;
@@ -295,8 +314,7 @@ impl TurnBuffer {
             next: NIL,
         });
         if link.tail == NIL {
-            link.head = index;
-            self.users += 1;
+            link.rest = index;
         } else {
             self.ranges[link.tail as usize].next = index;
         }
@@ -306,11 +324,10 @@ impl TurnBuffer {
     /// The connection's output this turn, if it is one range.
     #[inline(always)]
     pub(crate) fn single(&self, link: &TurnLink) -> Option<&[u8]> {
-        if link.head != link.tail {
+        if link.rest != NIL || link.end == NIL {
             return None;
         }
-        let range = self.ranges.get(link.head as usize)?;
-        Some(&self.bytes[range.start as usize..range.end as usize])
+        self.bytes.get(link.start as usize..link.end as usize)
     }
 
     /// Writes up to `limit` bytes of a connection's ranges with one `write`
@@ -323,17 +340,17 @@ impl TurnBuffer {
         out: &mut W,
         limit: usize,
     ) -> io::Result<(usize, usize)> {
-        let Some(first) = self.ranges.get(link.head as usize) else {
+        if link.end == NIL {
             return Ok((0, 0));
-        };
-        let first_bytes = &self.bytes[first.start as usize..first.end as usize];
-        if first.next == NIL || first_bytes.len() >= limit {
-            let slice = &first_bytes[..first_bytes.len().min(limit)];
+        }
+        let first = &self.bytes[link.start as usize..link.end as usize];
+        if link.rest == NIL || first.len() >= limit {
+            let slice = &first[..first.len().min(limit)];
             return Ok((out.write(slice)?, slice.len()));
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        slices[0] = IoSlice::new(first_bytes);
-        let (mut count, mut offered, mut next) = (1, first_bytes.len(), first.next);
+        slices[0] = IoSlice::new(first);
+        let (mut count, mut offered, mut next) = (1, first.len(), link.rest);
         while next != NIL && count < MAX_SLICES && offered < limit {
             let range = self.ranges[next as usize];
             let end =
@@ -350,18 +367,34 @@ impl TurnBuffer {
     #[inline]
     pub(crate) fn consume(&mut self, link: &mut TurnLink, mut n: usize) {
         link.bytes -= n as u32;
-        while n > 0 && link.head != NIL {
-            let range = &mut self.ranges[link.head as usize];
-            let len = (range.end - range.start) as usize;
+        while n > 0 && link.end != NIL {
+            let len = (link.end - link.start) as usize;
             if n < len {
-                range.start += n as u32;
+                link.start += n as u32;
                 return;
             }
             n -= len;
-            link.head = range.next;
+            self.advance(link);
         }
-        if link.head == NIL {
+        if link.bytes == 0 && link.end != NIL {
             self.release(link);
+        }
+    }
+
+    /// Moves a link's next range into its inline first range, or releases
+    /// the link if there is none.
+    #[inline]
+    fn advance(&mut self, link: &mut TurnLink) {
+        if link.rest == NIL {
+            self.release(link);
+            return;
+        }
+        let range = self.ranges[link.rest as usize];
+        link.start = range.start;
+        link.end = range.end;
+        link.rest = range.next;
+        if link.rest == NIL {
+            link.tail = NIL;
         }
     }
 
@@ -376,18 +409,21 @@ impl TurnBuffer {
         pool: &mut BufferPool,
     ) {
         let share = self.fan_out || self.frozen.is_some();
-        let mut next = link.head;
-        while next != NIL {
-            let range = self.ranges[next as usize];
-            next = range.next;
+        let (mut range, mut next) = ((link.start, link.end), link.rest);
+        while range.1 != NIL {
+            let (start, end) = range;
+            (range, next) = match self.ranges.get(next as usize) {
+                Some(r) => ((r.start, r.end), r.next),
+                None => ((0, NIL), NIL),
+            };
             if share {
                 let frozen = self.freeze();
-                if (range.end as usize) <= frozen.len() {
-                    queue.push_shared(frozen, range.start, range.end);
+                if (end as usize) <= frozen.len() {
+                    queue.push_shared(frozen, start, end);
                     continue;
                 }
             }
-            queue.push_bytes(&self.bytes[range.start as usize..range.end as usize], pool);
+            queue.push_bytes(&self.bytes[start as usize..end as usize], pool);
         }
         self.release(link);
     }
@@ -409,7 +445,7 @@ impl TurnBuffer {
     /// arena empties when no connection uses it.
     #[inline(always)]
     pub(crate) fn release(&mut self, link: &mut TurnLink) {
-        if link.tail != NIL {
+        if link.end != NIL {
             self.users -= 1;
         }
         *link = TurnLink::default();
@@ -611,7 +647,11 @@ mod tests {
         turn.link(&mut a, second);
         turn.link(&mut b, second);
         assert_eq!(turn.bytes, b"one two ", "each message stored once");
-        assert_eq!(turn.ranges.len(), 2, "one merged range per connection");
+        assert_eq!(
+            turn.ranges.len(),
+            0,
+            "one merged range per connection, inline"
+        );
         // A private message to `a` only: `b` now has a gap.
         let private = turn.store(b"psst ");
         turn.link(&mut a, private);

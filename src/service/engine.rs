@@ -57,12 +57,18 @@ impl<H: Handler> Dispatch for Core<H> {
             return;
         };
         engine.enter(reactor);
-        if tag & LISTENER_TAG != 0 {
-            engine.accept(reactor, tag & !LISTENER_TAG);
-        } else {
-            engine.conn_event(reactor, tag, event.ready());
+        // The events that follow for this service are taken here too: the
+        // borrow and the checks on entry are paid once per batch.
+        let mut next = Some((tag, event));
+        while let Some((tag, event)) = next {
+            if tag & LISTENER_TAG != 0 {
+                engine.accept(reactor, tag & !LISTENER_TAG);
+            } else {
+                engine.conn_event(reactor, tag, event.ready());
+            }
+            engine.leave(reactor);
+            next = reactor.next_event_for(self);
         }
-        engine.leave(reactor);
     }
 }
 

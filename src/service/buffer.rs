@@ -250,7 +250,10 @@ impl TurnLink {
 /// module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct TurnBuffer {
+    /// The arena. Kept initialised to its full size, with `len` bytes in
+    /// use: storing a message is a bounds check and a copy.
     bytes: Vec<u8>,
+    len: usize,
     ranges: Vec<Range>,
     /// Connections with ranges here; the arena is emptied when none are left.
     users: u32,
@@ -267,15 +270,28 @@ impl TurnBuffer {
     /// True if `len` more bytes fit (offsets are 32-bit).
     #[inline]
     pub(crate) fn has_room(&self, len: usize) -> bool {
-        len <= TURN_MAX && self.bytes.len() + len < NIL as usize
+        len <= TURN_MAX && self.len + len < NIL as usize
     }
 
     /// Stores `data` once; returns where it lies, for [`link`](Self::link).
     #[inline(always)]
     pub(crate) fn store(&mut self, data: &[u8]) -> (u32, u32) {
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(data);
-        (start, self.bytes.len() as u32)
+        let start = self.len;
+        let end = start + data.len();
+        if end > self.bytes.len() {
+            self.grow(end);
+        }
+        self.bytes[start..end].copy_from_slice(data);
+        self.len = end;
+        (start as u32, end as u32)
+    }
+
+    /// Makes the arena at least `needed` bytes long (doubling, so storing
+    /// stays amortised O(1)).
+    #[cold]
+    fn grow(&mut self, needed: usize) {
+        let size = needed.max(self.bytes.len() * 2).max(4096);
+        self.bytes.resize(size, 0);
     }
 
     /// Notes that this turn's bytes are shared by several connections.
@@ -431,12 +447,8 @@ impl TurnBuffer {
     /// The frozen copy of the arena, made now if there is none, or if bytes
     /// were added since it was made.
     fn freeze(&mut self) -> &Rc<[u8]> {
-        if self
-            .frozen
-            .as_ref()
-            .is_none_or(|f| f.len() < self.bytes.len())
-        {
-            self.frozen = Some(Rc::from(&self.bytes[..]));
+        if self.frozen.as_ref().is_none_or(|f| f.len() < self.len) {
+            self.frozen = Some(Rc::from(&self.bytes[..self.len]));
         }
         self.frozen.as_ref().expect("frozen above")
     }
@@ -450,12 +462,13 @@ impl TurnBuffer {
         }
         *link = TurnLink::default();
         if self.users == 0 {
-            self.bytes.clear();
+            self.len = 0;
             self.ranges.clear();
             self.frozen = None;
             self.fan_out = false;
-            if self.bytes.capacity() > TURN_KEEP {
-                self.bytes.shrink_to(TURN_KEEP / 4);
+            if self.bytes.len() > TURN_KEEP {
+                self.bytes.truncate(TURN_KEEP / 4);
+                self.bytes.shrink_to_fit();
                 self.ranges.shrink_to(TURN_KEEP / 64);
             }
         }
@@ -646,7 +659,11 @@ mod tests {
         let second = turn.store(b"two ");
         turn.link(&mut a, second);
         turn.link(&mut b, second);
-        assert_eq!(turn.bytes, b"one two ", "each message stored once");
+        assert_eq!(
+            &turn.bytes[..turn.len],
+            b"one two ",
+            "each message stored once"
+        );
         assert_eq!(
             turn.ranges.len(),
             0,
@@ -680,7 +697,7 @@ mod tests {
         turn.spill(&mut b, &mut backlog, &mut pool);
         assert_eq!(backlog.len(), 8);
         assert_eq!(
-            (turn.users, turn.bytes.len()),
+            (turn.users, turn.len),
             (0, 0),
             "emptied once nobody uses it"
         );

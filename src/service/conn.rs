@@ -96,6 +96,12 @@ impl Flags {
         self.clear(bits);
         had
     }
+
+    /// True if, of the bits in `mask`, exactly those in `want` are set.
+    #[inline]
+    pub(crate) fn only(self, mask: u32, want: u32) -> bool {
+        self.0 & mask == want
+    }
 }
 
 /// Links of the idle list (slab indices; `NIL` for none) and the time of

@@ -436,48 +436,32 @@ impl<H: Handler> Engine<H> {
     /// the socket is full, or the write budget is spent. What the socket
     /// does not take moves to the backlog.
     fn flush(&mut self, reactor: &mut Reactor, id: ConnId) {
-        let index = id.index as usize;
         let table = &mut self.table;
-        let Some(conn) = table.conns.get_mut(index) else {
+        let Some(conn) = table.conns.get_mut(id.index as usize) else {
             return;
         };
-        if conn.flags.has(Flags::CONNECTING) {
-            return;
-        }
-        if !conn.flags.has(Flags::WRITABLE) {
-            // The socket is full: this turn's bytes join the backlog (as a
-            // shared slice when they were broadcast), to go out on the
-            // writable event.
-            if !conn.turn.is_empty() {
-                let queue = conn.output.get_or_insert_with(|| table.pool.take_queue());
-                table.turn.spill(&mut conn.turn, queue, &mut table.pool);
-            }
-            return;
-        }
-        let mut budget = table.config.write_budget;
-        let mut written = 0;
-        let mut result = Ok(());
-        if conn.output.is_none() {
-            // The common case: this turn's output, in one range, written at
-            // once with one `write`.
+        // The common case, inline: no backlog, this turn's output in one
+        // range, written at once with one `write`.
+        if conn.output.is_none()
+            && conn
+                .flags
+                .only(Flags::WRITABLE | Flags::CONNECTING, Flags::WRITABLE)
+        {
             if let Some(bytes) = table.turn.single(&conn.turn) {
-                if bytes.len() <= budget {
+                let len = bytes.len();
+                if len <= table.config.write_budget {
                     table.stats.writes += 1;
-                    match conn.stream.write(bytes) {
-                        Ok(n) if n == bytes.len() => {
+                    let (written, result) = match conn.stream.write(bytes) {
+                        Ok(n) if n == len => {
                             table.turn.release(&mut conn.turn);
-                            table.stats.bytes_out += n as u64;
                             let plain = !conn.flags.any(
                                 Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING,
-                            );
-                            if table.over_budget || table.config.idle_timeout.is_some() {
-                                table.output_written(n);
-                                table.touch(reactor, index);
-                            } else {
-                                table.stats.queued_output -= n;
-                            }
-                            debug!("{id}: wrote {n} bytes");
+                            ) && !table.over_budget
+                                && table.config.idle_timeout.is_none();
                             if plain {
+                                table.stats.bytes_out += n as u64;
+                                table.stats.queued_output -= n;
+                                debug!("{id}: wrote {n} bytes");
                                 self.table.current = Some(id);
                                 let mut conns = Connections {
                                     reactor,
@@ -487,26 +471,65 @@ impl<H: Handler> Engine<H> {
                                 self.table.current = None;
                                 return;
                             }
-                            return self.after_flush(reactor, id, 0);
+                            (n, Ok(()))
                         }
                         // Partial, WouldBlock or an error: the general path
-                        // below carries on from where this write stopped.
+                        // carries on from where this write stopped.
                         Ok(n) => {
                             table.turn.consume(&mut conn.turn, n);
-                            written = n;
-                            budget -= n;
                             conn.flags.clear(Flags::WRITABLE);
+                            (n, Ok(()))
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            conn.flags.clear(Flags::WRITABLE)
+                            conn.flags.clear(Flags::WRITABLE);
+                            (0, Ok(()))
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => result = Err(e),
-                    }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(())),
+                        Err(e) => (0, Err(e)),
+                    };
+                    return self.flush_general(reactor, id, written, result);
                 }
             }
         }
-        if let Some(queue) = conn.output.as_mut() {
+        self.flush_general(reactor, id, 0, Ok(()))
+    }
+
+    /// [`flush`](Self::flush), every case: the backlog first, then this
+    /// turn's ranges, then what the socket did not take into the backlog,
+    /// and the accounting. `written` bytes (with `result`) were already
+    /// written by the fast path.
+    #[inline(never)]
+    fn flush_general(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        mut written: usize,
+        mut result: io::Result<()>,
+    ) {
+        let index = id.index as usize;
+        let table = &mut self.table;
+        let Some(conn) = table.conns.get_mut(index) else {
+            return;
+        };
+        if conn.flags.has(Flags::CONNECTING) {
+            return;
+        }
+        if !conn.flags.has(Flags::WRITABLE) && written == 0 && result.is_ok() {
+            // The socket is full: this turn's bytes join the backlog (as a
+            // shared slice when they were broadcast), to go out on the
+            // writable event.
+            if !conn.turn.is_empty() {
+                let queue = conn.output.get_or_insert_with(|| table.pool.take_queue());
+                table.turn.spill(&mut conn.turn, queue, &mut table.pool);
+            }
+            return;
+        }
+        let mut budget = table.config.write_budget.saturating_sub(written);
+        if let Some(queue) = conn
+            .output
+            .as_mut()
+            .filter(|_| result.is_ok() && conn.flags.has(Flags::WRITABLE))
+        {
             result = write_until_blocked(
                 &mut conn.stream,
                 &mut conn.flags,

@@ -276,6 +276,10 @@ impl Table {
     /// Queues bytes (copied) for a connection: into the turn buffer if its
     /// socket is writable (the flush before sleep writes them), otherwise
     /// into its backlog.
+    ///
+    /// The common case (a writable connection with no backlog, far from
+    /// every limit: an echo, a reply) is handled inline in a few checks; the
+    /// rest, with every limit and state, in [`send_general`](Self::send_general).
     #[inline]
     pub(crate) fn send(
         &mut self,
@@ -283,6 +287,44 @@ impl Table {
         id: ConnId,
         data: &[u8],
     ) -> io::Result<()> {
+        if let Some(conn) = self.conns.get_mut(id.index as usize) {
+            let len = data.len();
+            if conn.generation == id.generation
+                && conn.flags.only(
+                    Flags::WRITABLE | Flags::CONNECTING | Flags::NOT_SENDING,
+                    Flags::WRITABLE,
+                )
+                && conn.output.is_none()
+                && len != 0
+                // Under high water means under the output limit too, and no
+                // backpressure to start.
+                && conn.turn.len() + len <= self.config.high_water
+                && self.turn.has_room(len)
+                && self
+                    .config
+                    .output_budget
+                    .is_none_or(|budget| self.stats.queued_output + len <= budget)
+            {
+                let range = self.turn.store(data);
+                self.turn.link(&mut conn.turn, range);
+                self.stats.queued_output += len;
+                let queued = conn.turn.len();
+                if queued > self.stats.peak_output {
+                    self.stats.peak_output = queued;
+                }
+                if !conn.flags.has(Flags::IN_FLUSH_QUEUE) {
+                    conn.flags.set(Flags::IN_FLUSH_QUEUE);
+                    self.flush_queue.push(id);
+                }
+                return Ok(());
+            }
+        }
+        self.send_general(reactor, id, data)
+    }
+
+    /// [`send`](Self::send), every case.
+    #[inline(never)]
+    fn send_general(&mut self, reactor: &mut Reactor, id: ConnId, data: &[u8]) -> io::Result<()> {
         let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
         refuse_output(conn, id)?;
         if data.is_empty() {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark runner: builds everything in release mode, runs every
 # workload against the reactor and each baseline, alternating servers round
-# by round (3 rounds, medians), pins each server to CPU 0 and the load
+# by round (5 rounds, medians; each round starts with a different server),
+# pins each server to CPU 0 and the load
 # generator to CPU 1, and writes docs/benchmarks.md and docs/img/*.svg.
 #
-# usage: benches/run.sh            (about 12 minutes on 2 cores)
+# usage: benches/run.sh            (about 11 minutes on 2 cores)
 #        QUICK=1 benches/run.sh    (one round, short windows: a smoke run)
 #
 # Needs: taskset, strace, valgrind (callgrind), python3. Results (one JSON
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 window=${WINDOW:-3s}
 warmup=${WARMUP:-1s}
 if [ -n "${QUICK:-}" ]; then rounds=1; window=1s; warmup=0.5s; fi
@@ -74,12 +75,21 @@ load() { # $1 = server name, $2 = workload label, rest = loadgen arguments
     echo "{\"server\":\"$name\",\"workload\":\"$label\",${line#\{}" >> "$results"
 }
 
+# The servers in an order that shifts by one each round, so none always runs
+# first (or right after the same neighbour).
+rotate() { # $1 = round, then the servers
+    local round=$1; shift
+    local n=$# i
+    local all=("$@")
+    for ((i = 0; i < n; i++)); do echo "${all[$(( (i + round - 1) % n ))]}"; done
+}
+
 # ----- echo -------------------------------------------------------------------
 echo_workloads=("1x64:1:64:1" "100x64:100:64:1" "100x4096:100:4096:1" "100x64p16:100:64:16" "1000x64:1000:64:1")
 for round in $(seq 1 "$rounds"); do
     for w in "${echo_workloads[@]}"; do
         IFS=: read -r label conns size pipeline <<<"$w"
-        for s in ours epoll tokio-ct tokio-mt; do
+        for s in $(rotate "$round" ours epoll tokio-ct tokio-mt); do
             log "echo $label round $round: $s"
             start_server "$s"
             load "$s" "echo-$label" echo --conns "$conns" --size "$size" --pipeline "$pipeline" --warmup "$warmup" --duration "$window"
@@ -91,7 +101,7 @@ done
 # ----- chat -------------------------------------------------------------------
 for round in $(seq 1 "$rounds"); do
     for clients in 100 1000; do
-        for s in ours-chat tokio-chat; do
+        for s in $(rotate "$round" ours-chat tokio-chat); do
             log "chat $clients clients round $round: $s"
             start_server "$s"
             load "$s" "chat-$clients" chat --clients "$clients" --senders 1 --max-in-flight 100000 \

@@ -4,11 +4,11 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use reactor::{Interest, Key, Reactor, Ready};
+use reactor::{Dispatch, Event, Interest, Key, Reactor, Ready};
 
 fn udp() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()
@@ -321,6 +321,98 @@ fn a_stale_event_never_reaches_the_new_owner_of_a_reused_slot() {
         "the stale event reached the newcomer"
     );
     assert!(reactor.contains(newcomer_key.get().unwrap()));
+}
+
+/// The same hazard for routed registrations, with a dispatcher that takes
+/// the rest of the batch itself (`next_event_for`): the stale event must be
+/// dropped there too, not handed over with the newcomer's tag.
+#[test]
+fn a_dispatcher_taking_its_batch_never_gets_a_stale_event() {
+    struct Table {
+        me: Weak<Table>,
+        sockets: RefCell<Vec<(UdpSocket, Key)>>,
+        seen: RefCell<Vec<usize>>,
+        calls: Cell<usize>,
+    }
+    const NEWCOMER: usize = 99;
+    impl Dispatch for Table {
+        fn dispatch(&self, reactor: &mut Reactor, tag: usize, _event: Event) {
+            self.calls.set(self.calls.get() + 1);
+            self.seen.borrow_mut().push(tag);
+            // Remove the other socket, then register a quiet one, which takes
+            // its slot in the reactor.
+            let (mut other, other_key) = self.sockets.borrow_mut().remove(1 - tag);
+            reactor.deregister_routed(&mut other, other_key).unwrap();
+            let mut quiet = udp();
+            let me: Rc<dyn Dispatch> = self.me.upgrade().unwrap();
+            let key = reactor
+                .register_routed(&mut quiet, Interest::READABLE, me, NEWCOMER)
+                .unwrap();
+            assert_eq!(key.index(), other_key.index(), "the slot was reused");
+            self.sockets.borrow_mut().push((quiet, key));
+            while let Some((tag, _)) = reactor.next_event_for(self) {
+                self.seen.borrow_mut().push(tag);
+            }
+        }
+    }
+    let mut reactor = Reactor::new().unwrap();
+    let table = Rc::new_cyclic(|me| Table {
+        me: me.clone(),
+        sockets: RefCell::new(Vec::new()),
+        seen: RefCell::new(Vec::new()),
+        calls: Cell::new(0),
+    });
+    for tag in 0..2 {
+        let mut socket = readable_udp();
+        let key = reactor
+            .register_routed(&mut socket, Interest::READABLE, table.clone(), tag)
+            .unwrap();
+        table.sockets.borrow_mut().push((socket, key));
+    }
+    // Both datagrams are already queued: one poll reports both sockets.
+    let delivered = reactor.run_once(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(table.calls.get(), 1);
+    assert_eq!(table.seen.borrow().len(), 1, "{:?}", table.seen.borrow());
+    assert!(!table.seen.borrow().contains(&NEWCOMER));
+    assert_eq!(delivered, 1);
+    assert_eq!(reactor.stats().stale_events, 1, "{:?}", reactor.stats());
+}
+
+/// Consecutive events for one dispatcher arrive in one call, and the count
+/// `run_once` returns is of events, not calls.
+#[test]
+fn a_dispatcher_can_take_a_run_of_its_events_in_one_call() {
+    #[derive(Default)]
+    struct Count {
+        calls: Cell<usize>,
+        tags: RefCell<Vec<usize>>,
+    }
+    impl Dispatch for Count {
+        fn dispatch(&self, reactor: &mut Reactor, tag: usize, _event: Event) {
+            self.calls.set(self.calls.get() + 1);
+            self.tags.borrow_mut().push(tag);
+            while let Some((tag, _)) = reactor.next_event_for(self) {
+                self.tags.borrow_mut().push(tag);
+            }
+        }
+    }
+    let mut reactor = Reactor::new().unwrap();
+    let count = Rc::new(Count::default());
+    let mut sockets = Vec::new();
+    for tag in 0..5 {
+        let mut socket = readable_udp();
+        reactor
+            .register_routed(&mut socket, Interest::READABLE, count.clone(), tag)
+            .unwrap();
+        sockets.push(socket);
+    }
+    let delivered = reactor.run_once(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(delivered, 5);
+    assert_eq!(count.calls.get(), 1, "one call for the whole batch");
+    let mut tags = count.tags.borrow().clone();
+    tags.sort();
+    assert_eq!(tags, [0, 1, 2, 3, 4]);
+    assert_eq!(reactor.stats().events, 5);
 }
 
 #[test]

@@ -195,8 +195,7 @@ fn main() {
             _ => common::usage_error(arg.unexpected()),
         }
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     let outcome = run(addr, name);
     // `run` has returned: the descriptors' flags are restored.
     match outcome {

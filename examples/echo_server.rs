@@ -122,12 +122,7 @@ fn parse_options() -> Options {
         addrs.push("127.0.0.1:10000".to_string());
     }
     // Name resolution blocks: done here, before the loop exists.
-    options.addrs = addrs
-        .iter()
-        .map(|a| {
-            common::resolve(a).unwrap_or_else(|e| common::usage_error(format!("--addr {a}: {e}")))
-        })
-        .collect();
+    options.addrs = addrs.iter().map(|a| common::resolve_addr(a)).collect();
     options
 }
 

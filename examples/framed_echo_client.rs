@@ -118,8 +118,7 @@ fn main() {
             vec![b'X'; 500],
         ];
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     match run(addr, messages, timeout) {
         Ok(()) => {}
         Err(e) => common::fail(e),

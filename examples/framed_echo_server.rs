@@ -90,8 +90,7 @@ fn main() {
     if max_frame > u32::MAX as usize {
         common::usage_error("--max-frame cannot exceed 4GiB - 1 (the header has 32 bits)");
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     if let Err(e) = run(addr, max_frame, max_conns) {
         common::fail(e);
     }

@@ -150,8 +150,7 @@ fn main() {
             b"Message 2 from client.".to_vec(),
         ];
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     match run(addr, conns, messages, timeout, verify) {
         Ok(true) => process::exit(0),
         Ok(false) => process::exit(1),

@@ -57,8 +57,7 @@ fn main() {
             b"It will be repeated.".to_vec(),
         ];
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     match run(addr, &messages, timeout) {
         Ok(received) => {
             println!("received {:?}", String::from_utf8_lossy(&received));

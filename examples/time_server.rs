@@ -60,18 +60,7 @@ impl Handler for Clock {
 
 fn main() {
     common::init_logging();
-    let mut addr = "127.0.0.1:10013".to_string();
-    let mut parser = lexopt::Parser::from_env();
-    while let Some(arg) = common::next_arg(&mut parser) {
-        use lexopt::Arg::{Long, Short};
-        match arg {
-            Long("addr") => addr = common::value(&mut parser, "addr", common::text),
-            Long("help") | Short('h') => common::help(USAGE),
-            _ => common::usage_error(arg.unexpected()),
-        }
-    }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::addr_only(USAGE, "127.0.0.1:10013");
     if let Err(e) = run(addr) {
         common::fail(e);
     }

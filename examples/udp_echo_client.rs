@@ -80,8 +80,7 @@ fn main() {
     if timeout.is_zero() {
         common::usage_error("--timeout must be more than zero");
     }
-    let server = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let server = common::resolve_addr(&addr);
     match run(server, messages, timeout, retries) {
         Ok(0) => {}
         Ok(lost) => {

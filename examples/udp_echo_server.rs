@@ -47,8 +47,7 @@ fn main() {
             _ => common::usage_error(arg.unexpected()),
         }
     }
-    let addr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr = common::resolve_addr(&addr);
     if let Err(e) = run(addr, dual_stack, upper) {
         common::fail(e);
     }

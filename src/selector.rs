@@ -376,10 +376,8 @@ impl<T> Selector<T> {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         ready.clear();
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(e),
+        if !self.poll_events(timeout)? {
+            return Ok(0);
         }
         for event in self.events.iter() {
             let key = Key::from_token(event.token());
@@ -392,6 +390,17 @@ impl<T> Selector<T> {
         Ok(ready.len())
     }
 
+    /// Waits for events into `self.events`. False if a signal interrupted
+    /// the wait (`EINTR`): no events, and not an error.
+    #[inline]
+    fn poll_events(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`select`](Selector::select) for the reactor, which looks every key
     /// up when it dispatches the event: no lookup here (stale events are
     /// dropped there), and readiness as the kernel gave it (epoll reports
@@ -402,10 +411,8 @@ impl<T> Selector<T> {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         ready.clear();
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(e),
+        if !self.poll_events(timeout)? {
+            return Ok(0);
         }
         ready.extend(
             self.events

@@ -162,6 +162,28 @@ pub fn resolve(s: &str) -> Result<SocketAddr, String> {
     addrs.next().ok_or_else(|| "no address found".to_string())
 }
 
+/// [`resolve`] for the value of `--addr`, exiting with a usage error that
+/// names the option if it does not resolve.
+pub fn resolve_addr(addr: &str) -> SocketAddr {
+    resolve(addr).unwrap_or_else(|e| usage_error(format!("--addr {addr}: {e}")))
+}
+
+/// The command line of a program whose one option is `--addr HOST:PORT`
+/// (`default` if not given), besides `--help`: the address, resolved.
+pub fn addr_only(usage: &str, default: &str) -> SocketAddr {
+    let mut addr = default.to_string();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = next_arg(&mut parser) {
+        use lexopt::Arg::{Long, Short};
+        match arg {
+            Long("addr") => addr = value(&mut parser, "addr", text),
+            Long("help") | Short('h') => help(usage),
+            _ => usage_error(arg.unexpected()),
+        }
+    }
+    resolve_addr(&addr)
+}
+
 /// Prints a line on stdout and flushes it at once (tests and scripts wait
 /// for lines such as `listening on ...`).
 pub fn announce(line: impl Display) {

@@ -185,8 +185,7 @@ fn main() {
         }
     }
     let addr = addr.unwrap_or_else(|| common::usage_error("--addr is required"));
-    let addr: SocketAddr = common::resolve(&addr)
-        .unwrap_or_else(|e| common::usage_error(format!("--addr {addr}: {e}")));
+    let addr: SocketAddr = common::resolve_addr(&addr);
     let outcome = match mode.as_str() {
         "echo" => echo::run(echo::Options {
             addr,

@@ -144,14 +144,21 @@ impl<H: Handler> Engine<H> {
     /// close more, which are told in turn).
     fn deliver_closed(&mut self, reactor: &mut Reactor) {
         while let Some((id, reason)) = self.table.closed.pop_front() {
-            self.table.current = Some(id);
-            let mut conns = Connections {
-                reactor,
-                table: &mut self.table,
-            };
-            self.handler.on_close(&mut conns, id, &reason);
-            self.table.current = None;
+            self.tell(reactor, id, |handler, conns| {
+                handler.on_close(conns, id, &reason)
+            });
         }
+    }
+
+    /// Calls the handler about connection `id` (see [`with_handler`]).
+    #[inline(always)]
+    fn tell<R>(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+        f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
+    ) -> R {
+        with_handler(&mut self.handler, &mut self.table, reactor, id, f)
     }
 
     fn has_queued_work(&self) -> bool {
@@ -297,13 +304,9 @@ impl<H: Handler> Engine<H> {
                     conn.flags.clear(Flags::READABLE);
                     conn.flags.set(Flags::READ_CLOSED);
                     debug!("{id}: end of stream from peer");
-                    self.table.current = Some(id);
-                    let mut conns = Connections {
-                        reactor,
-                        table: &mut self.table,
-                    };
-                    self.handler.on_read_closed(&mut conns, id);
-                    self.table.current = None;
+                    self.tell(reactor, id, |handler, conns| {
+                        handler.on_read_closed(conns, id)
+                    });
                     return;
                 }
                 Ok(n) => {
@@ -320,23 +323,7 @@ impl<H: Handler> Engine<H> {
                     let fast = conn.input.is_empty();
                     self.table.touch(reactor, id.index as usize);
                     if fast {
-                        // The common case, inline: the bytes go from the
-                        // scratch buffer to the handler, and only what it
-                        // leaves is copied out.
-                        self.table.current = Some(id);
-                        let mut conns = Connections {
-                            reactor,
-                            table: &mut self.table,
-                        };
-                        let consumed = self
-                            .handler
-                            .on_data(&mut conns, id, &self.scratch[..n])
-                            .min(n);
-                        self.table.current = None;
-                        if consumed < n {
-                            self.table
-                                .keep_input(reactor, id, &self.scratch[consumed..n]);
-                        }
+                        self.deliver_scratch(reactor, id, n);
                     } else {
                         self.deliver(reactor, id, n);
                     }
@@ -357,6 +344,25 @@ impl<H: Handler> Engine<H> {
         }
     }
 
+    /// The common case, for a connection with no leftover input: the `n`
+    /// bytes go from the scratch buffer to the handler, and only what it
+    /// leaves is copied out.
+    #[inline(always)]
+    fn deliver_scratch(&mut self, reactor: &mut Reactor, id: ConnId, n: usize) {
+        let consumed = with_handler(
+            &mut self.handler,
+            &mut self.table,
+            reactor,
+            id,
+            |handler, conns| handler.on_data(conns, id, &self.scratch[..n]),
+        )
+        .min(n);
+        if consumed < n {
+            self.table
+                .keep_input(reactor, id, &self.scratch[consumed..n]);
+        }
+    }
+
     /// Hands the handler the connection's leftover input followed by the `n`
     /// new bytes in the scratch buffer, and keeps what it does not consume.
     fn deliver(&mut self, reactor: &mut Reactor, id: ConnId, n: usize) {
@@ -364,38 +370,18 @@ impl<H: Handler> Engine<H> {
             return;
         };
         if conn.input.is_empty() {
-            // The common case: the bytes never leave the scratch buffer
-            // unless the handler leaves some.
-            self.table.current = Some(id);
-            let mut conns = Connections {
-                reactor,
-                table: &mut self.table,
-            };
-            let consumed = self
-                .handler
-                .on_data(&mut conns, id, &self.scratch[..n])
-                .min(n);
-            self.table.current = None;
-            if consumed < n {
-                self.table
-                    .keep_input(reactor, id, &self.scratch[consumed..n]);
-            }
+            self.deliver_scratch(reactor, id, n);
             return;
         }
         // The limit applies to what the handler leaves unconsumed (checked
         // in `restore_input`), so the leftover may hold at most one read more.
         conn.input.extend_from_slice(&self.scratch[..n]);
         let input = mem::take(&mut conn.input);
-        self.table.current = Some(id);
-        let mut conns = Connections {
-            reactor,
-            table: &mut self.table,
-        };
         let consumed = self
-            .handler
-            .on_data(&mut conns, id, &input)
+            .tell(reactor, id, |handler, conns| {
+                handler.on_data(conns, id, &input)
+            })
             .min(input.len());
-        self.table.current = None;
         self.table.restore_input(reactor, id, input, consumed);
     }
 
@@ -462,13 +448,9 @@ impl<H: Handler> Engine<H> {
                                 table.stats.bytes_out += n as u64;
                                 table.stats.queued_output -= n;
                                 debug!("{id}: wrote {n} bytes");
-                                self.table.current = Some(id);
-                                let mut conns = Connections {
-                                    reactor,
-                                    table: &mut self.table,
-                                };
-                                self.handler.on_drained(&mut conns, id);
-                                self.table.current = None;
+                                self.tell(reactor, id, |handler, conns| {
+                                    handler.on_drained(conns, id)
+                                });
                                 return;
                             }
                             (n, Ok(()))
@@ -618,13 +600,7 @@ impl<H: Handler> Engine<H> {
             self.fail(reactor, id, e);
             return;
         }
-        self.table.current = Some(id);
-        let mut conns = Connections {
-            reactor,
-            table: &mut self.table,
-        };
-        self.handler.on_drained(&mut conns, id);
-        self.table.current = None;
+        self.tell(reactor, id, |handler, conns| handler.on_drained(conns, id));
     }
 
     // ----- accepting ----------------------------------------------------
@@ -711,17 +687,10 @@ impl<H: Handler> Engine<H> {
         };
         self.table.stats.accepted += 1;
         debug!("{id}: accepted from {peer} on listener {listener}");
-        self.table.current = Some(id);
-        let mut conns = Connections {
-            reactor,
-            table: &mut self.table,
-        };
-        self.handler.on_open(
-            &mut conns,
-            id,
-            Origin::Accepted(ListenerId(listener as u32)),
-        );
-        self.table.current = None;
+        let origin = Origin::Accepted(ListenerId(listener as u32));
+        self.tell(reactor, id, |handler, conns| {
+            handler.on_open(conns, id, origin)
+        });
     }
 
     fn pause_accepting(&mut self, reactor: &mut Reactor, e: &io::Error) {
@@ -776,13 +745,9 @@ impl<H: Handler> Engine<H> {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
             Err(e) => return self.connect_failed(reactor, id, e),
         }
-        self.table.current = Some(id);
-        let mut conns = Connections {
-            reactor,
-            table: &mut self.table,
-        };
-        self.handler.on_open(&mut conns, id, Origin::Connected);
-        self.table.current = None;
+        self.tell(reactor, id, |handler, conns| {
+            handler.on_open(conns, id, Origin::Connected)
+        });
         // Output queued before the connect completed (or a write shutdown
         // asked for meanwhile), and input that came with it.
         self.table.queue_flush(id);
@@ -812,6 +777,24 @@ impl<H: Handler> Engine<H> {
                 .remove(reactor, index, Some(CloseReason::ConnectTimeout));
         }
     }
+}
+
+/// Calls the handler about connection `id`, marking the call in progress
+/// (a call still marked when the engine is next entered had panicked: see
+/// [`Engine::enter`]).
+#[inline(always)]
+fn with_handler<H, R>(
+    handler: &mut H,
+    table: &mut Table,
+    reactor: &mut Reactor,
+    id: ConnId,
+    f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
+) -> R {
+    table.current = Some(id);
+    let mut conns = Connections { reactor, table };
+    let result = f(handler, &mut conns);
+    conns.table.current = None;
+    result
 }
 
 /// Refuses a connection over the limit: the reason (best effort, one

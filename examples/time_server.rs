@@ -69,12 +69,7 @@ fn main() {
 fn run(addr: SocketAddr) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let service = Service::new(&mut reactor, Clock, Config::default());
-    let id = service
-        .listen(&mut reactor, addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    let tcp_addr = service.local_addr(id)?.inet().unwrap_or(addr);
-    let udp = reactor::socket::udp_socket(tcp_addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {tcp_addr}: {e}")))?;
+    let (tcp_addr, udp) = common::listen_tcp_and_udp(&mut reactor, &service, addr)?;
     UdpEndpoint::from_socket(
         &mut reactor,
         udp,

@@ -113,14 +113,7 @@ fn run(addr: SocketAddr) -> io::Result<()> {
         calculator,
         Config::default().input_limit(MAX_LINE + 2),
     );
-    let id = service
-        .listen(&mut reactor, addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    // The UDP socket takes the port the TCP listener got (which matters
-    // when asked for port 0).
-    let tcp_addr = service.local_addr(id)?.inet().unwrap_or(addr);
-    let udp = reactor::socket::udp_socket(tcp_addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {tcp_addr}: {e}")))?;
+    let (tcp_addr, udp) = common::listen_tcp_and_udp(&mut reactor, &service, addr)?;
     UdpEndpoint::from_socket(
         &mut reactor,
         udp,

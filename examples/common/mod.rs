@@ -184,6 +184,23 @@ pub fn addr_only(usage: &str, default: &str) -> SocketAddr {
     resolve_addr(&addr)
 }
 
+/// Listens on TCP `addr` with `service`, and binds a UDP socket to the port
+/// the listener got (which matters when asked for port 0): a server that
+/// answers on both, like the seeds' time and calculator servers.
+pub fn listen_tcp_and_udp<H: reactor::service::Handler>(
+    reactor: &mut Reactor,
+    service: &reactor::service::Service<H>,
+    addr: SocketAddr,
+) -> io::Result<(SocketAddr, mio::net::UdpSocket)> {
+    let id = service
+        .listen(reactor, addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let tcp_addr = service.local_addr(id)?.inet().unwrap_or(addr);
+    let udp = reactor::socket::udp_socket(tcp_addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {tcp_addr}: {e}")))?;
+    Ok((tcp_addr, udp))
+}
+
 /// Prints a line on stdout and flushes it at once (tests and scripts wait
 /// for lines such as `listening on ...`).
 pub fn announce(line: impl Display) {

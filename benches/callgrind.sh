@@ -23,7 +23,7 @@ measure() {
     local addr; addr=$(sed -n 's/^listening on //p' "$out/listen" | head -1)
     local trips=0
     if [ "$load" != 0 ]; then
-        trips=$(taskset -c 1 "$loadgen" echo --addr "$addr" --conns 100 --size 64 --warmup 0s --duration "${load}s" --json \
+        trips=$(taskset -c 1 "$loadgen" echo --addr "$addr" --conns 100 --size ${SIZE:-64} --warmup 0s --duration "${load}s" --json \
             | sed -n 's/.*"round_trips":\([0-9]*\).*/\1/p')
     fi
     kill -TERM "$vg" 2>/dev/null || true

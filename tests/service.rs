@@ -867,3 +867,179 @@ fn small_then_large_sends_keep_their_order() {
         String::from_utf8_lossy(&got[..10.min(got.len())])
     );
 }
+
+// ----- replies written straight from the read buffer ----------------------
+//
+// A send of a slice of the input `on_data` is reading, back to the same
+// connection, is written from the read buffer when `on_data` returns. These
+// tests check that whatever else the handler does meanwhile still sees the
+// reply as queued, in order.
+
+/// For each line: `order:` quotes it twice around a bar, `close:` echoes it
+/// and closes, `abort:` echoes it and aborts, `shut:` echoes it and shuts
+/// down the write side, `len:` echoes it and records
+/// the output length it then sees, `bcast:` echoes it and broadcasts
+/// `after`, `panic:` echoes it and panics; anything else is echoed.
+struct Quoter {
+    seen_len: SeenLen,
+}
+
+impl Handler for Quoter {
+    fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let mut used = 0;
+        while let Some(end) = data[used..].iter().position(|&b| b == b'\n') {
+            let line = &data[used..used + end + 1];
+            let text = &line[..line.len() - 1];
+            used += end + 1;
+            if text.starts_with(b"order:") {
+                conns.send(id, text).unwrap();
+                conns.send(id, b"|").unwrap();
+                conns.send(id, text).unwrap();
+                conns.send(id, b"\n").unwrap();
+                continue;
+            }
+            conns.send(id, line).unwrap();
+            if text.starts_with(b"close:") {
+                conns.close(id).unwrap();
+            } else if text.starts_with(b"abort:") {
+                conns.abort(id).unwrap();
+            } else if text.starts_with(b"shut:") {
+                conns.shutdown_write(id).unwrap();
+            } else if text.starts_with(b"len:") {
+                self.seen_len.borrow_mut().push(conns.output_len(id));
+            } else if text.starts_with(b"bcast:") {
+                assert_eq!(conns.broadcast([id], b"after\n"), 1);
+            } else if text.starts_with(b"panic:") {
+                panic!("asked to");
+            }
+        }
+        used
+    }
+}
+
+/// Output lengths a `Quoter` saw.
+type SeenLen = Rc<RefCell<Vec<Option<usize>>>>;
+
+fn quoter() -> (Reactor, Service<Quoter>, SocketAddr, SeenLen) {
+    let seen_len = Rc::new(RefCell::new(Vec::new()));
+    let (reactor, service, addr) = serve(
+        Quoter {
+            seen_len: seen_len.clone(),
+        },
+        Config::default(),
+    );
+    (reactor, service, addr, seen_len)
+}
+
+/// Sends one line and reads until `want` bytes came back or the server
+/// closed; returns what came.
+fn ask(addr: SocketAddr, line: &'static [u8], want: usize) -> JoinHandle<Vec<u8>> {
+    ask_with(addr, line, want, None)
+}
+
+/// [`ask`] from a socket with a receive buffer of `receive_buffer` bytes (a
+/// small one makes the server's writes partial).
+fn ask_with(
+    addr: SocketAddr,
+    line: &'static [u8],
+    want: usize,
+    receive_buffer: Option<usize>,
+) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = receive_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket.connect(&addr.into()).unwrap();
+        let mut s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(line).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 256];
+        while got.len() < want {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    })
+}
+
+#[test]
+fn a_quoted_reply_and_the_sends_after_it_keep_their_order() {
+    let (mut reactor, service, addr, _) = quoter();
+    let client = ask(addr, b"order:abc\n", 20);
+    assert_eq!(run_client(&mut reactor, client), b"order:abc|order:abc\n");
+    let client = ask(addr, b"bcast:x\n", 14);
+    assert_eq!(run_client(&mut reactor, client), b"bcast:x\nafter\n");
+    run_until(&mut reactor, |_| service.stats().queued_output == 0);
+}
+
+#[test]
+fn a_quoted_reply_counts_as_queued_until_written() {
+    let (mut reactor, _service, addr, seen_len) = quoter();
+    let client = ask(addr, b"len:hello\n", 10);
+    assert_eq!(run_client(&mut reactor, client), b"len:hello\n");
+    assert_eq!(*seen_len.borrow(), [Some(10)]);
+}
+
+#[test]
+fn close_or_shutdown_after_a_quoted_reply_sends_it_first_and_abort_drops_it() {
+    let (mut reactor, service, addr, _) = quoter();
+    // `want` past the reply: the client reads on to the close.
+    let client = ask(addr, b"close:bye\n", 100);
+    assert_eq!(run_client(&mut reactor, client), b"close:bye\n");
+    let client = ask(addr, b"shut:fin\n", 100);
+    assert_eq!(run_client(&mut reactor, client), b"shut:fin\n");
+    let client = ask(addr, b"abort:gone\n", 100);
+    assert_eq!(run_client(&mut reactor, client), b"");
+    run_until(&mut reactor, |_| {
+        let stats = service.stats();
+        stats.queued_output == 0 && stats.open == 0
+    });
+}
+
+#[test]
+fn a_panic_after_a_quoted_reply_leaves_nothing_counted() {
+    let (mut reactor, service, addr, _) = quoter();
+    let client = ask(addr, b"panic:now\n", 100);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        for _ in 0..200 {
+            reactor.run_once(Some(Duration::from_millis(20))).unwrap();
+        }
+    }));
+    assert!(outcome.is_err(), "the panic propagated out of run_once");
+    assert_eq!(run_client(&mut reactor, client), b"");
+    assert_eq!(service.stats().queued_output, 0);
+    // The service still answers.
+    let client = ask(addr, b"plain\n", 6);
+    assert_eq!(run_client(&mut reactor, client), b"plain\n");
+}
+
+#[test]
+fn a_quoted_reply_the_socket_cannot_take_at_once_stays_first() {
+    // Small kernel buffers on both sides: a 30 KB reply is written in part,
+    // and the rest must still go out before what the handler sent after it.
+    let seen_len = Rc::new(RefCell::new(Vec::new()));
+    let (mut reactor, _service, addr) = serve(
+        Quoter { seen_len },
+        Config::default().send_buffer(Some(4096)),
+    );
+    for (command, tail) in [("order:", None), ("bcast:", Some(&b"after\n"[..]))] {
+        let text = format!("{command}{}", "x".repeat(30_000));
+        let mut want = Vec::new();
+        match tail {
+            None => want.extend_from_slice(format!("{text}|{text}\n").as_bytes()),
+            Some(tail) => {
+                want.extend_from_slice(format!("{text}\n").as_bytes());
+                want.extend_from_slice(tail);
+            }
+        }
+        let line: &'static [u8] = format!("{text}\n").into_bytes().leak();
+        let client = ask_with(addr, line, want.len(), Some(4096));
+        let got = run_client(&mut reactor, client);
+        assert!(got == want, "{command} reply out of order");
+    }
+}

@@ -38,6 +38,10 @@ use crate::reactor::Reactor;
 pub struct Connections<'a> {
     pub(crate) reactor: &'a mut Reactor,
     pub(crate) table: &'a mut Table,
+    /// The bytes `on_data` is reading when they are still in the engine's
+    /// read buffer (empty in every other call): a reply that is a slice of
+    /// them can be written from there, without a copy.
+    pub(crate) lent: &'a [u8],
 }
 
 impl Connections<'_> {
@@ -60,7 +64,34 @@ impl Connections<'_> {
     /// [`CloseReason::OutputLimit`]: super::CloseReason::OutputLimit
     #[inline]
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> io::Result<()> {
+        if let Some(offset) = self.lent_offset(id, data) {
+            if self.table.send_lent(id, offset, data.len()) {
+                return Ok(());
+            }
+        }
+        self.settle();
         self.table.send(self.reactor, id, data)
+    }
+
+    /// Where `data` starts in the input lent to `on_data`, if `data` lies
+    /// inside it and `id` is the connection it came from. (Comparing
+    /// addresses is how a slice says where it points; nothing is read.)
+    #[inline]
+    fn lent_offset(&self, id: ConnId, data: &[u8]) -> Option<usize> {
+        let base = self.lent.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        let inside = start >= base && start + data.len() <= base + self.lent.len();
+        (inside && self.table.current == Some(id)).then(|| start - base)
+    }
+
+    /// Queues a reply still in the lent input, before anything else is done
+    /// to output: what follows it must go after it.
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(reply) = self.table.lent_reply.take() {
+            let bytes = &self.lent[reply.offset..reply.offset + reply.len];
+            self.table.queue_lent(reply.id, bytes);
+        }
     }
 
     /// Queues the same bytes for many connections, storing them once (a chat
@@ -77,6 +108,7 @@ impl Connections<'_> {
     where
         I: IntoIterator<Item = ConnId>,
     {
+        self.settle();
         self.table.broadcast(self.reactor, to, data)
     }
 
@@ -89,6 +121,7 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn close(&mut self, id: ConnId) -> io::Result<()> {
+        self.settle();
         self.table.close(self.reactor, id, false)
     }
 
@@ -100,6 +133,7 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn abort(&mut self, id: ConnId) -> io::Result<()> {
+        self.settle();
         self.table
             .abort(self.reactor, id, super::CloseReason::Closed)
     }
@@ -111,6 +145,7 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open, or the error of `shutdown(2)`.
     pub fn shutdown_write(&mut self, id: ConnId) -> io::Result<()> {
+        self.settle();
         self.table.shutdown_write(id)
     }
 
@@ -153,7 +188,11 @@ impl Connections<'_> {
     /// Bytes queued for `id` and not yet written, or `None` if not open.
     #[inline]
     pub fn output_len(&self, id: ConnId) -> Option<usize> {
-        visible(&self.table.conns, id).map(|c| c.output_len())
+        let lent = match self.table.lent_reply {
+            Some(reply) if reply.id == id => reply.len,
+            _ => 0,
+        };
+        visible(&self.table.conns, id).map(|c| c.output_len() + lent)
     }
 
     /// Bytes received on `id` that the handler has not consumed yet.

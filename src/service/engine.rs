@@ -26,7 +26,7 @@ use super::conn::Flags;
 use super::connections::Connections;
 use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
 use super::stream::Stream;
-use super::table::{LISTENER_TAG, Table, TimerKind, TimerTarget, visible_mut};
+use super::table::{LISTENER_TAG, LentReply, Table, TimerKind, TimerTarget, visible_mut};
 use crate::reactor::{Dispatch, Event, Reactor};
 use crate::ready::Ready;
 use crate::socket::is_resource_exhaustion;
@@ -123,6 +123,11 @@ impl<H: Handler> Engine<H> {
     /// in progress means it panicked: that connection is closed (see
     /// `Service` on panics).
     pub(crate) fn enter(&mut self, reactor: &mut Reactor) {
+        if let Some(reply) = self.table.lent_reply.take() {
+            // The panic came between a send and its write: the reply is lost
+            // with the connection.
+            self.table.output_written(reply.len);
+        }
         if let Some(id) = self.table.current.take() {
             error!("{id}: the handler panicked while handling it; closing it");
             let _ = self.table.abort(reactor, id, CloseReason::HandlerPanicked);
@@ -158,7 +163,7 @@ impl<H: Handler> Engine<H> {
         id: ConnId,
         f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
     ) -> R {
-        with_handler(&mut self.handler, &mut self.table, reactor, id, f)
+        with_handler(&mut self.handler, &mut self.table, reactor, id, &[], f)
     }
 
     fn has_queued_work(&self) -> bool {
@@ -177,6 +182,7 @@ impl<H: Handler> Engine<H> {
         let mut conns = Connections {
             reactor,
             table: &mut self.table,
+            lent: &[],
         };
         f(&mut self.handler, &mut conns)
     }
@@ -346,17 +352,23 @@ impl<H: Handler> Engine<H> {
 
     /// The common case, for a connection with no leftover input: the `n`
     /// bytes go from the scratch buffer to the handler, and only what it
-    /// leaves is copied out.
+    /// leaves is copied out. A reply that is a slice of them (an echo) is
+    /// written from the scratch buffer before it is reused.
     #[inline(always)]
     fn deliver_scratch(&mut self, reactor: &mut Reactor, id: ConnId, n: usize) {
+        let input = &self.scratch[..n];
         let consumed = with_handler(
             &mut self.handler,
             &mut self.table,
             reactor,
             id,
-            |handler, conns| handler.on_data(conns, id, &self.scratch[..n]),
+            input,
+            |handler, conns| handler.on_data(conns, id, input),
         )
         .min(n);
+        if let Some(reply) = self.table.lent_reply.take() {
+            self.write_lent(reactor, reply);
+        }
         if consumed < n {
             self.table
                 .keep_input(reactor, id, &self.scratch[consumed..n]);
@@ -474,6 +486,61 @@ impl<H: Handler> Engine<H> {
             }
         }
         self.flush_general(reactor, id, 0, Ok(()))
+    }
+
+    /// Writes a reply still in the scratch buffer (see `Table::send_lent`):
+    /// the connection has nothing else queued, so this is the fast path of
+    /// [`flush`](Self::flush) without the copy into the turn buffer. What
+    /// the socket does not take is queued as any send would be, and the
+    /// general path carries on from there.
+    fn write_lent(&mut self, reactor: &mut Reactor, reply: LentReply) {
+        let LentReply { id, offset, len } = reply;
+        let bytes = &self.scratch[offset..offset + len];
+        let table = &mut self.table;
+        let Some(conn) = visible_mut(&mut table.conns, id) else {
+            table.output_written(len);
+            return;
+        };
+        if !conn
+            .flags
+            .only(Flags::WRITABLE | Flags::CONNECTING, Flags::WRITABLE)
+            || len > table.config.write_budget
+        {
+            table.queue_lent(id, bytes);
+            return;
+        }
+        table.stats.writes += 1;
+        let (written, result) = match conn.stream.write(bytes) {
+            Ok(n) if n == len => {
+                let plain = !conn
+                    .flags
+                    .any(Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING)
+                    && !table.over_budget
+                    && table.config.idle_timeout.is_none();
+                if plain {
+                    table.stats.bytes_out += n as u64;
+                    table.stats.queued_output -= n;
+                    debug!("{id}: wrote {n} bytes");
+                    self.tell(reactor, id, |handler, conns| handler.on_drained(conns, id));
+                    return;
+                }
+                (n, Ok(()))
+            }
+            Ok(n) => {
+                conn.flags.clear(Flags::WRITABLE);
+                (n, Ok(()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.flags.clear(Flags::WRITABLE);
+                (0, Ok(()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(())),
+            Err(e) => (0, Err(e)),
+        };
+        if written < len {
+            table.queue_lent(id, &bytes[written..]);
+        }
+        self.flush_general(reactor, id, written, result);
     }
 
     /// [`flush`](Self::flush), every case: the backlog first, then this
@@ -788,10 +855,15 @@ fn with_handler<H, R>(
     table: &mut Table,
     reactor: &mut Reactor,
     id: ConnId,
+    lent: &[u8],
     f: impl FnOnce(&mut H, &mut Connections<'_>) -> R,
 ) -> R {
     table.current = Some(id);
-    let mut conns = Connections { reactor, table };
+    let mut conns = Connections {
+        reactor,
+        table,
+        lent,
+    };
     let result = f(handler, &mut conns);
     conns.table.current = None;
     result

@@ -96,6 +96,21 @@ pub(crate) struct Table {
     warned_full: bool,
     /// Queued output is over the output budget: nobody is read.
     pub(crate) over_budget: bool,
+    /// A reply that is a slice of the input `on_data` was handed, not yet
+    /// copied anywhere (see [`Table::send_lent`]).
+    pub(crate) lent_reply: Option<LentReply>,
+}
+
+/// A send whose bytes are still in the scratch buffer `on_data` is reading:
+/// `len` bytes at `offset`, for connection `id`, counted in the queued
+/// output. The engine writes them from there once `on_data` returns; any
+/// other output or close for the connection before that copies them into
+/// its queue first, to keep the order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LentReply {
+    pub(crate) id: ConnId,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
 }
 
 /// Looks up a connection the handler may use (live and not lingering).
@@ -179,6 +194,7 @@ impl Table {
             warned_exhausted: false,
             warned_full: false,
             over_budget: false,
+            lent_reply: None,
         }
     }
 
@@ -320,6 +336,68 @@ impl Table {
             }
         }
         self.send_general(reactor, id, data)
+    }
+
+    /// The zero-copy case of `send`: `len` bytes at `offset` in the input
+    /// being handed to `on_data` for `id`, going back to `id` (an echo, a
+    /// reply that quotes its request). If nothing else is queued for the
+    /// connection and its socket is writable, they are only noted, and the
+    /// engine writes them straight from the read buffer when `on_data`
+    /// returns: no copy. Returns false, having done nothing, in every other
+    /// case; the caller then queues them as usual.
+    #[inline]
+    pub(crate) fn send_lent(&mut self, id: ConnId, offset: usize, len: usize) -> bool {
+        if self.lent_reply.is_some() {
+            return false;
+        }
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return false;
+        };
+        if conn.generation == id.generation
+            && conn.flags.only(
+                Flags::WRITABLE | Flags::CONNECTING | Flags::NOT_SENDING,
+                Flags::WRITABLE,
+            )
+            && conn.output.is_none()
+            && conn.turn.is_empty()
+            && len != 0
+            && len <= self.config.high_water
+            && self
+                .config
+                .output_budget
+                .is_none_or(|budget| self.stats.queued_output + len <= budget)
+        {
+            self.lent_reply = Some(LentReply { id, offset, len });
+            self.stats.queued_output += len;
+            if len > self.stats.peak_output {
+                self.stats.peak_output = len;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Queues the bytes of a lent reply (already counted in the queued
+    /// output) as an ordinary send would: into the turn buffer if the socket
+    /// is writable, else into the backlog, and into the flush queue.
+    pub(crate) fn queue_lent(&mut self, id: ConnId, bytes: &[u8]) {
+        let Some(conn) = visible_mut(&mut self.conns, id) else {
+            // Gone meanwhile: the bytes leave the count with it.
+            self.output_written(bytes.len());
+            return;
+        };
+        if direct(conn) && self.turn.has_room(bytes.len()) {
+            let range = self.turn.store(bytes);
+            self.turn.link(&mut conn.turn, range);
+        } else {
+            to_backlog(conn, &mut self.turn, &mut self.pool, bytes);
+        }
+        if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
+            && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
+        {
+            conn.flags.set(Flags::IN_FLUSH_QUEUE);
+            self.flush_queue.push(id);
+        }
     }
 
     /// [`send`](Self::send), every case.

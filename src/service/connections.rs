@@ -28,7 +28,10 @@ use crate::reactor::Reactor;
 ///
 /// Nothing here blocks or writes to a socket directly. [`send`] queues, and
 /// the service writes every connection's queue in one system call just before
-/// the loop sleeps; [`close`] takes effect once the queue is written.
+/// the loop sleeps; [`close`] takes effect once the queue is written. (A reply
+/// that is a slice of the input `on_data` is reading, sent back to the same
+/// connection, goes out a little earlier: as soon as `on_data` returns,
+/// straight from the read buffer, without being copied.)
 ///
 /// Methods given an id that is not open (closed, or from an earlier
 /// connection that held the same slot) answer `NotFound` and touch nothing.
@@ -46,6 +49,13 @@ pub struct Connections<'a> {
 
 impl Connections<'_> {
     /// Queues `data` (copied) to be sent on `id`.
+    ///
+    /// Inside [`on_data`](super::Handler::on_data), a slice of the `data` it
+    /// was given, sent back to the same connection with nothing else queued
+    /// for it, is not copied: it is written from the service's read buffer
+    /// as soon as `on_data` returns. Everything else about it is the same:
+    /// it counts in [`output_len`](Connections::output_len) and the limits,
+    /// and whatever is sent after it goes after it.
     ///
     /// Above the [`high_water`](Config::high_water) mark the connection stops
     /// being read until its output drains below

@@ -7,7 +7,10 @@
 //!   connections, hand the bytes to the handler, keep only what it did not
 //!   consume. Stop at `WouldBlock`, at a short read (the socket is drained),
 //!   or when the per-event budget is spent (then the connection goes on the
-//!   read queue, to continue before the loop sleeps).
+//!   read queue, to continue before the loop sleeps). A reply that is a slice
+//!   of the input, sent back to the same connection (an echo), is written
+//!   from the scratch buffer as soon as `on_data` returns (`write_lent`):
+//!   no copy.
 //! - **Flush** (`flush`): one `write` or `writev` of everything queued, up to
 //!   the write budget. It runs for every connection in the flush queue from
 //!   the before-sleep hook, and on a writable event for a connection whose

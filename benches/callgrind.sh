@@ -5,7 +5,8 @@
 # usage: benches/callgrind.sh NAME SECONDS -- SERVER-COMMAND...
 #   the server must print 'listening on ADDR' and take SIGINT/SIGTERM.
 # Runs the server twice under callgrind: idle (start, stop) and under
-# `loadgen echo --conns 100 --size 64` for SECONDS; prints
+# `loadgen echo --conns 100 --size 64` for SECONDS (SIZE=4096 in the
+# environment for another message size); prints
 #   NAME instructions_per_round_trip ROUND_TRIPS LOADED_IR IDLE_IR
 set -euo pipefail
 name=$1; seconds=$2; shift 3

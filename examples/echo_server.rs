@@ -142,6 +142,29 @@ fn run(options: Options) -> io::Result<()> {
     };
     let service = Service::new(&mut reactor, echo, options.config.clone());
 
+    // SIGINT/SIGTERM: stop accepting, flush every client, close, exit 0.
+    // A second signal stops at once. Installed before the first
+    // `listening on`: whoever waits for that line may signal at once.
+    let grace = options.grace;
+    let on_signal = service.clone();
+    let mut signalled = false;
+    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+        if signalled {
+            info!("{}: stopping now", common::signal_name(signal));
+            reactor.stop();
+            return;
+        }
+        signalled = true;
+        info!(
+            "{}: shutting down (grace {grace:?})",
+            common::signal_name(signal)
+        );
+        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
+            log::warn!("shutdown: {e}");
+            reactor.stop();
+        }
+    })?;
+
     for addr in &options.addrs {
         let id = service
             .listen(&mut reactor, *addr)
@@ -163,28 +186,6 @@ fn run(options: Options) -> io::Result<()> {
         })?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
-
-    // SIGINT/SIGTERM: stop accepting, flush every client, close, exit 0.
-    // A second signal stops at once.
-    let grace = options.grace;
-    let on_signal = service.clone();
-    let mut signalled = false;
-    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        if signalled {
-            info!("{}: stopping now", common::signal_name(signal));
-            reactor.stop();
-            return;
-        }
-        signalled = true;
-        info!(
-            "{}: shutting down (grace {grace:?})",
-            common::signal_name(signal)
-        );
-        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
-            log::warn!("shutdown: {e}");
-            reactor.stop();
-        }
-    })?;
 
     reactor.run()?;
     let stats = service.stats();

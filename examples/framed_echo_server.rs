@@ -112,7 +112,6 @@ fn run(addr: SocketAddr, max_frame: usize, max_conns: usize) -> io::Result<()> {
     let id = service
         .listen(&mut reactor, addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    common::announce(format_args!("listening on {}", service.local_addr(id)?));
     let on_signal = service.clone();
     common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
         info!("{}: shutting down", common::signal_name(signal));
@@ -123,5 +122,8 @@ fn run(addr: SocketAddr, max_frame: usize, max_conns: usize) -> io::Result<()> {
             reactor.stop();
         }
     })?;
+    // Announced once a signal can no longer kill us before our handler runs:
+    // whoever waits for this line may send SIGTERM at once.
+    common::announce(format_args!("listening on {}", service.local_addr(id)?));
     reactor.run()
 }

@@ -61,7 +61,7 @@ fn run(addr: SocketAddr) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let listener = reactor::socket::tcp_listener(addr, reactor::socket::DEFAULT_BACKLOG)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    common::announce(format_args!("listening on {}", listener.local_addr()?));
+    let local = listener.local_addr()?;
 
     // The listener's callback: `accept` in `selectserver.py`.
     reactor.register(listener, Interest::READABLE, accept)?;
@@ -70,6 +70,9 @@ fn run(addr: SocketAddr) -> io::Result<()> {
         info!("{}: shutting down", common::signal_name(signal));
         reactor.stop();
     })?;
+    // Announced once a signal can no longer kill us before our handler runs:
+    // whoever waits for this line may send SIGTERM at once.
+    common::announce(format_args!("listening on {local}"));
     reactor.run()?;
     info!("stopped");
     Ok(())

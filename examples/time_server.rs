@@ -79,10 +79,12 @@ fn run(addr: SocketAddr) -> io::Result<()> {
             let _ = endpoint.send_to(current_time().as_bytes(), from);
         },
     )?;
-    common::announce(format_args!("listening on {tcp_addr}"));
     common::on_shutdown_signal(&mut reactor, |reactor, signal| {
         info!("{}: shutting down", common::signal_name(signal));
         reactor.stop();
     })?;
+    // Announced once a signal can no longer kill us before our handler runs:
+    // whoever waits for this line may send SIGTERM at once.
+    common::announce(format_args!("listening on {tcp_addr}"));
     reactor.run()
 }

@@ -85,11 +85,13 @@ fn run(addr: SocketAddr, dual_stack: Option<u16>, upper: bool) -> io::Result<()>
             }
         },
     )?;
-    common::announce(format_args!("listening on {}", endpoint.local_addr()?));
     common::on_shutdown_signal(&mut reactor, |reactor, signal| {
         info!("{}: shutting down", common::signal_name(signal));
         reactor.stop();
     })?;
+    // Announced once a signal can no longer kill us before our handler runs:
+    // whoever waits for this line may send SIGTERM at once.
+    common::announce(format_args!("listening on {}", endpoint.local_addr()?));
     reactor.run()?;
     let stats = endpoint.stats();
     info!("echoed {} of {} datagram(s)", stats.sent, stats.received);

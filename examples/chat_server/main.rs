@@ -141,23 +141,9 @@ fn run(options: Options) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let service = Service::new(&mut reactor, Chat::new(options.limits), options.config);
 
-    let listen = |reactor: &mut Reactor, addr: SocketAddr| {
-        let id = service
-            .listen(reactor, addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        common::announce(format_args!("listening on {}", service.local_addr(id)?));
-        Ok::<_, io::Error>(id)
-    };
-    listen(&mut reactor, options.addr)?;
-    let json = listen(&mut reactor, options.json_addr)?;
-    service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
-    service.set_reject_message(
-        json,
-        Some(br#"{"type":"error","message":"server full"}"#.as_slice()),
-    )?;
-
     // SIGINT/SIGTERM: tell everyone, flush, close, exit 0. A second signal
-    // stops at once.
+    // stops at once. Installed before the first `listening on`: whoever waits
+    // for that line may signal at once.
     let grace = options.grace;
     let on_signal = service.clone();
     let mut signalled = false;
@@ -174,6 +160,21 @@ fn run(options: Options) -> io::Result<()> {
             reactor.stop();
         }
     })?;
+
+    let listen = |reactor: &mut Reactor, addr: SocketAddr| {
+        let id = service
+            .listen(reactor, addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        common::announce(format_args!("listening on {}", service.local_addr(id)?));
+        Ok::<_, io::Error>(id)
+    };
+    listen(&mut reactor, options.addr)?;
+    let json = listen(&mut reactor, options.json_addr)?;
+    service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
+    service.set_reject_message(
+        json,
+        Some(br#"{"type":"error","message":"server full"}"#.as_slice()),
+    )?;
 
     reactor.run()?;
     let stats = service.stats();

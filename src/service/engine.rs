@@ -25,9 +25,10 @@ use std::net::Shutdown;
 
 use log::{debug, error, info, warn};
 
-use super::conn::Flags;
+use super::conn::{Connection, Flags};
 use super::connections::Connections;
 use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
+use super::stats::ServiceStats;
 use super::stream::Stream;
 use super::table::{LISTENER_TAG, LentReply, Table, TimerKind, TimerTarget, visible_mut};
 use crate::reactor::{Dispatch, Event, Reactor};
@@ -451,40 +452,22 @@ impl<H: Handler> Engine<H> {
             if let Some(bytes) = table.turn.single(&conn.turn) {
                 let len = bytes.len();
                 if len <= table.config.write_budget {
-                    table.stats.writes += 1;
-                    let (written, result) = match conn.stream.write(bytes) {
-                        Ok(n) if n == len => {
+                    let settled = || !table.over_budget && table.config.idle_timeout.is_none();
+                    match write_at_once(conn, &mut table.stats, settled, id, bytes) {
+                        Wrote::All => {
                             table.turn.release(&mut conn.turn);
-                            let plain = !conn.flags.any(
-                                Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING,
-                            ) && !table.over_budget
-                                && table.config.idle_timeout.is_none();
-                            if plain {
-                                table.stats.bytes_out += n as u64;
-                                table.stats.queued_output -= n;
-                                debug!("{id}: wrote {n} bytes");
-                                self.tell(reactor, id, |handler, conns| {
-                                    handler.on_drained(conns, id)
-                                });
-                                return;
+                            self.tell(reactor, id, |handler, conns| handler.on_drained(conns, id));
+                            return;
+                        }
+                        Wrote::Part(written, result) => {
+                            if written == len {
+                                table.turn.release(&mut conn.turn);
+                            } else {
+                                table.turn.consume(&mut conn.turn, written);
                             }
-                            (n, Ok(()))
+                            return self.flush_general(reactor, id, written, result);
                         }
-                        // Partial, WouldBlock or an error: the general path
-                        // carries on from where this write stopped.
-                        Ok(n) => {
-                            table.turn.consume(&mut conn.turn, n);
-                            conn.flags.clear(Flags::WRITABLE);
-                            (n, Ok(()))
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            conn.flags.clear(Flags::WRITABLE);
-                            (0, Ok(()))
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(())),
-                        Err(e) => (0, Err(e)),
-                    };
-                    return self.flush_general(reactor, id, written, result);
+                    }
                 }
             }
         }
@@ -512,38 +495,16 @@ impl<H: Handler> Engine<H> {
             table.queue_lent(id, bytes);
             return;
         }
-        table.stats.writes += 1;
-        let (written, result) = match conn.stream.write(bytes) {
-            Ok(n) if n == len => {
-                let plain = !conn
-                    .flags
-                    .any(Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING)
-                    && !table.over_budget
-                    && table.config.idle_timeout.is_none();
-                if plain {
-                    table.stats.bytes_out += n as u64;
-                    table.stats.queued_output -= n;
-                    debug!("{id}: wrote {n} bytes");
-                    self.tell(reactor, id, |handler, conns| handler.on_drained(conns, id));
-                    return;
+        let settled = || !table.over_budget && table.config.idle_timeout.is_none();
+        match write_at_once(conn, &mut table.stats, settled, id, bytes) {
+            Wrote::All => self.tell(reactor, id, |handler, conns| handler.on_drained(conns, id)),
+            Wrote::Part(written, result) => {
+                if written < len {
+                    table.queue_lent(id, &bytes[written..]);
                 }
-                (n, Ok(()))
+                self.flush_general(reactor, id, written, result);
             }
-            Ok(n) => {
-                conn.flags.clear(Flags::WRITABLE);
-                (n, Ok(()))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.flags.clear(Flags::WRITABLE);
-                (0, Ok(()))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(())),
-            Err(e) => (0, Err(e)),
-        };
-        if written < len {
-            table.queue_lent(id, &bytes[written..]);
         }
-        self.flush_general(reactor, id, written, result);
     }
 
     /// [`flush`](Self::flush), every case: the backlog first, then this
@@ -886,6 +847,57 @@ fn refuse(stream: &mut Stream, message: Option<&[u8]>) {
         if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
             break;
         }
+    }
+}
+
+/// What the one `write` of a fast path did.
+enum Wrote {
+    /// Everything, and nothing else is waiting on it: counted and done,
+    /// `on_drained` is next.
+    All,
+    /// This many bytes (maybe all) and the result: `flush_general` finishes.
+    Part(usize, io::Result<()>),
+}
+
+/// The one `write` of the fast paths (`flush` and `write_lent`): all of
+/// `bytes`, for a writable connection with nothing else queued. `settled`
+/// says the service has no output-budget pause or idle clock to update
+/// (asked only after a whole write).
+/// Only a whole write on a connection with no backpressure, close or write
+/// shutdown pending is finished here; the rest is left to `flush_general`.
+#[inline(always)]
+fn write_at_once(
+    conn: &mut Connection,
+    stats: &mut ServiceStats,
+    settled: impl FnOnce() -> bool,
+    id: ConnId,
+    bytes: &[u8],
+) -> Wrote {
+    stats.writes += 1;
+    match conn.stream.write(bytes) {
+        Ok(n) if n == bytes.len() => {
+            let plain = !conn
+                .flags
+                .any(Flags::BACKPRESSURE | Flags::CLOSING | Flags::SHUT_WRITE_PENDING);
+            if plain && settled() {
+                stats.bytes_out += n as u64;
+                stats.queued_output -= n;
+                debug!("{id}: wrote {n} bytes");
+                return Wrote::All;
+            }
+            Wrote::Part(n, Ok(()))
+        }
+        // Short: the socket is full until a writable event says otherwise.
+        Ok(n) => {
+            conn.flags.clear(Flags::WRITABLE);
+            Wrote::Part(n, Ok(()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            conn.flags.clear(Flags::WRITABLE);
+            Wrote::Part(0, Ok(()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Wrote::Part(0, Ok(())),
+        Err(e) => Wrote::Part(0, Err(e)),
     }
 }
 

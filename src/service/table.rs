@@ -158,6 +158,31 @@ fn to_backlog(conn: &mut Connection, turn: &mut TurnBuffer, pool: &mut BufferPoo
     queue.push_bytes(data, pool);
 }
 
+/// Queues `data` for a connection: into the turn buffer if its socket is
+/// writable and the arena has room, else into its backlog.
+#[inline]
+fn append(conn: &mut Connection, turn: &mut TurnBuffer, pool: &mut BufferPool, data: &[u8]) {
+    if direct(conn) && turn.has_room(data.len()) {
+        let range = turn.store(data);
+        turn.link(&mut conn.turn, range);
+    } else {
+        to_backlog(conn, turn, pool, data);
+    }
+}
+
+/// Puts a connection that was just given output in the flush queue.
+/// Writable connections are flushed before the loop sleeps; so are those
+/// holding turn-buffer bytes, which must leave it by then.
+#[inline]
+fn join_flush_queue(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id: ConnId) {
+    if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
+        && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
+    {
+        conn.flags.set(Flags::IN_FLUSH_QUEUE);
+        flush_queue.push(id);
+    }
+}
+
 pub(crate) fn not_open(id: ConnId) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("{id} is not open"))
 }
@@ -386,18 +411,8 @@ impl Table {
             self.output_written(bytes.len());
             return;
         };
-        if direct(conn) && self.turn.has_room(bytes.len()) {
-            let range = self.turn.store(bytes);
-            self.turn.link(&mut conn.turn, range);
-        } else {
-            to_backlog(conn, &mut self.turn, &mut self.pool, bytes);
-        }
-        if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
-            && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
-        {
-            conn.flags.set(Flags::IN_FLUSH_QUEUE);
-            self.flush_queue.push(id);
-        }
+        append(conn, &mut self.turn, &mut self.pool, bytes);
+        join_flush_queue(conn, &mut self.flush_queue, id);
     }
 
     /// [`send`](Self::send), every case.
@@ -408,12 +423,7 @@ impl Table {
         if data.is_empty() {
             return Ok(());
         }
-        if direct(conn) && self.turn.has_room(data.len()) {
-            let range = self.turn.store(data);
-            self.turn.link(&mut conn.turn, range);
-        } else {
-            to_backlog(conn, &mut self.turn, &mut self.pool, data);
-        }
+        append(conn, &mut self.turn, &mut self.pool, data);
         self.queued(reactor, id, data.len())
     }
 
@@ -493,14 +503,7 @@ impl Table {
             conn.flags.set(Flags::BACKPRESSURE);
             debug!("{id}: {queued} bytes queued, above high water: pausing reads");
         }
-        // Writable connections are flushed before the loop sleeps; so are
-        // those holding turn-buffer bytes, which must leave it by then.
-        if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
-            && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
-        {
-            conn.flags.set(Flags::IN_FLUSH_QUEUE);
-            self.flush_queue.push(id);
-        }
+        join_flush_queue(conn, &mut self.flush_queue, id);
         Ok(())
     }
 

@@ -125,12 +125,19 @@ impl Json {
 
     #[track_caller]
     fn next(&mut self) -> Value {
+        let line = self.raw_line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    /// The next line as it came over the wire, newline included.
+    #[track_caller]
+    fn raw_line(&mut self) -> String {
         let mut line = String::new();
         assert!(
             self.reader.read_line(&mut line).unwrap() > 0,
             "end of stream"
         );
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        line
     }
 
     #[track_caller]
@@ -295,6 +302,114 @@ fn line_and_json_users_share_a_room_and_a_namespace() {
     alice.expect("who: al, jay");
     drop(jay);
     alice.expect("jay left lobby");
+}
+
+/// Every C1 control, U+0080 to U+009F: none is ASCII, which is how they
+/// slipped past the line filter's old fast path.
+fn c1_controls() -> Vec<char> {
+    (0x80..=0x9F).filter_map(char::from_u32).collect()
+}
+
+/// The bidirectional embedding, override and isolate characters.
+fn bidi_controls() -> Vec<char> {
+    (0x202A..=0x202E)
+        .chain(0x2066..=0x2069)
+        .filter_map(char::from_u32)
+        .collect()
+}
+
+/// `<c>` for each character: each one's fate shows at its own place.
+fn bracketed(chars: &[char]) -> String {
+    chars.iter().map(|c| format!("<{c}>")).collect()
+}
+
+/// What a line user should get for `bracketed(chars)`.
+fn bracketed_spaces(chars: &[char]) -> String {
+    "< >".repeat(chars.len())
+}
+
+#[test]
+fn every_c1_control_and_bidi_character_reaches_a_line_user_as_a_space() {
+    let server = start(&[]);
+    let addr = line_addr(&server);
+    let mut alice = Line::join(addr, "alice");
+    let mut bob = Line::join(addr, "bob");
+    alice.expect("bob joined lobby");
+    let c1 = c1_controls();
+    let bidi = bidi_controls();
+    let both = [c1.as_slice(), bidi.as_slice()].concat();
+
+    // Each set alone (no ASCII control beside them), then a message, an
+    // action and a private message: every way text reaches a line user.
+    bob.send(&bracketed(&c1));
+    alice.expect(&format!("bob: {}", bracketed_spaces(&c1)));
+    bob.send(&bracketed(&bidi));
+    alice.expect(&format!("bob: {}", bracketed_spaces(&bidi)));
+    bob.send(&format!("/me {}", bracketed(&both)));
+    alice.expect(&format!("* bob {}", bracketed_spaces(&both)));
+    bob.send(&format!("/msg alice {}", bracketed(&both)));
+    alice.expect(&format!("[private] bob: {}", bracketed_spaces(&both)));
+    // With an ESC beside them (which took the old careful path), the same.
+    bob.send(&format!("\x1b[2J{}", bracketed(&both)));
+    alice.expect(&format!("bob:  [2J{}", bracketed_spaces(&both)));
+    // The sender's own input, echoed in an error, is filtered too.
+    bob.send(&format!("/msg x{} hi", bracketed(&both)));
+    bob.expect(&format!("error: no such user x{}", bracketed_spaces(&both)));
+}
+
+#[test]
+fn a_json_u009b_reaches_a_line_user_as_a_space() {
+    let server = start(&[]);
+    let mut alice = Line::join(line_addr(&server), "alice");
+    let mut jay = Json::connect(json_addr(&server));
+    jay.send(json!({"type": "join", "room": "lobby", "username": "jay"}));
+    jay.expect(note("jay joined lobby"));
+    alice.expect("jay joined lobby");
+
+    // Written as a JSON escape, the way a JSON client would send it.
+    jay.send_raw(b"{\"type\":\"chat\",\"message\":\"\\u009b31mred\"}\n");
+    alice.expect("jay:  31mred");
+    jay.send_raw(b"{\"type\":\"action\",\"message\":\"\\u009b2J\"}\n");
+    alice.expect("* jay  2J");
+    let both = [c1_controls(), bidi_controls()].concat();
+    jay.send(json!({"type": "private", "to": "alice", "message": bracketed(&both)}));
+    alice.expect(&format!("[private] jay: {}", bracketed_spaces(&both)));
+}
+
+#[test]
+fn json_users_get_c1_and_bidi_characters_escaped_never_raw() {
+    let server = start(&[]);
+    let mut dan = Json::connect(json_addr(&server));
+    dan.send(json!({"type": "join", "room": "dev", "username": "dan"}));
+    dan.expect(note("dan joined dev"));
+    let mut eve = Json::connect(json_addr(&server));
+    eve.send(json!({"type": "join", "room": "dev", "username": "eve"}));
+    eve.expect(note("eve joined dev"));
+    dan.expect(note("eve joined dev"));
+
+    // JSON is data: the exact text arrives (newlines too), but as escapes,
+    // so a terminal showing the raw stream (nc) is safe. serde_json alone
+    // escapes C0 but writes DEL, C1 and the bidi characters raw.
+    let chars = [vec!['\u{7F}'], c1_controls(), bidi_controls()].concat();
+    let sent = format!("{}\nline two", bracketed(&chars));
+    eve.send(json!({"type": "chat", "message": sent}));
+    let wire = dan.raw_line();
+    for c in &chars {
+        assert!(
+            !wire.contains(*c),
+            "U+{:04X} raw in {wire:?}",
+            u32::from(*c)
+        );
+    }
+    assert!(
+        wire.contains(r"<\u009b>") && wire.contains(r"<\u202e>"),
+        "{wire}"
+    );
+    let got: Value = serde_json::from_str(&wire).unwrap();
+    assert_eq!(
+        got,
+        json!({"type": "chat", "username": "eve", "room": "dev", "message": sent})
+    );
 }
 
 #[test]

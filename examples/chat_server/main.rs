@@ -13,6 +13,7 @@ mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod protocol;
+mod text;
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,9 +1,12 @@
 //! The two wire protocols of the chat server: what a user can be told
 //! ([`Notice`]), how it is written for a line user or a JSON user
 //! ([`render`]), what a JSON user can ask ([`Request`]), and the rule for
-//! names.
+//! names. Everything rendered passes the control and bidi character rule of
+//! `text.rs`, in each protocol's way.
 
 use serde_json::Value;
+
+use crate::text;
 
 /// Which protocol a connection speaks: decided by the listener it came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,60 +70,51 @@ pub const HELP: &str =
 
 /// Appends `notice`, as `proto` writes it, to `out` (one line, newline
 /// included).
+///
+/// Every line to a line user is rendered here, through [`LineOut`], so users'
+/// text passes the filter of `text.rs` whatever path brought it (line user,
+/// JSON user, or any future source): a new source only makes notices.
 pub fn render(notice: &Notice<'_>, proto: Proto, out: &mut Vec<u8>) {
     match proto {
-        Proto::Line => render_line(notice, out),
+        Proto::Line => render_line(notice, &mut LineOut(out)),
         Proto::Json => render_json(notice, out),
     }
     out.push(b'\n');
 }
 
-fn render_line(notice: &Notice<'_>, out: &mut Vec<u8>) {
+/// A line being rendered for a line user. Its only way in is [`LineOut::push`],
+/// which turns unsafe characters into spaces, so `render_line` cannot put an
+/// unfiltered byte on a line user's terminal: the fixed parts of a notice go
+/// through the filter too, rather than trusting each new notice to pick the
+/// right helper for its user-supplied parts.
+struct LineOut<'a>(&'a mut Vec<u8>);
+
+impl LineOut<'_> {
+    fn push(&mut self, parts: &[&str]) {
+        for part in parts {
+            text::push_line_text(self.0, part);
+        }
+    }
+}
+
+fn render_line(notice: &Notice<'_>, out: &mut LineOut<'_>) {
     match *notice {
-        Notice::Welcome { name, room } => out.extend_from_slice(
-            format!("welcome to {room}, {name} (/help lists the commands)").as_bytes(),
-        ),
-        Notice::Joined { name, room } => push_parts(out, &[name, " joined ", room]),
-        Notice::Left { name, room } => push_parts(out, &[name, " left ", room]),
-        Notice::Renamed { old, new } => push_parts(out, &[old, " is now known as ", new]),
-        Notice::Chat { name, text, .. } => {
-            push_parts(out, &[name, ": "]);
-            push_text(out, text);
-        }
-        Notice::Action { name, text, .. } => {
-            push_parts(out, &["* ", name, " "]);
-            push_text(out, text);
-        }
-        Notice::Private { from, text } => {
-            push_parts(out, &["[private] ", from, ": "]);
-            push_text(out, text);
-        }
-        Notice::Info(text) => push_text(out, text),
-        Notice::Error(text) => {
-            out.extend_from_slice(b"error: ");
-            push_text(out, text);
-        }
-        Notice::ShuttingDown => out.extend_from_slice(b"server shutting down"),
-    }
-}
-
-fn push_parts(out: &mut Vec<u8>, parts: &[&str]) {
-    for part in parts {
-        out.extend_from_slice(part.as_bytes());
-    }
-}
-
-/// Text from a JSON user may hold newlines or other control characters; on a
-/// line they would forge extra lines, so they become spaces.
-fn push_text(out: &mut Vec<u8>, text: &str) {
-    if text.bytes().all(|b| !b.is_ascii_control()) {
-        out.extend_from_slice(text.as_bytes());
-        return;
-    }
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        let mut buf = [0; 4];
-        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        Notice::Welcome { name, room } => out.push(&[
+            "welcome to ",
+            room,
+            ", ",
+            name,
+            " (/help lists the commands)",
+        ]),
+        Notice::Joined { name, room } => out.push(&[name, " joined ", room]),
+        Notice::Left { name, room } => out.push(&[name, " left ", room]),
+        Notice::Renamed { old, new } => out.push(&[old, " is now known as ", new]),
+        Notice::Chat { name, text, .. } => out.push(&[name, ": ", text]),
+        Notice::Action { name, text, .. } => out.push(&["* ", name, " ", text]),
+        Notice::Private { from, text } => out.push(&["[private] ", from, ": ", text]),
+        Notice::Info(text) => out.push(&[text]),
+        Notice::Error(text) => out.push(&["error: ", text]),
+        Notice::ShuttingDown => out.push(&["server shutting down"]),
     }
 }
 
@@ -163,23 +157,20 @@ fn render_json(notice: &Notice<'_>, out: &mut Vec<u8>) {
     object(out, kind, fields)
 }
 
-/// Writes `{"type":KIND,"k":"v",...}` with every string escaped by
-/// serde_json, without building a `Value` (no allocation per message).
+/// Writes `{"type":KIND,"k":"v",...}` without building a `Value` (no
+/// allocation per message). Every string goes through
+/// [`text::push_json_string`]: serde_json's escaping, plus `\uXXXX` for the
+/// unsafe characters serde_json leaves raw.
 pub fn object(out: &mut Vec<u8>, kind: &str, fields: &[(&str, &str)]) {
     out.extend_from_slice(b"{\"type\":");
-    json_string(out, kind);
+    text::push_json_string(out, kind);
     for (key, value) in fields {
         out.push(b',');
-        json_string(out, key);
+        text::push_json_string(out, key);
         out.push(b':');
-        json_string(out, value);
+        text::push_json_string(out, value);
     }
     out.push(b'}');
-}
-
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// What a JSON user asks for.

@@ -6,16 +6,19 @@
 //! Talk:  nc 127.0.0.1 10000          (or: cargo run --example select_echo_client)
 //!
 //! Every connection echoes byte for byte until the peer closes; the server
-//! serves any number of clients until SIGINT or SIGTERM.
+//! serves any number of clients until SIGINT or SIGTERM. Out of descriptors,
+//! it rests and tries again, leaving no client stranded in the backlog
+//! (`Acceptor` says why, and which alternative it rejects).
 
 mod common;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use reactor::{Event, Interest, Reactor, Ready};
+use reactor::{Event, Interest, Key, Reactor, Ready};
 
 const USAGE: &str = "\
 select_echo_server: an echo server written with reactor callbacks only (layer 2)
@@ -38,6 +41,11 @@ const PENDING_LIMIT: usize = 1024 * 1024;
 /// pause must not keep the loop to itself: past this, the callback asks to
 /// be called again next turn and returns.
 const READ_BUDGET: usize = 256 * 1024;
+
+/// How long accepting rests after `accept` fails for lack of descriptors
+/// (the connection layer's `accept_pause` default, for the same reasons:
+/// see [`Acceptor`]).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What `pump` left the connection as.
 enum Outcome {
@@ -63,8 +71,17 @@ fn run(addr: SocketAddr) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
 
-    // The listener's callback: `accept` in `selectserver.py`.
-    reactor.register(listener, Interest::READABLE, accept)?;
+    let mut acceptor = Acceptor {
+        paused_until: None,
+        exhausted: false,
+    };
+    reactor.register(
+        listener,
+        Interest::READABLE,
+        move |reactor, listener: &mut TcpListener, event| {
+            acceptor.on_event(reactor, listener, event)
+        },
+    )?;
 
     common::on_shutdown_signal(&mut reactor, |reactor, signal| {
         info!("{}: shutting down", common::signal_name(signal));
@@ -78,44 +95,131 @@ fn run(addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-/// The listener is readable: connections wait in the backlog. Edge-triggered,
-/// so accept until `WouldBlock`: one event may stand for many connections,
-/// and no second event comes for those left behind.
-fn accept(reactor: &mut Reactor, listener: &mut TcpListener, _event: Event) {
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                info!("accept({peer})");
-                let _ = stream.set_nodelay(true);
-                let mut client = Client {
-                    peer,
-                    pending: Vec::new(),
-                    readable: false,
-                    peer_closed: false,
-                };
-                // Register once for both directions: waiting for writability
-                // later costs no epoll_ctl.
-                let registered = reactor.register(
-                    stream,
-                    Interest::READABLE | Interest::WRITABLE,
-                    move |reactor, stream: &mut TcpStream, event| {
-                        client.on_event(reactor, stream, event)
-                    },
-                );
-                if let Err(e) = registered {
-                    warn!("cannot register {peer}: {e}");
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            // The client gave up before we accepted it: take the next.
-            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
-            Err(e) => {
-                // Out of descriptors, say. Stop for this event; the next
-                // connection to arrive raises a new one.
-                warn!("accept: {e}");
+/// The listener's state, owned by its callback: `accept` in
+/// `selectserver.py`, plus what to do when the process runs out of
+/// descriptors.
+///
+/// # Out of descriptors (`EMFILE`)
+///
+/// When `accept` fails with `EMFILE` (this process is at `ulimit -n`) or
+/// `ENFILE` (the whole system is), the connection stays in the kernel's
+/// backlog, and readiness is edge-triggered: no new event will come for it.
+/// Returning and waiting for the next event strands it, and everyone
+/// queued behind it, until some new client happens to connect. So we rest
+/// for [`ACCEPT_PAUSE`] and then accept again until `WouldBlock`, with a
+/// timer standing in for the event that will not come. The cost: while
+/// out of descriptors, one failed `accept` per pause, and a waiting client
+/// is served up to one pause after a descriptor frees up. The connection
+/// layer does the same (`Config::accept_pause`).
+///
+/// Rejected: the reserve descriptor of libuv (`uv__emfile_trick`) and
+/// Twisted (`_reservedFD`). The server keeps one spare descriptor open; on
+/// `EMFILE` it closes the spare, accepts the waiting connection and closes
+/// it at once, then reopens the spare. That answers clients in the backlog
+/// with an immediate close ("overloaded") instead of a wait, and it needs
+/// no timer.
+/// But it turns away clients this server could serve a moment later, when
+/// its current clients leave (an echo server's do); it holds a descriptor
+/// in reserve for ever; and it is only best effort: under `ENFILE` another
+/// process, or in a threaded program another thread, may take the freed
+/// descriptor first. Resting and retrying serves everyone in the end and
+/// is a few lines on the reactor's timers.
+///
+/// Not done either: retrying when one of our clients closes, which frees a
+/// descriptor. It would serve the backlog sooner, but it would tie every
+/// client to the listener's state, and the timer already guarantees
+/// progress within one pause.
+struct Acceptor {
+    /// While accepting rests: when it may resume. Events before then only
+    /// say that more connections joined the backlog; the timer set for this
+    /// instant comes back for all of them.
+    paused_until: Option<Instant>,
+    /// Out of descriptors since the last successful accept: warn once per
+    /// episode, not on every retry.
+    exhausted: bool,
+}
+
+impl Acceptor {
+    /// The listener is readable (or the pause is over): connections wait in
+    /// the backlog. Edge-triggered, so accept until `WouldBlock`: one event
+    /// may stand for many connections, and no second event comes for those
+    /// left behind.
+    fn on_event(&mut self, reactor: &mut Reactor, listener: &mut TcpListener, event: Event) {
+        if let Some(until) = self.paused_until {
+            if reactor.now() < until {
                 return;
             }
+            self.paused_until = None;
         }
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.exhausted {
+                        info!("descriptors available again: accepting");
+                        self.exhausted = false;
+                    }
+                    admit(reactor, stream, peer);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // The client gave up before we accepted it, or a signal
+                // interrupted the call: take the next.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionAborted
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    self.pause(reactor, event.key(), &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `accept` failed: rest, then come back as if the listener were
+    /// readable again. Out of descriptors or kernel memory, retrying at once
+    /// would fail again and spin the loop. After an error we do not expect,
+    /// giving up would strand the backlog, so that rests too.
+    fn pause(&mut self, reactor: &mut Reactor, listener: Key, e: &io::Error) {
+        if !reactor::socket::is_resource_exhaustion(e) {
+            warn!("accept: {e}; retrying in {ACCEPT_PAUSE:?}");
+        } else if !self.exhausted {
+            warn!(
+                "accept: {e}; pausing accepts for {ACCEPT_PAUSE:?} (raise the limit with ulimit -n?)"
+            );
+            self.exhausted = true;
+        } else {
+            debug!("accept: {e}; still out of descriptors");
+        }
+        let until = reactor.now() + ACCEPT_PAUSE;
+        self.paused_until = Some(until);
+        reactor.call_at(until, move |reactor| {
+            reactor.schedule_event(listener, Ready::READABLE)
+        });
+    }
+}
+
+/// Registers an accepted connection with a callback of its own.
+fn admit(reactor: &mut Reactor, stream: TcpStream, peer: SocketAddr) {
+    debug!("accept({peer})");
+    let _ = stream.set_nodelay(true);
+    let mut client = Client {
+        peer,
+        pending: Vec::new(),
+        readable: false,
+        peer_closed: false,
+    };
+    // Register once for both directions: waiting for writability later
+    // costs no epoll_ctl.
+    let registered = reactor.register(
+        stream,
+        Interest::READABLE | Interest::WRITABLE,
+        move |reactor, stream: &mut TcpStream, event| client.on_event(reactor, stream, event),
+    );
+    if let Err(e) = registered {
+        warn!("cannot register {peer}: {e}");
     }
 }
 
@@ -144,11 +248,11 @@ impl Client {
             // waiting, so schedule one.
             Ok(Outcome::MoreToRead) => reactor.schedule_event(event.key(), Ready::READABLE),
             Ok(Outcome::Done) => {
-                info!("closing {}", self.peer);
+                debug!("closing {}", self.peer);
                 let _ = reactor.deregister(event.key());
             }
             Err(e) => {
-                info!("closing {}: {e}", self.peer);
+                debug!("closing {}: {e}", self.peer);
                 let _ = reactor.deregister(event.key());
             }
         }

@@ -129,8 +129,23 @@ pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<mio::net::UnixList
 }
 
 /// True for the accept errors that mean "out of descriptors or kernel
-/// memory": retrying at once would fail again and spin the loop.
-pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+/// memory" (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): retrying at once would
+/// fail again and spin the loop, and giving up until the next readiness
+/// event would strand the connections already waiting in the backlog
+/// (edge-triggered: no event comes for them). Rest, then retry: the
+/// connection layer waits [`accept_pause`](crate::service::Config::accept_pause);
+/// the `select_echo_server` example shows the same on the bare reactor.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use reactor::socket::is_resource_exhaustion;
+///
+/// assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(24))); // EMFILE
+/// assert!(!is_resource_exhaustion(&io::Error::from(io::ErrorKind::WouldBlock)));
+/// ```
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)

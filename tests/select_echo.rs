@@ -3,8 +3,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::time::Duration;
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use support::{Rng, Server, connect, echo_once, heavy, run_echo_clients, run_example};
 
@@ -101,4 +103,99 @@ fn the_server_reports_a_failed_bind_in_one_line_and_exits_one() {
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("in use"), "{stderr}");
+}
+
+/// The descriptor limit of the scenario: once stdio, epoll, the
+/// waker, the listener and the signal pipe have theirs, room for about 15
+/// clients.
+const FD_LIMIT: libc::rlim_t = 24;
+
+/// Out of descriptors (`EMFILE`) with clients still waiting in the backlog:
+/// once the clients the server holds hang up, the server must go back to
+/// accepting by itself (no new connection arrives to raise a fresh edge on
+/// the listener), and every client gets its echo.
+#[test]
+fn clients_queued_behind_emfile_are_served_once_descriptors_free_up() {
+    let mut server =
+        Server::start_with("select_echo_server", &["--addr", "127.0.0.1:0"], 1, |cmd| {
+            // SAFETY: runs in the child between fork and exec, where only
+            // async-signal-safe calls are allowed: getrlimit and setrlimit are
+            // plain system calls, and nothing here allocates.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = FD_LIMIT.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        });
+    let stderr = server.stderr_lines();
+
+    // Forty clients, more than the server has descriptors for: the kernel
+    // completes every handshake and keeps the connections in the listen
+    // backlog; each client's line waits in its socket until it is accepted.
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|i| {
+            let mut c = connect(server.addr());
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(format!("client {i}\n").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+
+    // The server runs out of descriptors while they all hold on (so the
+    // test exercises the stall, not a server that never hit the limit).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match stderr.recv_timeout(left) {
+            Ok(line) if line.contains("os error 24") => break,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no EMFILE from accept within 20 s; stderr: {seen:?}"),
+        }
+    }
+
+    // Each client waits (bounded) for its echo, then hangs up. The first
+    // ones, already accepted, answer at once; their leaving frees the
+    // descriptors the ones in the backlog need. Each on its own thread, so
+    // the test depends on no accept order.
+    let waiters: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            thread::spawn(move || -> Result<(), String> {
+                let want = format!("client {i}\n");
+                let mut back = vec![0; want.len()];
+                c.read_exact(&mut back)
+                    .map_err(|e| format!("client {i}: no echo within 10 s: {e}"))?;
+                if back != want.as_bytes() {
+                    return Err(format!(
+                        "client {i}: got {:?}",
+                        String::from_utf8_lossy(&back)
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let failures: Vec<String> = waiters
+        .into_iter()
+        .filter_map(|w| w.join().expect("client thread").err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 40 clients not served, the first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
 }

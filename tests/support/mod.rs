@@ -57,7 +57,20 @@ impl Server {
     /// Spawns `name` with `args` and waits (up to 20 s) until it has printed
     /// `expect_listeners` lines `listening on ADDR`.
     pub fn start(name: &str, args: &[&str], expect_listeners: usize) -> Server {
-        let mut child = Command::new(example(name))
+        Server::start_with(name, args, expect_listeners, |_| {})
+    }
+
+    /// [`Server::start`], letting `configure` adjust the command first (a
+    /// `pre_exec` hook that lowers a resource limit, say).
+    pub fn start_with(
+        name: &str,
+        args: &[&str],
+        expect_listeners: usize,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let mut command = Command::new(example(name));
+        configure(&mut command);
+        let mut child = command
             .args(args)
             .env(
                 "RUST_LOG",
@@ -128,6 +141,22 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// The server's stderr, line by line, read on a thread of its own. Takes
+    /// the pipe: [`Server::wait`] then returns no stderr text.
+    pub fn stderr_lines(&mut self) -> mpsc::Receiver<String> {
+        let stderr = self.stderr.take().expect("stderr not taken yet");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
     }
 
     /// Waits (bounded) for the server to exit and returns its status and

@@ -80,6 +80,28 @@ impl LineDecoder {
         self.max
     }
 
+    /// True while the decoder is dropping the rest of an overlong line it
+    /// has reported: it consumes those bytes, though the line has not ended.
+    /// A server with an
+    /// [`unfinished_input_timeout`](crate::service::Config::unfinished_input_timeout)
+    /// says so with
+    /// [`Connections::expect_message`](crate::service::Connections::expect_message),
+    /// so that an endless line cannot dodge the deadline.
+    ///
+    /// ```
+    /// use reactor::codec::LineDecoder;
+    /// let mut lines = LineDecoder::new(4);
+    /// let mut pos = 0;
+    /// assert!(lines.next_line(b"toolong", &mut pos).unwrap().is_err());
+    /// assert!(lines.in_overlong_line());
+    /// pos = 0;
+    /// assert!(lines.next_line(b"...\nok\n", &mut pos).unwrap().is_ok());
+    /// assert!(!lines.in_overlong_line());
+    /// ```
+    pub fn in_overlong_line(&self) -> bool {
+        self.skipping
+    }
+
     /// Decodes the next line of `data` starting at `*pos`, and moves `*pos`
     /// past what it used.
     ///

@@ -778,3 +778,129 @@ fn an_idle_client_costs_a_few_hundred_bytes() {
     assert!(per_client <= 1024, "{per_client} bytes per idle client");
     drop(crowd);
 }
+
+/// A client that sends a byte at a time and never finishes its line.
+struct Trickler {
+    stream: TcpStream,
+    got: Vec<u8>,
+    closed: bool,
+}
+
+impl Trickler {
+    fn connect(addr: SocketAddr, first: &[u8]) -> Trickler {
+        let mut stream = connect(addr);
+        stream.write_all(first).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        Trickler {
+            stream,
+            got: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// One more byte of a line that never ends, then whatever has come.
+    fn tick(&mut self) {
+        if self.closed {
+            return;
+        }
+        let _ = self.stream.write(b"z");
+        let mut buf = [0; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.closed = true;
+                    return;
+                }
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => panic!("a trickler's read failed with {e} (a reset, not a close?)"),
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.got).into_owned()
+    }
+}
+
+/// Regression (defects issue, 4): with `--idle-timeout 2s`, clients that sent
+/// a byte every half second and never finished a line stayed connected for
+/// ever (any byte counted as activity), which is all slowloris needs. Now a
+/// line, or the name, must be finished within `--line-timeout` of its first
+/// byte (of connecting, for the name): past it, one error and a clean close.
+#[test]
+fn lines_that_never_finish_are_cut_off_while_the_chat_goes_on() {
+    let _heavy = heavy();
+    let server = start(&["--line-timeout", "1s", "--idle-timeout", "2s"]);
+    let (addr, jaddr) = (line_addr(&server), json_addr(&server));
+    let mut alice = Line::join(addr, "alice");
+    let mut bob = Line::join(addr, "bob");
+    alice.expect("bob joined lobby");
+    alice.send("/join talk");
+    alice.expect("welcome to talk, alice (/help lists the commands)");
+    bob.expect("alice left lobby");
+    bob.send("/join talk");
+    bob.expect("welcome to talk, bob (/help lists the commands)");
+    alice.expect("bob joined talk");
+
+    // Named users halfway through a line, users halfway through their name,
+    // and a JSON user halfway through an object.
+    let mut named: Vec<Trickler> = (0..10)
+        .map(|i| Trickler::connect(addr, format!("slow{i}\nunfinished ").as_bytes()))
+        .collect();
+    let mut nameless: Vec<Trickler> = (0..5).map(|_| Trickler::connect(addr, b"nam")).collect();
+    let mut json = Trickler::connect(jaddr, br#"{"type":"message","text":"#);
+
+    let mut said = 0;
+    for _ in 0..150 {
+        for t in named.iter_mut().chain(&mut nameless).chain([&mut json]) {
+            t.tick();
+        }
+        // The chat goes on meanwhile, and nothing of it is lost.
+        alice.send(&format!("message {said}"));
+        bob.expect(&format!("alice: message {said}"));
+        said += 1;
+        let all_closed = named
+            .iter()
+            .chain(&nameless)
+            .chain([&json])
+            .all(|t| t.closed);
+        if all_closed {
+            break;
+        }
+        // Pacing the trickle (one byte per 100 ms, well within the 2 s idle
+        // timeout), not synchronisation.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in &named {
+        assert!(
+            t.closed,
+            "a named trickler is still connected: {:?}",
+            t.text()
+        );
+        assert!(
+            t.text()
+                .ends_with("error: line not finished within 1s: disconnecting\n"),
+            "{:?}",
+            t.text()
+        );
+    }
+    for t in &nameless {
+        assert!(
+            t.closed,
+            "a nameless trickler is still connected: {:?}",
+            t.text()
+        );
+        assert_eq!(
+            t.text(),
+            "Enter your name: error: no name given within 1s: disconnecting\n"
+        );
+    }
+    assert!(json.closed, "the JSON trickler is still connected");
+    let last: Value = serde_json::from_str(json.text().lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "error", "{}", json.text());
+    assert!(said >= 10, "only {said} messages went by");
+    // The two who finish their lines are still here.
+    alice.send("still here");
+    bob.expect("alice: still here");
+}

@@ -412,3 +412,105 @@ fn running_out_of_descriptors_pauses_accepting_and_recovers() {
         "logged {warnings} times, not once per episode:\n{stderr}"
     );
 }
+
+/// Regression (defects issue, 1): a graceful shutdown closed each connection
+/// a fixed 2 s after flushing its queue, whatever the grace allowed and
+/// whether or not the peer had read what the kernel still held. The client's
+/// next packet then drew a reset, which destroyed up to a megabyte of echo
+/// the server had accepted. Now the close waits, reading and discarding,
+/// until the peer has read everything and sent its FIN (or the grace ends).
+#[test]
+fn shutdown_delivers_every_echoed_byte_to_a_slow_reader_that_keeps_sending() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let _heavy = heavy();
+    const CHUNK: usize = 64 * 1024;
+    const MAX_SENT: usize = 64 << 20;
+    let server = start(&["--grace", "10s"]);
+    let stream = connect(server.addr());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The stream the client sends: a counted prefix of this.
+    let sent = Arc::new(Rng::new(0xec40).bytes(MAX_SENT));
+
+    // Writer: 64 KiB every 20 ms until the reader has seen the end (or the
+    // server refuses more), so input keeps arriving during the shutdown.
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writer = stream.try_clone().unwrap();
+    let (w_done, w_sent) = (done.clone(), sent.clone());
+    let writer = std::thread::spawn(move || {
+        let mut offset = 0;
+        while !w_done.load(Ordering::Relaxed) && offset + CHUNK <= MAX_SENT {
+            if writer.write_all(&w_sent[offset..offset + CHUNK]).is_err() {
+                break;
+            }
+            offset += CHUNK;
+            // Pacing a load, not synchronisation.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        offset
+    });
+
+    // Reader: 64 KiB every 50 ms, slower than the writer, so echo piles up
+    // in the server and in both kernels.
+    let mut reader = stream;
+    let mut got = Vec::new();
+    let mut signalled = false;
+    let mut buf = vec![0; CHUNK];
+    let ending = loop {
+        let mut filled = 0;
+        let end = loop {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break Some(Ok(())),
+                Ok(n) => {
+                    filled += n;
+                    if filled == CHUNK {
+                        break None;
+                    }
+                }
+                Err(e) => break Some(Err(e)),
+            }
+        };
+        got.extend_from_slice(&buf[..filled]);
+        if !signalled && got.len() >= 3 << 20 {
+            server.signal(15);
+            signalled = true;
+        }
+        if let Some(end) = end {
+            break end;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    done.store(true, Ordering::Relaxed);
+    let wrote = writer.join().unwrap();
+    drop(reader);
+
+    assert!(signalled, "the echo ended before the stop: {ending:?}");
+    assert!(
+        ending.is_ok(),
+        "the echo ended with {ending:?} after {} bytes, not a clean end of stream",
+        got.len()
+    );
+    assert!(got.len() <= wrote, "more echo than was sent");
+    assert!(
+        got == sent[..got.len()],
+        "the echo is not a prefix of what was sent"
+    );
+    let summary = server.stdout_line(Duration::from_secs(20));
+    let (status, stderr) = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    let summary = summary.expect("the server's exit summary");
+    let bytes_out: usize = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" bytes out"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {summary:?}"));
+    assert_eq!(
+        got.len(),
+        bytes_out,
+        "the server wrote {bytes_out} bytes, the client got {}",
+        got.len()
+    );
+}

@@ -1043,3 +1043,243 @@ fn a_quoted_reply_the_socket_cannot_take_at_once_stays_first() {
         assert!(got == want, "{command} reply out of order");
     }
 }
+
+/// Open descriptors of this process (every test in the binary shares it, so
+/// only differences within one test, under its own heavy lock, mean much).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+/// Regression (defects issue, 1): an ordinary graceful close lingered a
+/// fixed `linger_timeout` after flushing, although the kernel still held
+/// most of the reply for a peer that reads slowly. The peer's next packet
+/// then drew a reset, and the reset destroyed what was still unsent. Now the
+/// linger clock starts only once the peer has taken everything.
+#[test]
+fn a_graceful_close_delivers_everything_to_a_slow_reader_that_keeps_sending() {
+    struct SendAndClose {
+        reply: Vec<u8>,
+    }
+    impl Handler for SendAndClose {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            conns.send(id, &self.reply).unwrap();
+            conns.close(id).unwrap();
+        }
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+    }
+    let _heavy = support::heavy();
+    let reply = Rng::new(31).bytes(4 << 20);
+    let (mut reactor, _service, addr) = serve(
+        SendAndClose {
+            reply: reply.clone(),
+        },
+        // Short, so that the old fixed linger ended long before the reader
+        // had read; the reply itself takes over a second to read.
+        Config::default().linger_timeout(Duration::from_millis(100)),
+    );
+    let client = std::thread::spawn(move || {
+        // A small receive window keeps most of the reply in the server's
+        // kernel until it is read.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_recv_buffer_size(32 * 1024)?;
+        socket.connect(&addr.into())?;
+        let mut stream = TcpStream::from(socket);
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut writer = stream.try_clone()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_writer = stop.clone();
+        // Input keeps arriving during the close, as from a pipelining client.
+        let writer = std::thread::spawn(move || {
+            for _ in 0..2000 {
+                if stop_writer.load(std::sync::atomic::Ordering::Relaxed)
+                    || writer.write_all(&[b'x'; 512]).is_err()
+                {
+                    break;
+                }
+                // Pacing a load, not synchronisation.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0; 16 * 1024];
+        let end = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = writer.join();
+        Ok::<_, std::io::Error>((got, end.map_err(|e| e.kind())))
+    });
+    let (got, end) = run_client(&mut reactor, client).unwrap();
+    assert_eq!(end, Ok(()), "after {} of {} bytes", got.len(), reply.len());
+    assert!(got == reply, "got {} of {} bytes", got.len(), reply.len());
+}
+
+/// Regression (defects issue, 5): a graceful close first flushed, with no
+/// deadline, so a peer that never read held its descriptor and its queued
+/// output for ever. Now the whole close has `close_timeout`.
+#[test]
+fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
+    struct Blast {
+        log: Shared,
+        blast: Vec<u8>,
+    }
+    impl Handler for Blast {
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            if data == b"blast" {
+                conns.send(id, &self.blast).unwrap();
+                conns.close(id).unwrap();
+            } else {
+                let _ = conns.send(id, data);
+            }
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    let _heavy = support::heavy();
+    let log = Shared::default();
+    let (mut reactor, service, addr) = serve(
+        Blast {
+            log: log.clone(),
+            blast: Rng::new(5).bytes(10 << 20),
+        },
+        Config::default()
+            .close_timeout(Duration::from_millis(500))
+            .send_buffer(Some(64 * 1024)),
+    );
+    let fds_before = open_fds();
+    let mut deaf = connect(addr);
+    deaf.write_all(b"blast").unwrap();
+    run_until(&mut reactor, |_| service.stats().queued_output > 0);
+    let fds_during = open_fds();
+    // Another client is served meanwhile, and after.
+    let healthy = std::thread::spawn(move || support::echo_once(addr, b"still here"));
+    assert_eq!(run_client(&mut reactor, healthy), b"still here");
+    let timed_out = |log: &Shared| {
+        log.borrow()
+            .closed
+            .iter()
+            .any(|(_, reason)| reason == "close timed out (peer not reading)")
+    };
+    run_until(&mut reactor, |_| timed_out(&log));
+    let stats = service.stats();
+    assert_eq!(
+        (stats.open, stats.lingering, stats.queued_output),
+        (0, 0, 0)
+    );
+    assert!(
+        open_fds() < fds_during,
+        "descriptor not released: {fds_before} before, {fds_during} during, {} after",
+        open_fds()
+    );
+    assert!(support::closed_within(&mut deaf, Duration::from_secs(10)));
+}
+
+/// A line echo that leaves partial lines unconsumed, asks for a first line
+/// on open, and answers the unfinished-input deadline with an error.
+struct SlowLines {
+    log: Shared,
+}
+
+impl Handler for SlowLines {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+        self.log.borrow_mut().opened.push(id);
+        conns.expect_message(id).unwrap();
+    }
+    fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let whole = data
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |end| end + 1);
+        let _ = conns.send(id, &data[..whole]);
+        whole
+    }
+    fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        conns.send(id, b"error: too slow\n").unwrap();
+    }
+    fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        self.log.borrow_mut().closed.push((id, reason.to_string()));
+    }
+}
+
+/// Regression (defects issue, 4): any byte counted as activity, so a client
+/// trickling one byte at a time and never finishing a line held its slot
+/// for ever. The unfinished-input deadline counts from a message's first
+/// byte (or from connecting, for a first message) to its end.
+#[test]
+fn a_message_left_unfinished_is_closed_however_slowly_it_trickles() {
+    let log = Shared::default();
+    let (mut reactor, _service, addr) = serve(
+        SlowLines { log: log.clone() },
+        Config::default()
+            .unfinished_input_timeout(Some(Duration::from_millis(300)))
+            .idle_timeout(Some(Duration::from_secs(20))),
+    );
+    let trickler = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.write_all(b"hello\n").unwrap();
+        let mut got = vec![0; 6];
+        s.read_exact(&mut got).unwrap();
+        // Then one byte every 50 ms, never a newline, for at most 10 s.
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut reply = Vec::new();
+        for _ in 0..200 {
+            if s.write_all(b"z").is_err() {
+                break;
+            }
+            let mut buf = [0; 64];
+            match s.read(&mut buf) {
+                Ok(0) => return (reply, true),
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return (reply, false),
+            }
+        }
+        (reply, false)
+    });
+    let talker = std::thread::spawn(move || {
+        // Whole lines, slowly, for as long as the trickler takes: never cut.
+        let mut s = connect(addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for i in 0..40 {
+            let line = format!("line {i}\n");
+            s.write_all(line.as_bytes()).unwrap();
+            let mut got = vec![0; line.len()];
+            s.read_exact(&mut got).unwrap();
+            assert_eq!(got, line.as_bytes());
+            // Pacing, not synchronisation: 40 lines over about 2 s.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let silent = std::thread::spawn(move || {
+        // Connects and never sends: the first message is expected.
+        let mut s = connect(addr);
+        let mut reply = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let ok = s.read_to_end(&mut reply).is_ok();
+        (reply, ok)
+    });
+    let (reply, clean) = run_client(&mut reactor, trickler);
+    assert_eq!(reply, b"error: too slow\n");
+    assert!(clean, "the close was not a clean end of stream");
+    assert_eq!(
+        run_client(&mut reactor, silent),
+        (b"error: too slow\n".to_vec(), true)
+    );
+    run_client(&mut reactor, talker);
+    let log = log.borrow();
+    let timed_out = log
+        .closed
+        .iter()
+        .filter(|(_, reason)| reason == "unfinished input timed out")
+        .count();
+    assert_eq!(timed_out, 2, "closes: {:?}", log.closed);
+}

@@ -498,6 +498,9 @@ impl Handler for Chat {
             name: None,
             room: None,
         });
+        // The name is the first message: it must come within the line
+        // timeout of connecting.
+        let _ = conns.expect_message(id);
         match proto {
             Proto::Line => {
                 let _ = conns.send(id, PROMPT);
@@ -552,7 +555,33 @@ impl Handler for Chat {
                 return data.len();
             }
         }
+        // Still waiting for a name, or inside an overlong line whose bytes
+        // the decoder consumes: the line timeout keeps running.
+        if self
+            .user(id)
+            .is_some_and(|u| u.name.is_none() || u.lines.in_overlong_line())
+        {
+            let _ = conns.expect_message(id);
+        }
         pos
+    }
+
+    fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        // One error, then the service closes gracefully (the error is sent,
+        // then FIN; what the client still sends is read and discarded).
+        let after = conns
+            .config()
+            .get_unfinished_input_timeout()
+            .map_or_else(String::new, |t| format!(" within {}", human_duration(t)));
+        let what = match self.user(id) {
+            Some(user) if user.name.is_none() => "no name given",
+            _ => "line not finished",
+        };
+        self.tell(
+            conns,
+            id,
+            Notice::Error(&format!("{what}{after}: disconnecting")),
+        );
     }
 
     fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {
@@ -572,5 +601,16 @@ impl Handler for Chat {
             }
             None => debug!("{id} disconnected before picking a name ({reason})"),
         }
+    }
+}
+
+/// A duration as a person writes it: `30s`, `1.5s`, `250ms`.
+fn human_duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }

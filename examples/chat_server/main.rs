@@ -39,6 +39,8 @@ options:
   --output-limit SIZE     a client with this much unread output is disconnected (default 4MiB)
   --output-budget SIZE    over this much output queued in all, no input is read (default 256MiB)
   --idle-timeout DURATION disconnect clients silent this long (default off)
+  --line-timeout DURATION a line (or the name) not finished this long after its first
+                          byte (or after connecting) gets an error and a close (default 30s)
   --grace DURATION        on SIGINT/SIGTERM, time allowed to flush (default 5s)
   -h, --help              show this text
 
@@ -65,6 +67,7 @@ fn parse_options() -> Options {
     let mut output_limit = 4 << 20;
     let mut output_budget = 256 << 20;
     let mut idle_timeout = None;
+    let mut line_timeout = Some(Duration::from_secs(30));
     let mut grace = Duration::from_secs(5);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
@@ -91,6 +94,10 @@ fn parse_options() -> Options {
                 idle_timeout =
                     common::value(&mut parser, "idle-timeout", common::parse_optional_duration)
             }
+            Long("line-timeout") => {
+                line_timeout =
+                    common::value(&mut parser, "line-timeout", common::parse_optional_duration)
+            }
             Long("grace") => grace = common::value(&mut parser, "grace", common::parse_duration),
             Long("help") | Short('h') => common::help(USAGE),
             _ => common::usage_error(arg.unexpected()),
@@ -114,6 +121,9 @@ fn parse_options() -> Options {
         .output_limit(output_limit)
         .output_budget(Some(output_budget))
         .idle_timeout(idle_timeout)
+        // Slowloris: a trickle of bytes that never finishes a line (or a
+        // name) must not hold a slot for ever, as `idle_timeout` would let it.
+        .unfinished_input_timeout(line_timeout)
         // A broadcast makes more output than input (the sender's name, one
         // copy per member): let each member's flush move more per turn than
         // a sender's read brings in.

@@ -21,7 +21,9 @@ use std::time::Duration;
 /// | [`nodelay`](Config::nodelay) | on | Nagle plus delayed ACKs stall small writes by 40 ms |
 /// | [`idle_timeout`](Config::idle_timeout) | off | nothing read or written for this long: close |
 /// | [`connect_timeout`](Config::connect_timeout) | 10 s | an outgoing connect that has not completed |
-/// | [`linger_timeout`](Config::linger_timeout) | 2 s | after a graceful close, wait this long for the peer's FIN |
+/// | [`unfinished_input_timeout`](Config::unfinished_input_timeout) | off | a message begun and not finished this long: close (slowloris) |
+/// | [`close_timeout`](Config::close_timeout) | 10 s | a graceful close (flush and linger) not done by then is aborted |
+/// | [`linger_timeout`](Config::linger_timeout) | 2 s | once the peer has all our output, wait this long for its FIN |
 /// | [`accept_pause`](Config::accept_pause) | 100 ms | after `EMFILE`, accepting rests this long |
 /// | [`buffer_pool`](Config::buffer_pool) | 256 | emptied 16 KiB buffers kept for reuse |
 /// | [`output_budget`](Config::output_budget) | none | queued output over all connections past which no input is read |
@@ -58,6 +60,8 @@ pub struct Config {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connect_timeout: Duration,
     pub(crate) linger_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) unfinished_input_timeout: Option<Duration>,
     pub(crate) accept_pause: Duration,
     pub(crate) buffer_pool: usize,
     pub(crate) output_budget: Option<usize>,
@@ -81,6 +85,8 @@ impl Default for Config {
             idle_timeout: None,
             connect_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(10),
+            unfinished_input_timeout: None,
             accept_pause: Duration::from_millis(100),
             buffer_pool: 256,
             output_budget: None,
@@ -165,11 +171,48 @@ impl Config {
         connect_timeout, get_connect_timeout: Duration
     );
     setting!(
-        /// After a graceful close has flushed and sent FIN, how long to keep
-        /// reading (and discarding) until the peer's FIN arrives. Closing with
-        /// unread input makes the kernel send RST, which can destroy the reply
-        /// the peer has not read yet.
+        /// After a graceful close has flushed and sent FIN, and the peer has
+        /// taken everything we sent (the kernel's send queue is empty), how
+        /// long to keep reading and discarding until the peer's FIN arrives.
+        /// Closing with unread input makes the kernel send RST, and a reset
+        /// destroys whatever the kernel still holds for the peer; so the
+        /// linger never ends early while the peer is still reading. Zero
+        /// closes as soon as the output is flushed, without a linger.
+        ///
+        /// Closes made by [`Service::shutdown`](super::Service::shutdown) use
+        /// the shutdown's grace period instead: they linger until the peer's
+        /// FIN or the end of the grace.
         linger_timeout, get_linger_timeout: Duration
+    );
+    setting!(
+        /// The whole of a graceful close, from the moment it is asked for:
+        /// flushing the queue, then lingering for the peer. A close still
+        /// flushing at the deadline is aborted (a reset, dropping what is
+        /// left) and the handler is told
+        /// [`CloseReason::CloseTimeout`](super::CloseReason::CloseTimeout); one
+        /// still lingering is closed. Without it a peer that never reads
+        /// would hold its descriptor and its queued output for ever.
+        close_timeout, get_close_timeout: Duration
+    );
+    setting!(
+        /// How long a message may stay unfinished: the clock starts at the
+        /// first byte the handler leaves unconsumed (a partial line, a
+        /// partial request head), or when the handler calls
+        /// [`Connections::expect_message`](super::Connections::expect_message)
+        /// (waiting for a name, a first request), and stops when an
+        /// [`on_data`](super::Handler::on_data) call leaves no input behind.
+        /// Past it the handler's
+        /// [`on_input_timeout`](super::Handler::on_input_timeout) runs (to send
+        /// an error) and the connection is closed gracefully with
+        /// [`CloseReason::InputTimeout`](super::CloseReason::InputTimeout).
+        ///
+        /// Unlike [`idle_timeout`](Config::idle_timeout), a trickle of bytes
+        /// does not reset it: this is the defence against slowloris clients,
+        /// like nginx's `client_header_timeout`. The clock does not run out
+        /// on a connection whose reading is paused (by the handler or by
+        /// backpressure): it starts again when reading could resume. Off by
+        /// default, since raw byte streams have no messages.
+        unfinished_input_timeout, get_unfinished_input_timeout: Option<Duration>
     );
     setting!(
         /// How long accepting rests after the process ran out of descriptors

@@ -1,5 +1,6 @@
-//! The per-connection record ([`Connection`]), its state flags, and the idle
-//! list that finds the connection idle the longest in O(1).
+//! The per-connection record ([`Connection`]), its state flags, and the
+//! timeout lists (idle, unfinished input, closing) that each find their
+//! oldest member in O(1).
 
 use slab::Slab;
 
@@ -52,6 +53,15 @@ impl Flags {
     /// then does not prove the socket drained: the end of stream still waits
     /// behind the data, and no new event will announce it. Read until 0.
     pub(crate) const PEER_HUP: u32 = 1 << 16;
+    /// Linked into the unfinished-input list: a message has begun and not
+    /// ended (or the handler is waiting for a first one).
+    pub(crate) const IN_UNFINISHED_LIST: u32 = 1 << 17;
+    /// Linked into the closing list: a graceful close with a deadline.
+    pub(crate) const IN_CLOSING_LIST: u32 = 1 << 18;
+    /// The handler called `expect_message` during the current `on_data`.
+    pub(crate) const MESSAGE_EXPECTED: u32 = 1 << 19;
+    /// The close was made because a message stayed unfinished too long.
+    pub(crate) const CLOSING_FOR_INPUT_TIMEOUT: u32 = 1 << 20;
 
     /// Any of these stops reading.
     const NOT_READING: u32 = Flags::READ_CLOSED
@@ -104,23 +114,24 @@ impl Flags {
     }
 }
 
-/// Links of the idle list (slab indices; `NIL` for none) and the time of
-/// the last read or write, in milliseconds since the service started.
+/// Links of one timeout list (slab indices; `NIL` for none) and the time
+/// the connection joined it or was last touched, in milliseconds since the
+/// service started.
 #[derive(Clone, Copy)]
-pub(crate) struct IdleLink {
+pub(crate) struct ListLink {
     prev: u32,
     next: u32,
-    pub(crate) last_active_ms: u64,
+    pub(crate) since_ms: u64,
 }
 
 const NIL: u32 = u32::MAX;
 
-impl Default for IdleLink {
-    fn default() -> IdleLink {
-        IdleLink {
+impl Default for ListLink {
+    fn default() -> ListLink {
+        ListLink {
             prev: NIL,
             next: NIL,
-            last_active_ms: 0,
+            since_ms: 0,
         }
     }
 }
@@ -140,7 +151,11 @@ pub(crate) struct Connection {
     pub(crate) input: Vec<u8>,
     pub(crate) generation: u32,
     pub(crate) flags: Flags,
-    pub(crate) idle: IdleLink,
+    /// Its place in the idle list.
+    pub(crate) idle: ListLink,
+    /// Its place in the unfinished-input list while open, or in the closing
+    /// list once closing: never both, so they share one link.
+    pub(crate) deadline: ListLink,
 }
 
 impl Connection {
@@ -175,81 +190,132 @@ impl Connection {
     }
 }
 
-/// The connections of a service with an idle timeout, ordered from least to
-/// most recently active: a doubly linked list threaded through the slab.
-///
-/// Every read or write moves its connection to the back (O(1)), so the front
-/// is always the connection idle the longest, and one timer set for the
-/// front's deadline serves them all. (The alternatives: a timer per
-/// connection, re-armed on activity, costs a heap operation per message; a
-/// periodic sweep over all connections costs O(n) and fires late.)
-#[derive(Debug)]
-pub(crate) struct IdleList {
-    head: u32,
-    tail: u32,
+/// Which list a [`TimeoutList`] is, and so which link and flag it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// Nothing read or written for `idle_timeout`.
+    Idle,
+    /// A message begun and not finished for `unfinished_input_timeout`.
+    Unfinished,
+    /// A graceful close not finished within `close_timeout`.
+    Closing,
 }
 
-impl Default for IdleList {
-    fn default() -> IdleList {
-        IdleList {
-            head: NIL,
-            tail: NIL,
+impl Clock {
+    #[inline]
+    fn flag(self) -> u32 {
+        match self {
+            Clock::Idle => Flags::IN_IDLE_LIST,
+            Clock::Unfinished => Flags::IN_UNFINISHED_LIST,
+            Clock::Closing => Flags::IN_CLOSING_LIST,
+        }
+    }
+
+    #[inline]
+    fn link(self, conn: &mut Connection) -> &mut ListLink {
+        match self {
+            Clock::Idle => &mut conn.idle,
+            Clock::Unfinished | Clock::Closing => &mut conn.deadline,
         }
     }
 }
 
-impl IdleList {
+/// Connections that share one timeout, ordered from the one whose clock
+/// started first: a doubly linked list threaded through the slab.
+///
+/// Every member's deadline is its start plus the same timeout, so the order
+/// of joining is the order of deadlines. Joining and leaving are O(1), the
+/// front is always the next to expire, and one timer set for the front's
+/// deadline serves them all. (The alternatives: a timer per connection,
+/// re-armed on activity, costs a heap operation per message; a periodic
+/// sweep over all connections costs O(n) and fires late.)
+///
+/// The idle list moves a connection to the back on every read or write
+/// ([`touch`](TimeoutList::touch)); the unfinished-input and closing lists
+/// keep the start they were joined with.
+#[derive(Debug)]
+pub(crate) struct TimeoutList {
+    head: u32,
+    tail: u32,
+    clock: Clock,
+}
+
+impl TimeoutList {
+    pub(crate) fn new(clock: Clock) -> TimeoutList {
+        TimeoutList {
+            head: NIL,
+            tail: NIL,
+            clock,
+        }
+    }
+
     pub(crate) fn front(&self) -> Option<usize> {
         (self.head != NIL).then_some(self.head as usize)
     }
 
+    /// When the member at `index` joined (or was last touched).
+    pub(crate) fn since_ms(&self, conns: &mut Slab<Connection>, index: usize) -> u64 {
+        self.clock.link(&mut conns[index]).since_ms
+    }
+
+    /// Whether the connection at `index` is in this list.
+    #[inline]
+    pub(crate) fn contains(&self, conn: &Connection) -> bool {
+        conn.flags.has(self.clock.flag())
+    }
+
+    /// Adds the connection at `index` at the back, its clock starting at
+    /// `now_ms`. It must not be in the list already.
     pub(crate) fn push_back(&mut self, conns: &mut Slab<Connection>, index: usize, now_ms: u64) {
         let idx = index as u32;
         {
             let conn = &mut conns[index];
-            conn.idle = IdleLink {
+            debug_assert!(!conn.flags.has(self.clock.flag()));
+            *self.clock.link(conn) = ListLink {
                 prev: self.tail,
                 next: NIL,
-                last_active_ms: now_ms,
+                since_ms: now_ms,
             };
-            conn.flags.set(Flags::IN_IDLE_LIST);
+            conn.flags.set(self.clock.flag());
         }
         if self.tail == NIL {
             self.head = idx;
         } else {
-            conns[self.tail as usize].idle.next = idx;
+            self.clock.link(&mut conns[self.tail as usize]).next = idx;
         }
         self.tail = idx;
     }
 
+    /// Takes the connection at `index` out of the list, if it is in it.
     pub(crate) fn unlink(&mut self, conns: &mut Slab<Connection>, index: usize) {
         let conn = &mut conns[index];
-        if !conn.flags.take(Flags::IN_IDLE_LIST) {
+        if !conn.flags.take(self.clock.flag()) {
             return;
         }
-        let IdleLink { prev, next, .. } = conn.idle;
-        conn.idle.prev = NIL;
-        conn.idle.next = NIL;
+        let link = self.clock.link(conn);
+        let ListLink { prev, next, .. } = *link;
+        link.prev = NIL;
+        link.next = NIL;
         if prev == NIL {
             self.head = next;
         } else {
-            conns[prev as usize].idle.next = next;
+            self.clock.link(&mut conns[prev as usize]).next = next;
         }
         if next == NIL {
             self.tail = prev;
         } else {
-            conns[next as usize].idle.prev = prev;
+            self.clock.link(&mut conns[next as usize]).prev = prev;
         }
     }
 
-    /// Records activity: the connection moves to the back.
+    /// Restarts a member's clock: it moves to the back.
     #[inline]
     pub(crate) fn touch(&mut self, conns: &mut Slab<Connection>, index: usize, now_ms: u64) {
-        if !conns[index].flags.has(Flags::IN_IDLE_LIST) {
+        if !conns[index].flags.has(self.clock.flag()) {
             return;
         }
         if self.tail == index as u32 {
-            conns[index].idle.last_active_ms = now_ms;
+            self.clock.link(&mut conns[index]).since_ms = now_ms;
             return;
         }
         self.unlink(conns, index);

@@ -189,6 +189,43 @@ impl Connections<'_> {
         Ok(())
     }
 
+    /// Says that `id` is waiting for a message from its peer even though no
+    /// byte of it is left over: a server waiting for a first message (a name,
+    /// a request line), or a handler that consumes a message it is still
+    /// skipping (an overlong line). With an
+    /// [`unfinished_input_timeout`](Config::unfinished_input_timeout), the
+    /// clock starts now if it is not running. Called from
+    /// [`on_data`](super::Handler::on_data), it holds for that call only: the
+    /// clock stops when an `on_data` call leaves no input and does not call
+    /// this. Without the timeout configured it does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #![allow(dead_code)]
+    /// use reactor::service::{ConnId, Connections, Handler, Origin};
+    ///
+    /// struct Greeter;
+    /// impl Handler for Greeter {
+    ///     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+    ///         let _ = conns.send(id, b"name? ");
+    ///         // The name must arrive within the unfinished-input timeout.
+    ///         let _ = conns.expect_message(id);
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+    ///         // Consume whole lines only: a partial line keeps the clock running.
+    ///         data.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1)
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn expect_message(&mut self, id: ConnId) -> io::Result<()> {
+        self.table.expect_message(self.reactor, id)
+    }
+
     /// True if `id` is open (not closed, not closing).
     #[inline]
     pub fn is_open(&self, id: ConnId) -> bool {

@@ -25,7 +25,7 @@ use std::net::Shutdown;
 
 use log::{debug, error, info, warn};
 
-use super::conn::{Connection, Flags};
+use super::conn::{Clock, Connection, Flags};
 use super::connections::Connections;
 use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
 use super::stats::ServiceStats;
@@ -84,7 +84,10 @@ impl<H: Handler> TimerTarget for Core<H> {
         };
         engine.enter(reactor);
         match kind {
-            TimerKind::Idle => engine.table.expire_idle(reactor),
+            TimerKind::Clock(Clock::Idle) => engine.table.expire_idle(reactor),
+            TimerKind::Clock(Clock::Unfinished) => engine.expire_unfinished(reactor),
+            TimerKind::Clock(Clock::Closing) => engine.table.expire_closing(reactor),
+            TimerKind::DeliveryCheck => engine.table.check_delivery(reactor),
             TimerKind::Linger(id) => engine.table.end_linger(reactor, id),
             TimerKind::Connect(id) => engine.connect_timed_out(reactor, id),
             TimerKind::AcceptResume => engine.resume_accepting(),
@@ -292,6 +295,13 @@ impl<H: Handler> Engine<H> {
                 return;
             };
             if !conn.can_read() || self.table.over_budget {
+                if conn.flags.has(Flags::CLOSING | Flags::READABLE)
+                    && !conn.flags.has(Flags::READ_CLOSED)
+                {
+                    // Closing: what the peer sends is read and thrown away,
+                    // or it would turn the close into a reset.
+                    self.discard_input(reactor, id);
+                }
                 return;
             }
             if conn.flags.take(Flags::REDELIVER) && !conn.input.is_empty() {
@@ -331,6 +341,8 @@ impl<H: Handler> Engine<H> {
                     self.table.stats.bytes_in += n as u64;
                     debug!("{id}: read {n} bytes");
                     let fast = conn.input.is_empty();
+                    // `expect_message` marks only the call it is made in.
+                    conn.flags.clear(Flags::MESSAGE_EXPECTED);
                     self.table.touch(reactor, id.index as usize);
                     if fast {
                         self.deliver_scratch(reactor, id, n);
@@ -377,6 +389,7 @@ impl<H: Handler> Engine<H> {
             self.table
                 .keep_input(reactor, id, &self.scratch[consumed..n]);
         }
+        self.table.note_unfinished(reactor, id);
     }
 
     /// Hands the handler the connection's leftover input followed by the `n`
@@ -392,6 +405,7 @@ impl<H: Handler> Engine<H> {
         // The limit applies to what the handler leaves unconsumed (checked
         // in `restore_input`), so the leftover may hold at most one read more.
         conn.input.extend_from_slice(&self.scratch[..n]);
+        conn.flags.clear(Flags::MESSAGE_EXPECTED);
         let input = mem::take(&mut conn.input);
         let consumed = self
             .tell(reactor, id, |handler, conns| {
@@ -399,17 +413,20 @@ impl<H: Handler> Engine<H> {
             })
             .min(input.len());
         self.table.restore_input(reactor, id, input, consumed);
+        self.table.note_unfinished(reactor, id);
     }
 
-    /// Reads and throws away input on a lingering connection until the
-    /// peer's FIN, which ends the linger.
+    /// Reads and throws away input on a closing or lingering connection, so
+    /// that none is left unread to turn the close into a reset. The peer's
+    /// FIN ends a linger; on a connection still flushing, it is noted (the
+    /// close then ends as soon as the flush does).
     fn discard_input(&mut self, reactor: &mut Reactor, id: ConnId) {
         let index = id.index as usize;
         let mut budget = self.table.config.read_budget;
-        loop {
+        let result = loop {
             let conn = &mut self.table.conns[index];
             match conn.stream.read(&mut self.scratch) {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(n) if n < self.scratch.len() && !conn.flags.has(Flags::PEER_HUP) => {
                     conn.flags.clear(Flags::READABLE);
                     return;
@@ -424,10 +441,51 @@ impl<H: Handler> Engine<H> {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(e) => break Err(e),
             }
+        };
+        let conn = &mut self.table.conns[index];
+        match result {
+            _ if conn.flags.has(Flags::LINGERING) => self.table.remove(reactor, index, None),
+            Ok(()) => {
+                conn.flags.clear(Flags::READABLE);
+                conn.flags.set(Flags::READ_CLOSED);
+                debug!("{id}: end of stream from peer while closing");
+            }
+            Err(e) => self.fail(reactor, id, e),
         }
-        self.table.remove(reactor, index, None);
+    }
+
+    /// The unfinished-input clock ran out for some connections: each
+    /// handler is told (to send an error) and the connection closed
+    /// gracefully. One whose reading is paused is not at fault: its clock
+    /// starts again.
+    fn expire_unfinished(&mut self, reactor: &mut Reactor) {
+        for id in self.table.take_expired(reactor, Clock::Unfinished) {
+            let Some(conn) = visible_mut(&mut self.table.conns, id) else {
+                continue;
+            };
+            if conn.flags.any(Flags::PAUSED | Flags::BACKPRESSURE) || self.table.over_budget {
+                let now = self.table.now_ms(reactor);
+                self.table.clocks.unfinished.list.push_back(
+                    &mut self.table.conns,
+                    id.index as usize,
+                    now,
+                );
+                continue;
+            }
+            conn.flags.set(Flags::CLOSING_FOR_INPUT_TIMEOUT);
+            info!(
+                "{id}: message unfinished after {:?}: closing",
+                self.table.config.unfinished_input_timeout
+            );
+            self.tell(reactor, id, |handler, conns| {
+                handler.on_input_timeout(conns, id)
+            });
+            // The handler may have closed (or aborted) it already.
+            let _ = self.table.close(reactor, id, false);
+        }
+        self.table.arm_clock(reactor, Clock::Unfinished);
     }
 
     // ----- writing ------------------------------------------------------

@@ -102,6 +102,13 @@ pub enum CloseReason {
     InputLimit,
     /// The service shut down.
     Shutdown,
+    /// A graceful close could not write its queued output within the
+    /// [`close_timeout`](super::Config::close_timeout): the peer was not
+    /// reading. The rest was dropped.
+    CloseTimeout,
+    /// A message stayed unfinished past the
+    /// [`unfinished_input_timeout`](super::Config::unfinished_input_timeout).
+    InputTimeout,
     /// The handler panicked while handling this connection (see
     /// [`Service`](super::Service) on panics).
     HandlerPanicked,
@@ -118,6 +125,8 @@ impl fmt::Display for CloseReason {
             CloseReason::OutputLimit => f.write_str("output limit exceeded (peer not reading)"),
             CloseReason::InputLimit => f.write_str("input limit exceeded"),
             CloseReason::Shutdown => f.write_str("service shut down"),
+            CloseReason::CloseTimeout => f.write_str("close timed out (peer not reading)"),
+            CloseReason::InputTimeout => f.write_str("unfinished input timed out"),
             CloseReason::HandlerPanicked => f.write_str("handler panicked"),
         }
     }
@@ -186,6 +195,15 @@ pub trait Handler: 'static {
     /// Everything queued for the connection has been written. A file sender
     /// queues its next piece here.
     fn on_drained(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let _ = (conns, id);
+    }
+
+    /// A message on the connection stayed unfinished past the
+    /// [`unfinished_input_timeout`](super::Config::unfinished_input_timeout).
+    /// Send an error here if the protocol has one: the connection is closed
+    /// gracefully when this returns (so the error goes out first), and the
+    /// handler then gets `on_close` with [`CloseReason::InputTimeout`].
+    fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
         let _ = (conns, id);
     }
 

@@ -114,6 +114,39 @@ impl Stream {
         }
     }
 
+    /// Bytes written to the socket that the peer has not taken yet: for TCP,
+    /// sent but unacknowledged or not yet sent (our FIN included); for a
+    /// Unix socket, written but not yet read by the peer. `None` where the
+    /// system cannot tell.
+    ///
+    /// Linux answers this with the `SIOCOUTQ` ioctl (`TIOCOUTQ`). Elsewhere
+    /// (macOS has `SO_NWRITE`, the BSDs `FIONWRITE`, each with its own
+    /// meaning) the answer is `None`, and a graceful close falls back to
+    /// waiting [`linger_timeout`](super::Config::linger_timeout) from the
+    /// moment its output was handed to the kernel.
+    pub(crate) fn unsent_bytes(&self) -> io::Result<Option<usize>> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = match self {
+                Stream::Tcp(s) => s.as_raw_fd(),
+                Stream::Unix(s) => s.as_raw_fd(),
+            };
+            let mut unsent: libc::c_int = 0;
+            // SAFETY: `fd` is an open socket owned by `self`, and SIOCOUTQ
+            // writes one `int` through the pointer, which points at one.
+            let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unsent) };
+            if rc == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Some(unsent.max(0) as usize))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(None)
+        }
+    }
+
     /// Sets `TCP_NODELAY`; a no-op for Unix sockets, which have no Nagle.
     pub(crate) fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {

@@ -19,7 +19,7 @@ use slab::Slab;
 
 use super::buffer::{BufferPool, TurnBuffer, TurnLink};
 use super::config::Config;
-use super::conn::{Connection, Flags, IdleLink, IdleList};
+use super::conn::{Clock, Connection, Flags, ListLink, TimeoutList};
 use super::handler::{CloseReason, ConnId};
 use super::stats::ServiceStats;
 use super::stream::{Listener, Stream};
@@ -34,7 +34,12 @@ pub(crate) const LISTENER_TAG: usize = 1 << (usize::BITS - 1);
 /// The timers a service sets, all routed back to it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TimerKind {
-    Idle,
+    /// The front of a timeout list is due.
+    Clock(Clock),
+    /// Ask the kernel whether lingering peers have taken everything.
+    DeliveryCheck,
+    /// A lingering connection's peer has had everything for the
+    /// `linger_timeout`: close.
     Linger(ConnId),
     Connect(ConnId),
     AcceptResume,
@@ -53,6 +58,53 @@ pub(crate) struct ListenerSlot {
     /// configured reject message.
     pub(crate) reject_message: Option<Vec<u8>>,
 }
+
+/// A timeout list and the one timer set for its front.
+pub(crate) struct ClockList {
+    pub(crate) list: TimeoutList,
+    timer: Option<TimerId>,
+}
+
+impl ClockList {
+    fn new(clock: Clock) -> ClockList {
+        ClockList {
+            list: TimeoutList::new(clock),
+            timer: None,
+        }
+    }
+}
+
+/// The three timeout lists of a service.
+pub(crate) struct Clocks {
+    pub(crate) idle: ClockList,
+    pub(crate) unfinished: ClockList,
+    pub(crate) closing: ClockList,
+}
+
+impl Clocks {
+    fn get_mut(&mut self, clock: Clock) -> &mut ClockList {
+        match clock {
+            Clock::Idle => &mut self.idle,
+            Clock::Unfinished => &mut self.unfinished,
+            Clock::Closing => &mut self.closing,
+        }
+    }
+
+    /// Takes the connection at `index` out of every list.
+    fn unlink_all(&mut self, conns: &mut Slab<Connection>, index: usize) {
+        self.idle.list.unlink(conns, index);
+        self.unfinished.list.unlink(conns, index);
+        self.closing.list.unlink(conns, index);
+    }
+}
+
+/// How often a lingering close asks the kernel whether the peer has taken
+/// everything (`SIOCOUTQ`). No event says so: a writable edge comes only when
+/// a full send buffer drains past a threshold, not when it empties. So it is
+/// polled, by one timer for all lingering connections, and only while some
+/// have bytes in flight: an ioctl each per 25 ms, and a linger that ends at
+/// most 25 ms late.
+const DELIVERY_POLL: Duration = Duration::from_millis(25);
 
 /// What to run once a shutdown has closed everything.
 pub(crate) type ShutdownDone = Box<dyn FnOnce(&mut Reactor)>;
@@ -77,8 +129,11 @@ pub(crate) struct Table {
     pub(crate) accept_queue: Vec<usize>,
     /// Close notifications waiting for the handler.
     pub(crate) closed: VecDeque<(ConnId, CloseReason)>,
-    pub(crate) idle: IdleList,
-    idle_timer: Option<TimerId>,
+    /// Idle, unfinished-input and closing deadlines.
+    pub(crate) clocks: Clocks,
+    /// Lingering connections whose peer has not yet taken everything we sent.
+    delivery_watch: Vec<ConnId>,
+    delivery_timer: Option<TimerId>,
     pub(crate) stats: ServiceStats,
     next_generation: u32,
     /// Open accepted connections, counted against `max_connections`.
@@ -183,6 +238,20 @@ fn join_flush_queue(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id: Co
     }
 }
 
+fn set_timer(
+    timers: &Weak<dyn TimerTarget>,
+    reactor: &mut Reactor,
+    delay: Duration,
+    kind: TimerKind,
+) -> TimerId {
+    let target = timers.clone();
+    reactor.call_later(delay, move |reactor| {
+        if let Some(target) = target.upgrade() {
+            target.on_timer(reactor, kind);
+        }
+    })
+}
+
 pub(crate) fn not_open(id: ConnId) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("{id} is not open"))
 }
@@ -204,8 +273,13 @@ impl Table {
             read_queue: Vec::new(),
             accept_queue: Vec::new(),
             closed: VecDeque::new(),
-            idle: IdleList::default(),
-            idle_timer: None,
+            clocks: Clocks {
+                idle: ClockList::new(Clock::Idle),
+                unfinished: ClockList::new(Clock::Unfinished),
+                closing: ClockList::new(Clock::Closing),
+            },
+            delivery_watch: Vec::new(),
+            delivery_timer: None,
             stats: ServiceStats::default(),
             next_generation: 0,
             accepted_open: 0,
@@ -229,15 +303,10 @@ impl Table {
         delay: Duration,
         kind: TimerKind,
     ) -> TimerId {
-        let target = self.timers.clone();
-        reactor.call_later(delay, move |reactor| {
-            if let Some(target) = target.upgrade() {
-                target.on_timer(reactor, kind);
-            }
-        })
+        set_timer(&self.timers, reactor, delay, kind)
     }
 
-    fn now_ms(&self, reactor: &Reactor) -> u64 {
+    pub(crate) fn now_ms(&self, reactor: &Reactor) -> u64 {
         reactor
             .now()
             .saturating_duration_since(self.epoch)
@@ -296,15 +365,16 @@ impl Table {
             input: Vec::new(),
             generation,
             flags: Flags::new(flags),
-            idle: IdleLink::default(),
+            idle: ListLink::default(),
+            deadline: ListLink::default(),
         });
         if flags & Flags::ACCEPTED != 0 {
             self.accepted_open += 1;
         }
         if self.config.idle_timeout.is_some() {
             let now = self.now_ms(reactor);
-            self.idle.push_back(&mut self.conns, index, now);
-            self.arm_idle_timer(reactor);
+            self.clocks.idle.list.push_back(&mut self.conns, index, now);
+            self.arm_clock(reactor, Clock::Idle);
         }
         Ok(ConnId {
             index: index as u32,
@@ -634,10 +704,28 @@ impl Table {
             return Ok(());
         }
         conn.flags.set(Flags::CLOSING);
+        let index = id.index as usize;
+        // A closing connection has no messages: its input is discarded.
+        self.clocks.unfinished.list.unlink(&mut self.conns, index);
+        if !for_shutdown {
+            // One deadline for the whole close, flush and linger alike (a
+            // shutdown's closes have the shutdown's deadline instead).
+            let now = self.now_ms(reactor);
+            self.clocks
+                .closing
+                .list
+                .push_back(&mut self.conns, index, now);
+            self.arm_clock(reactor, Clock::Closing);
+        }
+        let conn = &self.conns[index];
         if !conn.has_output() && !conn.flags.has(Flags::CONNECTING) {
-            self.finish_close(reactor, id.index as usize);
+            self.finish_close(reactor, index);
         } else if conn.flags.has(Flags::CONNECTING) && !conn.has_output() {
-            self.remove(reactor, id.index as usize, Some(CloseReason::Closed));
+            self.remove(reactor, index, Some(CloseReason::Closed));
+        } else if conn.flags.has(Flags::READABLE) {
+            // While the queue drains, what the peer sends is read and thrown
+            // away: left unread, it would turn the close into a reset.
+            self.queue_read(id);
         }
         Ok(())
     }
@@ -690,18 +778,23 @@ impl Table {
     pub(crate) fn finish_close(&mut self, reactor: &mut Reactor, index: usize) {
         let conn = &mut self.conns[index];
         let id = conn.id(index);
-        let reason = if conn.flags.has(Flags::CLOSING_FOR_SHUTDOWN) {
+        let for_shutdown = conn.flags.has(Flags::CLOSING_FOR_SHUTDOWN);
+        let reason = if for_shutdown {
             CloseReason::Shutdown
+        } else if conn.flags.has(Flags::CLOSING_FOR_INPUT_TIMEOUT) {
+            CloseReason::InputTimeout
         } else if conn.flags.has(Flags::READ_CLOSED) {
             CloseReason::PeerClosed
         } else {
             CloseReason::Closed
         };
         let linger = self.config.linger_timeout;
-        // If the peer has finished sending, nothing can arrive to provoke a
-        // reset: close now. Otherwise unread input would make close() send
-        // RST, which can destroy the reply the peer has not read yet; so shut
-        // down our side, and read and discard until the peer's FIN.
+        // If the peer has finished sending (and we have read up to its FIN),
+        // nothing can arrive to provoke a reset: close now, and the kernel
+        // delivers what it still holds. Otherwise input arriving after the
+        // close would make the kernel answer RST, and a reset throws away
+        // whatever it has not yet delivered; so shut down our side, and read
+        // and discard until the peer's FIN.
         if conn.flags.has(Flags::READ_CLOSED) || linger.is_zero() {
             self.remove(reactor, index, Some(reason));
             return;
@@ -714,13 +807,74 @@ impl Table {
         conn.flags.set(Flags::LINGERING | Flags::WRITE_SHUT);
         let input = std::mem::take(&mut conn.input);
         self.pool.give(input);
-        self.idle.unlink(&mut self.conns, index);
+        self.clocks.idle.list.unlink(&mut self.conns, index);
         self.lingering += 1;
         debug!("{id}: {reason}; lingering for the peer's FIN");
         self.closed.push_back((id, reason));
-        self.set_timer(reactor, linger, TimerKind::Linger(id));
+        if !for_shutdown {
+            // A shutdown's closes linger until the FIN or its deadline.
+            self.start_linger_clock(reactor, id);
+        }
         // Input may already be waiting (no new edge will announce it).
         self.queue_read(id);
+    }
+
+    /// Starts the `linger_timeout` of a lingering connection once its peer
+    /// has taken everything we sent: at once if it has (or the system cannot
+    /// tell), or when the delivery poll finds it has.
+    fn start_linger_clock(&mut self, reactor: &mut Reactor, id: ConnId) {
+        match self.conns[id.index as usize].stream.unsent_bytes() {
+            Ok(Some(unsent)) if unsent > 0 => {
+                self.delivery_watch.push(id);
+                if self.delivery_timer.is_none() {
+                    self.delivery_timer =
+                        Some(self.set_timer(reactor, DELIVERY_POLL, TimerKind::DeliveryCheck));
+                }
+            }
+            _ => {
+                self.set_timer(reactor, self.config.linger_timeout, TimerKind::Linger(id));
+            }
+        }
+    }
+
+    /// The delivery poll: lingering connections whose peer now has
+    /// everything start their `linger_timeout`; the rest are asked again.
+    pub(crate) fn check_delivery(&mut self, reactor: &mut Reactor) {
+        self.delivery_timer = None;
+        let mut watch = std::mem::take(&mut self.delivery_watch);
+        let mut i = 0;
+        while i < watch.len() {
+            let id = watch[i];
+            let in_flight = match self.conns.get(id.index as usize) {
+                Some(conn)
+                    if conn.generation == id.generation && conn.flags.has(Flags::LINGERING) =>
+                {
+                    match conn.stream.unsent_bytes() {
+                        Ok(Some(unsent)) if unsent > 0 => true,
+                        _ => {
+                            debug!("{id}: the peer has everything; waiting for its FIN");
+                            self.set_timer(
+                                reactor,
+                                self.config.linger_timeout,
+                                TimerKind::Linger(id),
+                            );
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if in_flight {
+                i += 1;
+            } else {
+                watch.swap_remove(i);
+            }
+        }
+        self.delivery_watch = watch;
+        if !self.delivery_watch.is_empty() {
+            self.delivery_timer =
+                Some(self.set_timer(reactor, DELIVERY_POLL, TimerKind::DeliveryCheck));
+        }
     }
 
     /// Removes a connection now: deregisters it, returns its buffers to the
@@ -731,7 +885,7 @@ impl Table {
         index: usize,
         reason: Option<CloseReason>,
     ) {
-        self.idle.unlink(&mut self.conns, index);
+        self.clocks.unlink_all(&mut self.conns, index);
         let mut conn = self.conns.remove(index);
         let id = conn.id(index);
         if let Err(e) = reactor.deregister_routed(&mut conn.stream, conn.key) {
@@ -782,48 +936,152 @@ impl Table {
         }
     }
 
-    // ----- idle timeout -------------------------------------------------
+    // ----- timeouts -----------------------------------------------------
 
     /// Records activity on a connection for the idle timeout.
     #[inline]
     pub(crate) fn touch(&mut self, reactor: &Reactor, index: usize) {
         if self.config.idle_timeout.is_some() {
             let now = self.now_ms(reactor);
-            self.idle.touch(&mut self.conns, index, now);
+            self.clocks.idle.list.touch(&mut self.conns, index, now);
         }
     }
 
-    fn arm_idle_timer(&mut self, reactor: &mut Reactor) {
-        let (Some(timeout), None, Some(front)) =
-            (self.config.idle_timeout, self.idle_timer, self.idle.front())
-        else {
-            return;
-        };
-        let deadline =
-            self.epoch + Duration::from_millis(self.conns[front].idle.last_active_ms) + timeout;
-        let delay = deadline.saturating_duration_since(Instant::now());
-        self.idle_timer = Some(self.set_timer(reactor, delay, TimerKind::Idle));
+    fn timeout_of(&self, clock: Clock) -> Option<Duration> {
+        match clock {
+            Clock::Idle => self.config.idle_timeout,
+            Clock::Unfinished => self.config.unfinished_input_timeout,
+            Clock::Closing => Some(self.config.close_timeout),
+        }
     }
 
-    /// The idle timer fired: close every connection idle for too long, and
-    /// set the timer for the next one.
-    pub(crate) fn expire_idle(&mut self, reactor: &mut Reactor) {
-        self.idle_timer = None;
-        let Some(timeout) = self.config.idle_timeout else {
+    /// Sets the timer of a timeout list for its front's deadline, unless it
+    /// is set already (a timer that fires early finds nothing due and is set
+    /// again for the new front).
+    pub(crate) fn arm_clock(&mut self, reactor: &mut Reactor, clock: Clock) {
+        let Some(timeout) = self.timeout_of(clock) else {
             return;
+        };
+        let slot = self.clocks.get_mut(clock);
+        let (None, Some(front)) = (slot.timer, slot.list.front()) else {
+            return;
+        };
+        let since = slot.list.since_ms(&mut self.conns, front);
+        let deadline = self.epoch + Duration::from_millis(since) + timeout;
+        let delay = deadline.saturating_duration_since(Instant::now());
+        slot.timer = Some(set_timer(
+            &self.timers,
+            reactor,
+            delay,
+            TimerKind::Clock(clock),
+        ));
+    }
+
+    /// A timeout list's timer fired: takes out (in deadline order) the
+    /// members whose deadline has passed. The caller acts on them, then
+    /// calls [`arm_clock`](Self::arm_clock).
+    pub(crate) fn take_expired(&mut self, reactor: &Reactor, clock: Clock) -> Vec<ConnId> {
+        let now = self.now_ms(reactor);
+        let timeout = self.timeout_of(clock);
+        let slot = self.clocks.get_mut(clock);
+        slot.timer = None;
+        let mut due = Vec::new();
+        let Some(timeout) = timeout else {
+            return due;
         };
         let timeout_ms = timeout.as_millis() as u64;
-        let now = self.now_ms(reactor);
-        while let Some(front) = self.idle.front() {
-            let conn = &self.conns[front];
-            if conn.idle.last_active_ms + timeout_ms > now {
+        while let Some(front) = slot.list.front() {
+            if slot.list.since_ms(&mut self.conns, front) + timeout_ms > now {
                 break;
             }
-            let id = conn.id(front);
-            info!("{id}: idle for {timeout:?}: closing");
-            self.remove(reactor, front, Some(CloseReason::IdleTimeout));
+            slot.list.unlink(&mut self.conns, front);
+            due.push(self.conns[front].id(front));
         }
-        self.arm_idle_timer(reactor);
+        due
+    }
+
+    /// The idle timer fired: close every connection idle for too long.
+    pub(crate) fn expire_idle(&mut self, reactor: &mut Reactor) {
+        for id in self.take_expired(reactor, Clock::Idle) {
+            info!("{id}: idle for {:?}: closing", self.config.idle_timeout);
+            self.remove(reactor, id.index as usize, Some(CloseReason::IdleTimeout));
+        }
+        self.arm_clock(reactor, Clock::Idle);
+    }
+
+    /// The closing timer fired: a close still flushing is aborted, one
+    /// still lingering is ended.
+    pub(crate) fn expire_closing(&mut self, reactor: &mut Reactor) {
+        let timeout = self.config.close_timeout;
+        for id in self.take_expired(reactor, Clock::Closing) {
+            let index = id.index as usize;
+            let conn = &self.conns[index];
+            if conn.flags.has(Flags::LINGERING) {
+                debug!("{id}: still lingering after {timeout:?}: closing");
+                self.remove(reactor, index, None);
+            } else {
+                warn!(
+                    "{id}: close not finished after {timeout:?}, {} bytes unsent: aborting (peer not reading)",
+                    conn.output_len()
+                );
+                self.remove(reactor, index, Some(CloseReason::CloseTimeout));
+            }
+        }
+        self.arm_clock(reactor, Clock::Closing);
+    }
+
+    /// After `on_data` returned: a connection left with input (a partial
+    /// message) or whose handler expects a message starts the
+    /// unfinished-input clock if it is not running; any other stops it.
+    #[inline]
+    pub(crate) fn note_unfinished(&mut self, reactor: &mut Reactor, id: ConnId) {
+        if self.config.unfinished_input_timeout.is_some() {
+            self.track_unfinished(reactor, id);
+        }
+    }
+
+    #[inline(never)]
+    fn track_unfinished(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let Some(conn) = visible_mut(&mut self.conns, id) else {
+            return;
+        };
+        let expected = conn.flags.take(Flags::MESSAGE_EXPECTED);
+        if conn.flags.has(Flags::CLOSING) {
+            return;
+        }
+        let pending = expected || !conn.input.is_empty();
+        let running = self.clocks.unfinished.list.contains(conn);
+        let index = id.index as usize;
+        if pending && !running {
+            let now = self.now_ms(reactor);
+            self.clocks
+                .unfinished
+                .list
+                .push_back(&mut self.conns, index, now);
+            self.arm_clock(reactor, Clock::Unfinished);
+        } else if !pending && running {
+            self.clocks.unfinished.list.unlink(&mut self.conns, index);
+        }
+    }
+
+    /// The handler expects a message on `id` (see
+    /// [`Connections::expect_message`](super::Connections::expect_message)).
+    pub(crate) fn expect_message(&mut self, reactor: &mut Reactor, id: ConnId) -> io::Result<()> {
+        let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        if conn.flags.has(Flags::CLOSING) || self.config.unfinished_input_timeout.is_none() {
+            return Ok(());
+        }
+        conn.flags.set(Flags::MESSAGE_EXPECTED);
+        if !self.clocks.unfinished.list.contains(conn) {
+            let now = self.now_ms(reactor);
+            let index = id.index as usize;
+            self.clocks
+                .unfinished
+                .list
+                .push_back(&mut self.conns, index, now);
+            self.arm_clock(reactor, Clock::Unfinished);
+        }
+        Ok(())
     }
 
     // ----- listeners and shutdown ---------------------------------------
@@ -866,7 +1124,9 @@ impl Table {
         for id in ids {
             let index = id.index as usize;
             match self.conns.get(index).map(|c| c.flags) {
-                Some(flags) if flags.has(Flags::LINGERING) => self.remove(reactor, index, None),
+                // Already closed for the handler: it goes on lingering, to
+                // its FIN, its own timers or the shutdown's deadline.
+                Some(flags) if flags.has(Flags::LINGERING) => {}
                 Some(flags) if flags.has(Flags::CONNECTING) => {
                     self.remove(reactor, index, Some(CloseReason::Shutdown))
                 }

@@ -51,6 +51,8 @@ pub struct Server {
     /// Every `listening on ...` address it printed, in order.
     pub listening: Vec<String>,
     stderr: Option<ChildStderr>,
+    /// What it prints to stdout after its `listening on` lines.
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -116,7 +118,13 @@ impl Server {
             child,
             listening,
             stderr,
+            stdout: rx,
         }
+    }
+
+    /// The next line the server prints on stdout, waiting up to `limit`.
+    pub fn stdout_line(&self, limit: Duration) -> Option<String> {
+        self.stdout.recv_timeout(limit).ok()
     }
 
     /// The first listener's address.

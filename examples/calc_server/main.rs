@@ -9,7 +9,8 @@
 //!
 //! `calc.rs` has the grammar: + - * /, unary minus, parentheses, integers,
 //! decimals and scientific notation, as 64-bit floats. Errors (division by
-//! zero, bad syntax, a line over 1 KiB) are answered `error: ...`.
+//! zero, bad syntax, a line over 1 KiB) are answered `error: ...`. A line not
+//! finished within 30 s of its first byte gets an error and a close.
 
 mod calc;
 #[path = "../common/mod.rs"]
@@ -17,6 +18,7 @@ mod common;
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use log::{debug, info};
 use reactor::Reactor;
@@ -38,6 +40,11 @@ Expressions: + - * /, unary minus, parentheses, numbers like 42, 3.5, 1e-3.
 
 /// Expressions are at most this long.
 const MAX_LINE: usize = 1024;
+
+/// A line must be finished within this long of its first byte: a client
+/// trickling bytes of a line it never ends would otherwise hold its
+/// connection for ever (slowloris).
+const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One line decoder per connection, indexed by `ConnId::index`.
 struct Calculator {
@@ -73,7 +80,23 @@ impl Handler for Calculator {
             self.reply.push('\n');
             let _ = conns.send(id, self.reply.as_bytes());
         }
+        if self.lines[id.index()].in_overlong_line() {
+            // Its bytes are consumed, but the line has not ended.
+            let _ = conns.expect_message(id);
+        }
         pos
+    }
+
+    fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        // The service closes gracefully after this.
+        let _ = conns.send(
+            id,
+            format!(
+                "error: line not finished within {}s\n",
+                LINE_TIMEOUT.as_secs()
+            )
+            .as_bytes(),
+        );
     }
 }
 
@@ -111,7 +134,9 @@ fn run(addr: SocketAddr) -> io::Result<()> {
     let service = Service::new(
         &mut reactor,
         calculator,
-        Config::default().input_limit(MAX_LINE + 2),
+        Config::default()
+            .input_limit(MAX_LINE + 2)
+            .unfinished_input_timeout(Some(LINE_TIMEOUT)),
     );
     let (tcp_addr, udp) = common::listen_tcp_and_udp(&mut reactor, &service, addr)?;
     UdpEndpoint::from_socket(

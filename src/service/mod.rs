@@ -49,9 +49,17 @@
 //!   into one scratch buffer; only unconsumed leftovers are copied out;
 //!   output queues and their chunks come from a pool and return to it when
 //!   emptied.
-//! - **Graceful close**: flush, FIN, then read and discard until the peer's
-//!   FIN (or [`Config::linger_timeout`]), because closing a socket with
-//!   unread input sends RST, which can destroy the reply in flight.
+//! - **Graceful close**: from the moment it is asked for, what the peer
+//!   sends is read and discarded; the queue is flushed, FIN sent, and the
+//!   socket closed only once the peer has sent its FIN, or has taken
+//!   everything and [`Config::linger_timeout`] has passed. Closing a socket
+//!   that receives input sends RST, and a reset destroys whatever the kernel
+//!   has not yet delivered. The whole close has [`Config::close_timeout`]
+//!   (a shutdown's grace, for [`Service::shutdown`]).
+//! - **Slowloris**: with [`Config::unfinished_input_timeout`], a message
+//!   must be finished within a deadline of its first byte, however slowly
+//!   it trickles in ([`Connections::expect_message`] starts the clock for a
+//!   first message).
 //!
 //! # Panics
 //!
@@ -369,9 +377,14 @@ impl<H: Handler> Service<H> {
 
     /// Shuts the service down gracefully: closes every listener, closes every
     /// connection once its queued output is written (each gets `on_close`
-    /// with [`CloseReason::Shutdown`]), aborts those still open after `grace`,
-    /// and then runs `done` (in the next turn). Send any goodbye before
-    /// calling this, with [`with`](Service::with).
+    /// with [`CloseReason::Shutdown`] then), aborts those still open after
+    /// `grace`, and then runs `done` (in the next turn). Send any goodbye
+    /// before calling this, with [`with`](Service::with).
+    ///
+    /// `grace` is the deadline for everything, the linger included: a closed
+    /// connection goes on reading and discarding its peer's input until the
+    /// peer has read everything and sent its FIN, so that no reset destroys
+    /// what the kernel still holds for it.
     ///
     /// # Errors
     ///

@@ -8,11 +8,11 @@ use std::path::Path;
 use log::debug;
 
 use super::config::Config;
-use super::conn::Flags;
+use super::flags::Flags;
 use super::handler::ConnId;
+use super::state::{State, TimerKind, not_open, visible, visible_mut};
 use super::stats::ServiceStats;
 use super::stream::{Addr, Stream};
-use super::table::{Table, TimerKind, not_open, visible};
 
 /// `connect` on a non-blocking socket answers "in progress" (115 on Linux,
 /// 36 on the BSDs): the handshake completes later, signalled by writability.
@@ -40,11 +40,11 @@ use crate::reactor::Reactor;
 /// [`close`]: Connections::close
 pub struct Connections<'a> {
     pub(crate) reactor: &'a mut Reactor,
-    pub(crate) table: &'a mut Table,
+    pub(crate) state: &'a mut State,
     /// The bytes `on_data` is reading when they are still in the engine's
     /// read buffer (empty in every other call): a reply that is a slice of
     /// them can be written from there, without a copy.
-    pub(crate) lent: &'a [u8],
+    pub(crate) input: &'a [u8],
 }
 
 impl Connections<'_> {
@@ -74,33 +74,33 @@ impl Connections<'_> {
     /// [`CloseReason::OutputLimit`]: super::CloseReason::OutputLimit
     #[inline]
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> io::Result<()> {
-        if let Some(offset) = self.lent_offset(id, data) {
-            if self.table.send_lent(id, offset, data.len()) {
+        if let Some(offset) = self.offset_in_input(id, data) {
+            if self.state.send_in_place(id, offset, data.len()) {
                 return Ok(());
             }
         }
-        self.settle();
-        self.table.send(self.reactor, id, data)
+        self.settle_in_place();
+        self.state.send(self.reactor, id, data)
     }
 
     /// Where `data` starts in the input lent to `on_data`, if `data` lies
     /// inside it and `id` is the connection it came from. (Comparing
     /// addresses is how a slice says where it points; nothing is read.)
     #[inline]
-    fn lent_offset(&self, id: ConnId, data: &[u8]) -> Option<usize> {
-        let base = self.lent.as_ptr() as usize;
+    fn offset_in_input(&self, id: ConnId, data: &[u8]) -> Option<usize> {
+        let base = self.input.as_ptr() as usize;
         let start = data.as_ptr() as usize;
-        let inside = start >= base && start + data.len() <= base + self.lent.len();
-        (inside && self.table.current == Some(id)).then(|| start - base)
+        let inside = start >= base && start + data.len() <= base + self.input.len();
+        (inside && self.state.current == Some(id)).then(|| start - base)
     }
 
     /// Queues a reply still in the lent input, before anything else is done
     /// to output: what follows it must go after it.
     #[inline]
-    fn settle(&mut self) {
-        if let Some(reply) = self.table.lent_reply.take() {
-            let bytes = &self.lent[reply.offset..reply.offset + reply.len];
-            self.table.queue_lent(reply.id, bytes);
+    fn settle_in_place(&mut self) {
+        if let Some(reply) = self.state.out.in_place.take() {
+            let bytes = &self.input[reply.offset..reply.offset + reply.len];
+            self.state.queue_in_place(reply.id, bytes);
         }
     }
 
@@ -118,8 +118,8 @@ impl Connections<'_> {
     where
         I: IntoIterator<Item = ConnId>,
     {
-        self.settle();
-        self.table.broadcast(self.reactor, to, data)
+        self.settle_in_place();
+        self.state.broadcast(self.reactor, to, data)
     }
 
     /// Closes gracefully: stops reading, writes what is queued, then sends
@@ -131,8 +131,8 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn close(&mut self, id: ConnId) -> io::Result<()> {
-        self.settle();
-        self.table.close(self.reactor, id, false)
+        self.settle_in_place();
+        self.state.close(self.reactor, id, false)
     }
 
     /// Closes at once, dropping queued output.
@@ -143,8 +143,8 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn abort(&mut self, id: ConnId) -> io::Result<()> {
-        self.settle();
-        self.table
+        self.settle_in_place();
+        self.state
             .abort(self.reactor, id, super::CloseReason::Closed)
     }
 
@@ -155,8 +155,8 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open, or the error of `shutdown(2)`.
     pub fn shutdown_write(&mut self, id: ConnId) -> io::Result<()> {
-        self.settle();
-        self.table.shutdown_write(id)
+        self.settle_in_place();
+        self.state.shutdown_write(id)
     }
 
     /// Stops reading from `id` until [`resume_reading`](Connections::resume_reading).
@@ -167,8 +167,7 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn pause_reading(&mut self, id: ConnId) -> io::Result<()> {
-        let conn =
-            super::table::visible_mut(&mut self.table.conns, id).ok_or_else(|| not_open(id))?;
+        let conn = visible_mut(&mut self.state.conns, id).ok_or_else(|| not_open(id))?;
         conn.flags.set(Flags::PAUSED);
         Ok(())
     }
@@ -181,10 +180,9 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn resume_reading(&mut self, id: ConnId) -> io::Result<()> {
-        let conn =
-            super::table::visible_mut(&mut self.table.conns, id).ok_or_else(|| not_open(id))?;
+        let conn = visible_mut(&mut self.state.conns, id).ok_or_else(|| not_open(id))?;
         if conn.flags.take(Flags::PAUSED) {
-            self.table.resume_if_readable(id);
+            self.state.resume_if_readable(id);
         }
         Ok(())
     }
@@ -223,28 +221,28 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn expect_message(&mut self, id: ConnId) -> io::Result<()> {
-        self.table.expect_message(self.reactor, id)
+        self.state.expect_message(self.reactor, id)
     }
 
     /// True if `id` is open (not closed, not closing).
     #[inline]
     pub fn is_open(&self, id: ConnId) -> bool {
-        visible(&self.table.conns, id).is_some_and(|c| !c.flags.has(Flags::CLOSING))
+        visible(&self.state.conns, id).is_some_and(|c| !c.flags.has(Flags::CLOSING))
     }
 
     /// Bytes queued for `id` and not yet written, or `None` if not open.
     #[inline]
     pub fn output_len(&self, id: ConnId) -> Option<usize> {
-        let lent = match self.table.lent_reply {
+        let lent = match self.state.out.in_place {
             Some(reply) if reply.id == id => reply.len,
             _ => 0,
         };
-        visible(&self.table.conns, id).map(|c| c.output_len() + lent)
+        visible(&self.state.conns, id).map(|c| c.output_len() + lent)
     }
 
     /// Bytes received on `id` that the handler has not consumed yet.
     pub fn input_len(&self, id: ConnId) -> Option<usize> {
-        visible(&self.table.conns, id).map(|c| c.input.len())
+        visible(&self.state.conns, id).map(|c| c.input.len())
     }
 
     /// The peer's address (a `getpeername` system call).
@@ -254,7 +252,7 @@ impl Connections<'_> {
     /// `NotFound` if `id` is not open; `NotConnected` while an outgoing
     /// connect is in progress.
     pub fn peer_addr(&self, id: ConnId) -> io::Result<Addr> {
-        visible(&self.table.conns, id)
+        visible(&self.state.conns, id)
             .ok_or_else(|| not_open(id))?
             .stream
             .peer_addr()
@@ -266,7 +264,7 @@ impl Connections<'_> {
     ///
     /// `NotFound` if `id` is not open.
     pub fn local_addr(&self, id: ConnId) -> io::Result<Addr> {
-        visible(&self.table.conns, id)
+        visible(&self.state.conns, id)
             .ok_or_else(|| not_open(id))?
             .stream
             .local_addr()
@@ -330,17 +328,17 @@ impl Connections<'_> {
     }
 
     fn start_connect(&mut self, stream: Stream, addr: &Addr) -> io::Result<ConnId> {
-        let id = self.table.insert(self.reactor, stream, Flags::CONNECTING)?;
+        let id = self.state.insert(self.reactor, stream, Flags::CONNECTING)?;
         debug!("{id}: connecting to {addr}");
-        let timeout = self.table.config.connect_timeout;
-        self.table
+        let timeout = self.state.config.connect_timeout;
+        self.state
             .set_timer(self.reactor, timeout, TimerKind::Connect(id));
         Ok(id)
     }
 
     /// The number of open connections.
     pub fn len(&self) -> usize {
-        self.table.conns.len() - self.table.lingering
+        self.state.conns.len() - self.state.closing.lingering
     }
 
     /// True if no connection is open.
@@ -350,7 +348,7 @@ impl Connections<'_> {
 
     /// The ids of all open connections, in slot order.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.table
+        self.state
             .conns
             .iter()
             .filter(|(_, c)| c.is_visible())
@@ -359,12 +357,12 @@ impl Connections<'_> {
 
     /// The service's counters.
     pub fn stats(&self) -> ServiceStats {
-        self.table.stats()
+        self.state.stats()
     }
 
     /// The service's configuration.
     pub fn config(&self) -> &Config {
-        &self.table.config
+        &self.state.config
     }
 
     /// The reactor, for timers, deferred calls or stopping the loop.

@@ -70,15 +70,20 @@
 //! partial input is lost; every other connection carries on if the loop is
 //! run again. The handler's own state is whatever the panic left.
 
-mod buffer;
+mod accept;
+mod close;
 mod config;
 mod conn;
 mod connections;
 mod engine;
+mod flags;
 mod handler;
+mod input;
+mod output;
+mod state;
 mod stats;
 mod stream;
-mod table;
+mod timeouts;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -97,9 +102,10 @@ pub use handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
 pub use stats::ServiceStats;
 pub use stream::Addr;
 
+use accept::ListenerSlot;
 use engine::{Core, Engine};
+use state::{LISTENER_TAG, State};
 use stream::Listener;
-use table::{LISTENER_TAG, ListenerSlot, Table};
 
 use crate::reactor::{Dispatch, Reactor};
 use crate::socket;
@@ -182,9 +188,9 @@ impl<H: Handler> Service<H> {
         reactor.reserve(room);
         let core = Rc::new_cyclic(|me: &Weak<Core<H>>| {
             let dispatch: Weak<dyn Dispatch> = me.clone();
-            let timers: Weak<dyn table::TimerTarget> = me.clone();
+            let timers: Weak<dyn state::TimerTarget> = me.clone();
             Core {
-                engine: RefCell::new(Engine::new(handler, Table::new(config, dispatch, timers))),
+                engine: RefCell::new(Engine::new(handler, State::new(config, dispatch, timers))),
             }
         });
         let weak = Rc::downgrade(&core);
@@ -206,7 +212,7 @@ impl<H: Handler> Service<H> {
     ///
     /// As for [`socket::tcp_listener`]: `AddrInUse`, `PermissionDenied`, ...
     pub fn listen(&self, reactor: &mut Reactor, addr: SocketAddr) -> io::Result<ListenerId> {
-        let backlog = self.engine()?.table.config.backlog;
+        let backlog = self.engine()?.state.config.backlog;
         let listener = socket::tcp_listener(addr, backlog)?;
         self.add_listener(reactor, Listener::Tcp(listener))
     }
@@ -223,7 +229,7 @@ impl<H: Handler> Service<H> {
         path: impl AsRef<Path>,
     ) -> io::Result<ListenerId> {
         let path = path.as_ref();
-        let backlog = self.engine()?.table.config.backlog;
+        let backlog = self.engine()?.state.config.backlog;
         let listener = socket::unix_listener(path, backlog)?;
         self.add_listener(reactor, Listener::Unix(listener, Some(path.to_path_buf())))
     }
@@ -262,14 +268,14 @@ impl<H: Handler> Service<H> {
         mut listener: Listener,
     ) -> io::Result<ListenerId> {
         let mut engine = self.engine()?;
-        let table = &mut engine.table;
-        if table.shutdown.is_some() {
+        let state = &mut engine.state;
+        if state.closing.shutdown.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the service is shutting down",
             ));
         }
-        let entry = table.listeners.vacant_entry();
+        let entry = state.accept.listeners.vacant_entry();
         let index = entry.key();
         let dispatch: Rc<dyn Dispatch> = self.core.clone();
         let key = reactor.register_routed(
@@ -300,12 +306,17 @@ impl<H: Handler> Service<H> {
     /// `NotFound` if there is no such listener.
     pub fn set_reject_message(&self, id: ListenerId, message: Option<&[u8]>) -> io::Result<()> {
         let mut engine = self.engine()?;
-        let slot = engine.table.listeners.get_mut(id.index()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no listener {}", id.index()),
-            )
-        })?;
+        let slot = engine
+            .state
+            .accept
+            .listeners
+            .get_mut(id.index())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no listener {}", id.index()),
+                )
+            })?;
         slot.reject_message = message.map(<[u8]>::to_vec);
         Ok(())
     }
@@ -317,13 +328,13 @@ impl<H: Handler> Service<H> {
     /// `NotFound` if there is no such listener.
     pub fn close_listener(&self, reactor: &mut Reactor, id: ListenerId) -> io::Result<()> {
         let mut engine = self.engine()?;
-        if !engine.table.listeners.contains(id.index()) {
+        if !engine.state.accept.listeners.contains(id.index()) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no listener {}", id.index()),
             ));
         }
-        engine.table.close_listener(reactor, id.index());
+        engine.state.close_listener(reactor, id.index());
         Ok(())
     }
 
@@ -335,12 +346,17 @@ impl<H: Handler> Service<H> {
     /// `NotFound` if there is no such listener; otherwise `getsockname`'s.
     pub fn local_addr(&self, id: ListenerId) -> io::Result<Addr> {
         let engine = self.engine()?;
-        let slot = engine.table.listeners.get(id.index()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no listener {}", id.index()),
-            )
-        })?;
+        let slot = engine
+            .state
+            .accept
+            .listeners
+            .get(id.index())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no listener {}", id.index()),
+                )
+            })?;
         slot.listener.local_addr()
     }
 
@@ -396,7 +412,7 @@ impl<H: Handler> Service<H> {
     {
         let mut engine = self.engine()?;
         engine.enter(reactor);
-        let result = engine.table.begin_shutdown(reactor, grace, Box::new(done));
+        let result = engine.state.begin_shutdown(reactor, grace, Box::new(done));
         engine.leave(reactor);
         result
     }
@@ -408,7 +424,7 @@ impl<H: Handler> Service<H> {
     /// If called from inside this service's handler (use
     /// [`Connections::stats`] there).
     pub fn stats(&self) -> ServiceStats {
-        self.core.engine.borrow().table.stats()
+        self.core.engine.borrow().state.stats()
     }
 
     /// The largest output queue among the open connections now (a scan of
@@ -420,7 +436,7 @@ impl<H: Handler> Service<H> {
     pub fn largest_output(&self) -> usize {
         let engine = self.core.engine.borrow();
         engine
-            .table
+            .state
             .conns
             .iter()
             .map(|(_, c)| c.output_len())
@@ -443,7 +459,7 @@ impl<H: Handler> fmt::Debug for Service<H> {
         match self.core.engine.try_borrow() {
             Ok(engine) => f
                 .debug_struct("Service")
-                .field("stats", &engine.table.stats())
+                .field("stats", &engine.state.stats())
                 .finish(),
             Err(_) => f.debug_struct("Service").finish_non_exhaustive(),
         }

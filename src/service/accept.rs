@@ -17,6 +17,7 @@ use super::flags::Flags;
 use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
 use super::state::{State, TimerKind};
 use super::stream::{Addr, Listener, Stream};
+use super::transport::Transport;
 use crate::reactor::Reactor;
 use crate::ready::Ready;
 use crate::selector::Key;
@@ -140,10 +141,11 @@ impl<H: Handler> Engine<H> {
         }
         // A fresh socket has an empty send buffer: writable from the start,
         // so a greeting goes out in this turn.
-        let id = match self
-            .state
-            .insert(reactor, stream, Flags::ACCEPTED | Flags::WRITABLE)
-        {
+        let id = match self.state.insert(
+            reactor,
+            Transport::Plain(stream),
+            Flags::ACCEPTED | Flags::WRITABLE,
+        ) {
             Ok(id) => id,
             Err(e) => {
                 warn!("cannot register connection from {peer}: {e}");
@@ -181,11 +183,11 @@ impl<H: Handler> Engine<H> {
     pub(crate) fn finish_connect(&mut self, reactor: &mut Reactor, id: ConnId, ready: Ready) {
         let index = id.index as usize;
         let conn = &mut self.state.conns[index];
-        match conn.stream.take_error() {
+        match conn.transport.socket().take_error() {
             Ok(Some(e)) | Err(e) => return self.connect_failed(reactor, id, e),
             Ok(None) => {}
         }
-        match conn.stream.peer_addr() {
+        match conn.transport.socket().peer_addr() {
             Ok(peer) => {
                 conn.flags.clear(Flags::CONNECTING);
                 conn.flags.set(Flags::WRITABLE);
@@ -196,10 +198,10 @@ impl<H: Handler> Engine<H> {
                     conn.flags.set(Flags::READABLE | Flags::READ_CLOSED);
                 }
                 if self.state.config.nodelay {
-                    let _ = conn.stream.set_nodelay(true);
+                    let _ = conn.transport.socket().set_nodelay(true);
                 }
                 if let Some(size) = self.state.config.send_buffer {
-                    let _ = conn.stream.set_send_buffer(size);
+                    let _ = conn.transport.socket().set_send_buffer(size);
                 }
                 self.state.stats.connected += 1;
                 debug!("{id}: connected to {peer}");

@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::net::Shutdown;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -125,7 +124,7 @@ impl State {
         }
         conn.flags.set(Flags::WRITE_SHUT);
         debug!("{id}: write side shut down");
-        conn.stream.shutdown(Shutdown::Write)
+        conn.transport.shutdown_write()
     }
 
     /// Carries out a `shutdown_write` that waited for the output queue to
@@ -138,7 +137,7 @@ impl State {
         }
         conn.flags.set(Flags::WRITE_SHUT);
         debug!("{}: write side shut down", conn.id(index));
-        conn.stream.shutdown(Shutdown::Write)
+        conn.transport.shutdown_write()
     }
 
     /// The output of a closing connection is written: send FIN and linger,
@@ -167,7 +166,7 @@ impl State {
             self.remove(reactor, index, Some(reason));
             return;
         }
-        if !conn.flags.has(Flags::WRITE_SHUT) && conn.stream.shutdown(Shutdown::Write).is_err() {
+        if !conn.flags.has(Flags::WRITE_SHUT) && conn.transport.shutdown_write().is_err() {
             self.remove(reactor, index, Some(reason));
             return;
         }
@@ -191,7 +190,7 @@ impl State {
     /// has taken everything we sent: at once if it has (or the system cannot
     /// tell), or when the delivery poll finds it has.
     pub(crate) fn start_linger_clock(&mut self, reactor: &mut Reactor, id: ConnId) {
-        match self.conns[id.index as usize].stream.unsent_bytes() {
+        match self.conns[id.index as usize].transport.unsent_bytes() {
             Ok(Some(unsent)) if unsent > 0 => {
                 self.closing.delivery_watch.push(id);
                 if self.closing.delivery_timer.is_none() {
@@ -217,7 +216,7 @@ impl State {
                 Some(conn)
                     if conn.generation == id.generation && conn.flags.has(Flags::LINGERING) =>
                 {
-                    match conn.stream.unsent_bytes() {
+                    match conn.transport.unsent_bytes() {
                         Ok(Some(unsent)) if unsent > 0 => true,
                         _ => {
                             debug!("{id}: the peer has everything; waiting for its FIN");
@@ -256,14 +255,14 @@ impl State {
         self.clocks.unlink_all(&mut self.conns, index);
         let mut conn = self.conns.remove(index);
         let id = conn.id(index);
-        if let Err(e) = reactor.deregister_routed(&mut conn.stream, conn.key) {
+        if let Err(e) = reactor.deregister_routed(&mut conn.transport, conn.key) {
             debug!("{id}: deregister: {e}");
         }
         if conn.has_output() {
             // Output is being thrown away (a limit, an abort, an error):
             // reset, so the kernel throws away its copy too instead of
             // trickling megabytes to a peer that is not reading.
-            let _ = conn.stream.set_reset_on_close();
+            let _ = conn.transport.socket().set_reset_on_close();
             self.output_written(conn.output_len());
             self.out.turn.release(&mut conn.turn);
             if let Some(queue) = conn.output.take() {
@@ -417,9 +416,13 @@ impl<H: Handler> Engine<H> {
         let mut budget = self.state.config.read_budget;
         let result = loop {
             let conn = &mut self.state.conns[index];
-            match conn.stream.read(&mut self.scratch) {
+            match conn.transport.read(&mut self.scratch) {
                 Ok(0) => break Ok(()),
-                Ok(n) if n < self.scratch.len() && !conn.flags.has(Flags::READ_CLOSED) => {
+                Ok(n)
+                    if n < self.scratch.len()
+                        && !conn.flags.has(Flags::READ_CLOSED)
+                        && conn.transport.short_read_drains() =>
+                {
                     conn.flags.clear(Flags::READABLE);
                     return;
                 }

@@ -9,14 +9,15 @@ use super::flags::Flags;
 use super::handler::ConnId;
 use super::output::backlog::OutputQueue;
 use super::output::turn::TurnLink;
-use super::stream::Stream;
 use super::timeouts::ListLink;
+use super::transport::Transport;
 use crate::selector::Key;
 
 /// One connection. Everything here is paid for by every idle connection, so
 /// buffers are absent (`None`, an unallocated `Vec`) unless bytes wait in them.
 pub(crate) struct Connection {
-    pub(crate) stream: Stream,
+    /// The socket, and what its bytes pass through.
+    pub(crate) transport: Transport,
     /// Its registration in the reactor.
     pub(crate) key: Key,
     /// Output sent this turn, in the service's turn buffer.
@@ -55,9 +56,11 @@ impl Connection {
         self.output.as_ref().map_or(0, |queue| queue.len()) + self.turn.len()
     }
 
+    /// Anything left to write: the service's queue, or bytes the transport
+    /// holds (a close waits for both).
     #[inline]
     pub(crate) fn has_output(&self) -> bool {
-        self.output.is_some() || !self.turn.is_empty()
+        self.output.is_some() || !self.turn.is_empty() || self.transport.pending() > 0
     }
 
     /// Visible to the handler: open, not lingering.

@@ -13,6 +13,7 @@ use super::handler::ConnId;
 use super::state::{State, TimerKind, not_open, visible, visible_mut};
 use super::stats::ServiceStats;
 use super::stream::{Addr, Stream};
+use super::transport::Transport;
 
 /// `connect` on a non-blocking socket answers "in progress" (115 on Linux,
 /// 36 on the BSDs): the handshake completes later, signalled by writability.
@@ -254,7 +255,8 @@ impl Connections<'_> {
     pub fn peer_addr(&self, id: ConnId) -> io::Result<Addr> {
         visible(&self.state.conns, id)
             .ok_or_else(|| not_open(id))?
-            .stream
+            .transport
+            .socket()
             .peer_addr()
     }
 
@@ -266,7 +268,8 @@ impl Connections<'_> {
     pub fn local_addr(&self, id: ConnId) -> io::Result<Addr> {
         visible(&self.state.conns, id)
             .ok_or_else(|| not_open(id))?
-            .stream
+            .transport
+            .socket()
             .local_addr()
     }
 
@@ -328,7 +331,9 @@ impl Connections<'_> {
     }
 
     fn start_connect(&mut self, stream: Stream, addr: &Addr) -> io::Result<ConnId> {
-        let id = self.state.insert(self.reactor, stream, Flags::CONNECTING)?;
+        let id = self
+            .state
+            .insert(self.reactor, Transport::Plain(stream), Flags::CONNECTING)?;
         debug!("{id}: connecting to {addr}");
         let timeout = self.state.config.connect_timeout;
         self.state

@@ -244,7 +244,7 @@ impl<H: Handler> Engine<H> {
             conn.flags.set(Flags::WRITABLE);
         }
         if ready.is_error() {
-            if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = conn.transport.socket().take_error() {
                 self.fail(reactor, id, e);
                 return;
             }

@@ -139,7 +139,7 @@ impl<H: Handler> Engine<H> {
             }
             let want = self.scratch.len().min(budget);
             self.state.stats.reads += 1;
-            match conn.stream.read(&mut self.scratch[..want]) {
+            match conn.transport.read(&mut self.scratch[..want]) {
                 Ok(0) => {
                     conn.flags.clear(Flags::READABLE);
                     conn.flags.set(Flags::END_OF_STREAM);
@@ -153,7 +153,9 @@ impl<H: Handler> Engine<H> {
                     // A short read drained the socket (epoll and kqueue raise
                     // a new event for anything that arrives later): skip the
                     // read that would only answer WouldBlock.
-                    let drained = n < want && !conn.flags.has(Flags::READ_CLOSED);
+                    let drained = n < want
+                        && !conn.flags.has(Flags::READ_CLOSED)
+                        && conn.transport.short_read_drains();
                     if drained {
                         conn.flags.clear(Flags::READABLE);
                     }
@@ -175,6 +177,11 @@ impl<H: Handler> Engine<H> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.flags.clear(Flags::READABLE);
+                    if conn.transport.pending() > 0 {
+                        // The transport has something to answer (a
+                        // handshake message), with or without plaintext.
+                        self.state.queue_flush(id);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

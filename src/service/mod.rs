@@ -84,6 +84,7 @@ mod state;
 mod stats;
 mod stream;
 mod timeouts;
+mod transport;
 
 use std::cell::RefCell;
 use std::fmt;

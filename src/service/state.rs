@@ -26,8 +26,8 @@ use super::input::Input;
 use super::output::Output;
 use super::output::turn::TurnLink;
 use super::stats::ServiceStats;
-use super::stream::Stream;
 use super::timeouts::{Clock, Clocks, ListLink};
+use super::transport::Transport;
 use crate::reactor::{Dispatch, Reactor};
 use crate::timer::TimerId;
 
@@ -157,7 +157,7 @@ impl State {
     pub(crate) fn insert(
         &mut self,
         reactor: &mut Reactor,
-        mut stream: Stream,
+        mut transport: Transport,
         flags: Flags,
     ) -> io::Result<ConnId> {
         let dispatch = self.dispatch.upgrade().ok_or_else(|| {
@@ -172,7 +172,7 @@ impl State {
             ));
         }
         let key = reactor.register_routed(
-            &mut stream,
+            &mut transport,
             Interest::READABLE | Interest::WRITABLE,
             dispatch,
             index,
@@ -180,7 +180,7 @@ impl State {
         let generation = self.next_generation;
         self.next_generation = generation.wrapping_add(1);
         entry.insert(Connection {
-            stream,
+            transport,
             key,
             turn: TurnLink::default(),
             output: None,

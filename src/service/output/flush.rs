@@ -20,7 +20,7 @@ use crate::service::engine::Engine;
 use crate::service::flags::Flags;
 use crate::service::handler::{ConnId, Handler};
 use crate::service::stats::ServiceStats;
-use crate::service::stream::Stream;
+use crate::service::transport::Transport;
 
 impl<H: Handler> Engine<H> {
     /// Writes a connection's output: first its backlog (kept from earlier
@@ -81,6 +81,19 @@ impl<H: Handler> Engine<H> {
         if conn.flags.has(Flags::CONNECTING) {
             return;
         }
+        if conn.transport.pending() > 0 && conn.flags.has(Flags::WRITABLE) && result.is_ok() {
+            // What the transport holds is older than anything queued here.
+            result = match conn.transport.write_pending() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.flags.clear(Flags::WRITABLE);
+                    Ok(())
+                }
+                other => other,
+            };
+            if conn.transport.pending() > 0 {
+                conn.flags.clear(Flags::WRITABLE);
+            }
+        }
         if !conn.flags.has(Flags::WRITABLE) && written == 0 && result.is_ok() {
             // The socket is full: this turn's bytes join the backlog (as a
             // shared slice when they were broadcast), to go out on the
@@ -103,7 +116,7 @@ impl<H: Handler> Engine<H> {
             .filter(|_| result.is_ok() && conn.flags.has(Flags::WRITABLE))
         {
             result = write_until_blocked(
-                &mut conn.stream,
+                &mut conn.transport,
                 &mut conn.flags,
                 &mut budget,
                 &mut written,
@@ -129,7 +142,7 @@ impl<H: Handler> Engine<H> {
                 let turn = &mut state.out.turn;
                 let link = &mut conn.turn;
                 result = write_until_blocked(
-                    &mut conn.stream,
+                    &mut conn.transport,
                     &mut conn.flags,
                     &mut budget,
                     &mut written,
@@ -223,7 +236,7 @@ pub(super) fn write_at_once(
     bytes: &[u8],
 ) -> Wrote {
     stats.writes += 1;
-    match conn.stream.write(bytes) {
+    match conn.transport.write(bytes) {
         Ok(n) if n == bytes.len() => {
             let plain = !conn
                 .flags
@@ -255,12 +268,12 @@ pub(super) fn write_at_once(
 /// the socket is full (a short write or `WouldBlock`: not writable until an
 /// event says so), or the budget is spent.
 fn write_until_blocked(
-    stream: &mut Stream,
+    stream: &mut Transport,
     flags: &mut Flags,
     budget: &mut usize,
     written: &mut usize,
     calls: &mut u64,
-    mut write: impl FnMut(&mut Stream, usize) -> io::Result<(usize, usize, bool)>,
+    mut write: impl FnMut(&mut Transport, usize) -> io::Result<(usize, usize, bool)>,
 ) -> io::Result<()> {
     loop {
         *calls += 1;

@@ -67,11 +67,13 @@ impl Output {
     }
 }
 
-/// True if the socket is believed writable and nothing older waits in the
-/// backlog: this turn's output can be written at once, in order.
+/// True if the socket is believed writable and nothing older waits, in the
+/// backlog or in the transport: this turn's output can be written at once,
+/// in order.
 #[inline(always)]
 pub(crate) fn writable_with_no_backlog(conn: &Connection) -> bool {
     conn.output.is_none()
+        && conn.transport.pending() == 0
         && conn
             .flags
             .only(Flags::WRITABLE | Flags::CONNECTING, Flags::WRITABLE)
@@ -96,6 +98,7 @@ pub(crate) fn fast_path_fits(
     // `writable_with_no_backlog`, and not closing or shut for writing, as
     // one comparison.
     conn.output.is_none()
+        && conn.transport.pending() == 0
         && conn.flags.only(
             Flags::WRITABLE | Flags::CONNECTING | Flags::NOT_SENDING,
             Flags::WRITABLE,

@@ -1044,12 +1044,6 @@ fn a_quoted_reply_the_socket_cannot_take_at_once_stays_first() {
     }
 }
 
-/// Open descriptors of this process (every test in the binary shares it, so
-/// only differences within one test, under its own heavy lock, mean much).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
-}
-
 /// Regression (defects issue, 1): an ordinary graceful close lingered a
 /// fixed `linger_timeout` after flushing, although the kernel still held
 /// most of the reply for a peer that reads slowly. The peer's next packet
@@ -1155,11 +1149,9 @@ fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
             .close_timeout(Duration::from_millis(500))
             .send_buffer(Some(64 * 1024)),
     );
-    let fds_before = open_fds();
     let mut deaf = connect(addr);
     deaf.write_all(b"blast").unwrap();
     run_until(&mut reactor, |_| service.stats().queued_output > 0);
-    let fds_during = open_fds();
     // Another client is served meanwhile, and after.
     let healthy = std::thread::spawn(move || support::echo_once(addr, b"still here"));
     assert_eq!(run_client(&mut reactor, healthy), b"still here");
@@ -1175,11 +1167,9 @@ fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
         (stats.open, stats.lingering, stats.queued_output),
         (0, 0, 0)
     );
-    assert!(
-        open_fds() < fds_during,
-        "descriptor not released: {fds_before} before, {fds_during} during, {} after",
-        open_fds()
-    );
+    // The descriptor is closed: the peer sees the reset that the close with
+    // output still queued sends. (Counting this process's descriptors would
+    // race with the tests running beside this one.)
     assert!(support::closed_within(&mut deaf, Duration::from_secs(10)));
 }
 

@@ -1273,3 +1273,77 @@ fn a_message_left_unfinished_is_closed_however_slowly_it_trickles() {
         .count();
     assert_eq!(timed_out, 2, "closes: {:?}", log.closed);
 }
+
+/// Regression (rebuild issue, review hazard): a slow receiver of a broadcast
+/// kept a slice of the turn's frozen copy, and so the whole copy, other
+/// connections' private replies included, while only its slice counted
+/// against its output limit. Turn after turn it could pin megabytes under a
+/// limit of a few bytes. Now what its backlog pins counts.
+#[test]
+fn a_slow_receiver_answers_for_the_frozen_turns_it_pins() {
+    struct Pinner {
+        log: Shared,
+        slow: Option<ConnId>,
+        reply: Vec<u8>,
+    }
+    impl Handler for Pinner {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            if self.slow.is_none() {
+                // Fill its socket, so what follows waits in its backlog.
+                self.slow = Some(id);
+                conns.send(id, &vec![b's'; 512 * 1024]).unwrap();
+            }
+        }
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            for _ in data.iter().filter(|&&b| b == b'\n') {
+                // One byte to both, then a large reply to the sender alone,
+                // in the same turn: the frozen copy holds both.
+                let to = self.slow.into_iter().chain([id]);
+                conns.broadcast(to, b"x");
+                conns.send(id, &self.reply).unwrap();
+            }
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    let _heavy = support::heavy();
+    let log = Shared::default();
+    const REPLY: usize = 200 * 1024;
+    let (mut reactor, _service, addr) = serve(
+        Pinner {
+            log: log.clone(),
+            slow: None,
+            reply: vec![b'r'; REPLY],
+        },
+        Config::default()
+            .output_limit(2 << 20)
+            .send_buffer(Some(16 * 1024)),
+    );
+    let slow = connect(addr);
+    run_until(&mut reactor, |_| service_has_backlog(&_service));
+    let driver = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = vec![0; 1 + REPLY];
+        for _ in 0..30 {
+            s.write_all(b"go\n").unwrap();
+            s.read_exact(&mut got).unwrap();
+        }
+    });
+    run_client(&mut reactor, driver);
+    let closed = log.borrow().closed.clone();
+    assert!(
+        closed
+            .iter()
+            .any(|(_, r)| r == "output limit exceeded (peer not reading)"),
+        "the slow receiver pinned 30 turns of {REPLY} bytes and was not closed: {closed:?}"
+    );
+    drop(slow);
+}
+
+/// True once some connection of the service has a backlog it cannot write.
+fn service_has_backlog<H: Handler>(service: &Service<H>) -> bool {
+    service.largest_output() > 0
+}

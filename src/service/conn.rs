@@ -56,6 +56,14 @@ impl Connection {
         self.output.as_ref().map_or(0, |queue| queue.len()) + self.turn.len()
     }
 
+    /// The memory the connection's output holds: its bytes, and the whole
+    /// of each frozen turn buffer its backlog keeps alive (see
+    /// `OutputQueue::footprint`). The output limit applies to this.
+    #[inline]
+    pub(crate) fn output_footprint(&self) -> usize {
+        self.output.as_ref().map_or(0, |queue| queue.footprint()) + self.turn.len()
+    }
+
     /// Anything left to write: the service's queue, or bytes the transport
     /// holds (a close waits for both).
     #[inline]

@@ -31,8 +31,16 @@ pub(crate) enum Chunk {
     /// Bytes of this connection's own.
     Owned(Vec<u8>),
     /// `start..end` of a frozen turn buffer shared with other connections
-    /// (a broadcast several receivers could not take at once).
-    Shared(Rc<[u8]>, u32, u32),
+    /// (a broadcast several receivers could not take at once). `pins` is
+    /// the whole frozen buffer's length if this chunk is the one that
+    /// counts it against the queue (the first of a run of chunks of the same
+    /// buffer), else 0.
+    Shared {
+        frozen: Rc<[u8]>,
+        start: u32,
+        end: u32,
+        pins: u32,
+    },
 }
 
 impl Chunk {
@@ -40,7 +48,9 @@ impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(bytes) => bytes,
-            Chunk::Shared(frozen, start, end) => &frozen[*start as usize..*end as usize],
+            Chunk::Shared {
+                frozen, start, end, ..
+            } => &frozen[*start as usize..*end as usize],
         }
     }
 }
@@ -53,6 +63,11 @@ pub(crate) struct OutputQueue {
     head: usize,
     /// Bytes queued and not yet written.
     len: usize,
+    /// Bytes of frozen turn buffers this queue keeps alive, whole: a slice
+    /// of a frozen copy holds all of it in memory, so a slow receiver of
+    /// one broadcast byte may pin a turn's worth of other connections'
+    /// replies. The output limit counts them ([`footprint`](Self::footprint)).
+    pinned: usize,
 }
 
 impl OutputQueue {
@@ -64,6 +79,13 @@ impl OutputQueue {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The memory this queue holds on to: its bytes, and the whole of every
+    /// frozen turn buffer it refers to.
+    #[inline]
+    pub(crate) fn footprint(&self) -> usize {
+        self.len + self.pinned
     }
 
     /// Copies `data` in, filling the last owned chunk before taking another.
@@ -98,14 +120,29 @@ impl OutputQueue {
     /// with the previous slice of the same buffer when they touch.
     pub(crate) fn push_shared(&mut self, frozen: &Rc<[u8]>, start: u32, end: u32) {
         self.len += (end - start) as usize;
-        if let Some(Chunk::Shared(last, _, last_end)) = self.chunks.back_mut() {
-            if Rc::ptr_eq(last, frozen) && *last_end == start {
-                *last_end = end;
-                return;
+        let mut pins = frozen.len() as u32;
+        if let Some(Chunk::Shared {
+            frozen: last,
+            end: last_end,
+            ..
+        }) = self.chunks.back_mut()
+        {
+            if Rc::ptr_eq(last, frozen) {
+                if *last_end == start {
+                    *last_end = end;
+                    return;
+                }
+                // The run's first chunk counts this buffer already.
+                pins = 0;
             }
         }
-        self.chunks
-            .push_back(Chunk::Shared(Rc::clone(frozen), start, end));
+        self.pinned += pins as usize;
+        self.chunks.push_back(Chunk::Shared {
+            frozen: Rc::clone(frozen),
+            start,
+            end,
+            pins,
+        });
     }
 
     /// Writes up to `limit` bytes with one `write` (one chunk) or one
@@ -160,9 +197,27 @@ impl OutputQueue {
             }
             n -= left;
             self.head = 0;
-            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
-                pool.give(buffer);
+            match self.chunks.pop_front() {
+                Some(Chunk::Owned(buffer)) => pool.give(buffer),
+                Some(Chunk::Shared { frozen, pins, .. }) => self.unpin(&frozen, pins),
+                None => {}
             }
+        }
+    }
+
+    /// A chunk that counted a frozen buffer is gone: the next chunk counts
+    /// it if it refers to the same buffer, else the queue no longer pins it.
+    fn unpin(&mut self, frozen: &Rc<[u8]>, pins: u32) {
+        if pins == 0 {
+            return;
+        }
+        match self.chunks.front_mut() {
+            Some(Chunk::Shared {
+                frozen: next,
+                pins: next_pins,
+                ..
+            }) if Rc::ptr_eq(next, frozen) => *next_pins = pins,
+            _ => self.pinned -= pins as usize,
         }
     }
 
@@ -171,7 +226,7 @@ impl OutputQueue {
     #[cfg(test)]
     pub(crate) fn first_shared_base(&self) -> Option<*const u8> {
         match self.chunks.front()? {
-            Chunk::Shared(frozen, _, _) => Some(frozen.as_ptr()),
+            Chunk::Shared { frozen, .. } => Some(frozen.as_ptr()),
             Chunk::Owned(_) => None,
         }
     }
@@ -185,6 +240,7 @@ impl OutputQueue {
         }
         self.head = 0;
         self.len = 0;
+        self.pinned = 0;
     }
 }
 
@@ -254,6 +310,7 @@ impl BufferPool {
         }
         queue.head = 0;
         queue.len = 0;
+        queue.pinned = 0;
         if self.queues.len() < self.limit {
             self.queues.push(queue);
         }

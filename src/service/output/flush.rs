@@ -106,6 +106,7 @@ impl<H: Handler> Engine<H> {
                     .out
                     .turn
                     .spill(&mut conn.turn, queue, &mut state.out.pool);
+                let _ = state.enforce_output_limit(reactor, id);
             }
             return;
         }
@@ -164,6 +165,10 @@ impl<H: Handler> Engine<H> {
                     .spill(&mut conn.turn, queue, &mut state.out.pool);
             }
         }
+        let spilled = conn
+            .output
+            .as_ref()
+            .is_some_and(|queue| queue.footprint() > queue.len());
         let remaining = conn.output_len();
         state.output_written(written);
         state.stats.bytes_out += written as u64;
@@ -172,6 +177,9 @@ impl<H: Handler> Engine<H> {
         }
         if let Err(e) = result {
             self.fail(reactor, id, e);
+            return;
+        }
+        if spilled && state.enforce_output_limit(reactor, id).is_err() {
             return;
         }
         if written > 0 {

@@ -198,19 +198,9 @@ impl State {
                 );
             }
         }
+        self.enforce_output_limit(reactor, id)?;
         let conn = &mut self.conns[id.index as usize];
         let queued = conn.output_len();
-        if queued > self.config.output_limit {
-            warn!(
-                "{id}: {queued} bytes of output queued, over the limit of {}: closing (peer not reading)",
-                self.config.output_limit
-            );
-            self.remove(reactor, id.index as usize, Some(CloseReason::OutputLimit));
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("{id}: output limit exceeded, connection closed"),
-            ));
-        }
         if queued > self.stats.peak_output {
             self.stats.peak_output = queued;
         }
@@ -220,6 +210,36 @@ impl State {
         }
         join_flush_queue(conn, &mut self.out.flush_queue, id);
         Ok(())
+    }
+
+    /// Closes `id` if the output it holds is over the output limit: its
+    /// queue, and the frozen turn buffers its backlog pins (a slow receiver
+    /// of a broadcast keeps the whole turn's copy alive, other connections'
+    /// replies included, so that memory is its to answer for).
+    ///
+    /// # Errors
+    ///
+    /// `OutOfMemory` if it was closed.
+    pub(crate) fn enforce_output_limit(
+        &mut self,
+        reactor: &mut Reactor,
+        id: ConnId,
+    ) -> io::Result<()> {
+        let conn = &self.conns[id.index as usize];
+        let held = conn.output_footprint();
+        if held <= self.config.output_limit {
+            return Ok(());
+        }
+        warn!(
+            "{id}: {held} bytes of output held ({} queued), over the limit of {}: closing (peer not reading)",
+            conn.output_len(),
+            self.config.output_limit
+        );
+        self.remove(reactor, id.index as usize, Some(CloseReason::OutputLimit));
+        Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("{id}: output limit exceeded, connection closed"),
+        ))
     }
 
     /// Accounts for `n` bytes of output leaving the queues (written, or

@@ -266,13 +266,14 @@ impl TurnBuffer {
                 None => ((0, NIL), NIL),
             };
             if share {
+                // `freeze` copies again when bytes were stored since the last
+                // copy, so every range of this turn lies inside it.
                 let frozen = self.freeze();
-                if (end as usize) <= frozen.len() {
-                    queue.push_shared(frozen, start, end);
-                    continue;
-                }
+                debug_assert!(end as usize <= frozen.len());
+                queue.push_shared(frozen, start, end);
+            } else {
+                queue.push_bytes(&self.bytes[start as usize..end as usize], pool);
             }
-            queue.push_bytes(&self.bytes[start as usize..end as usize], pool);
         }
         self.release(link);
     }
@@ -397,5 +398,68 @@ mod tests {
         let (n, _) = backlogs[3].write_to(&mut out, usize::MAX).unwrap();
         assert_eq!((n, out.got), (2000, line));
         assert_eq!(turn.users, 0);
+    }
+
+    #[test]
+    fn bytes_stored_after_a_freeze_are_shared_from_a_fresh_copy() {
+        let mut turn = TurnBuffer::default();
+        let mut pool = BufferPool::new(4);
+        let (mut a, mut b, mut c) = (
+            TurnLink::default(),
+            TurnLink::default(),
+            TurnLink::default(),
+        );
+        let first = turn.store(b"first ");
+        turn.mark_fan_out();
+        turn.link(&mut a, first);
+        turn.link(&mut b, first);
+        let mut queue_a = OutputQueue::default();
+        turn.spill(&mut a, &mut queue_a, &mut pool);
+        // More is stored in the same turn (an `on_drained` that sends), and
+        // spilled: the copy made for `a` does not hold it.
+        let later = turn.store(b"later");
+        turn.link(&mut c, later);
+        let mut queue_c = OutputQueue::default();
+        turn.spill(&mut c, &mut queue_c, &mut pool);
+        let mut out = Trickle {
+            cap: usize::MAX,
+            got: Vec::new(),
+            calls: 0,
+        };
+        let (n, _) = queue_c.write_to(&mut out, usize::MAX).unwrap();
+        assert_eq!(&out.got[..n], b"later");
+        assert_ne!(queue_a.first_shared_base(), queue_c.first_shared_base());
+        turn.release(&mut b);
+        assert_eq!(turn.users, 0);
+    }
+
+    #[test]
+    fn a_backlog_counts_each_frozen_copy_it_pins_once_until_it_lets_go() {
+        let mut turn = TurnBuffer::default();
+        let mut pool = BufferPool::new(4);
+        let (mut slow, mut other) = (TurnLink::default(), TurnLink::default());
+        // A turn of 1000 bytes, of which the slow receiver gets two bytes,
+        // apart: two chunks of one frozen copy.
+        let one = turn.store(b"1");
+        let private = turn.store(&[b'p'; 997]);
+        let two = turn.store(b"2");
+        let tail = turn.store(b"t");
+        turn.mark_fan_out();
+        for range in [one, two] {
+            turn.link(&mut slow, range);
+            turn.link(&mut other, range);
+        }
+        turn.link(&mut other, private);
+        turn.link(&mut slow, tail);
+        let mut queue = OutputQueue::default();
+        turn.spill(&mut slow, &mut queue, &mut pool);
+        assert_eq!(queue.len(), 3);
+        assert_eq!(queue.footprint(), 3 + 1000, "the copy counts once, whole");
+        // Writing the first chunk hands the count to the next one.
+        queue.consume(1, &mut pool);
+        assert_eq!(queue.footprint(), 2 + 1000);
+        queue.consume(2, &mut pool);
+        assert_eq!(queue.footprint(), 0, "let go of entirely");
+        turn.release(&mut other);
     }
 }

@@ -22,6 +22,8 @@
 //! are taken only when [`fast_path_fits`] and [`writable_with_no_backlog`]
 //! say so: each condition is written once, here.
 
+#[cfg(test)]
+mod agreement;
 pub(crate) mod backlog;
 mod flush;
 mod in_place;
@@ -38,6 +40,21 @@ use super::conn::Connection;
 use super::flags::Flags;
 use super::handler::ConnId;
 use super::stats::ServiceStats;
+
+/// True while a test of this thread has turned the fast paths off, to check
+/// that the general path gives the same bytes (`agreement.rs`). Never true
+/// outside the crate's unit tests, where `cfg!(test)` removes the question.
+#[inline(always)]
+fn agreement_fast_paths_off() -> bool {
+    #[cfg(test)]
+    {
+        agreement::FAST_PATHS_OFF.with(|off| off.get())
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
 
 /// Most slices handed to one `writev` (the kernel allows 1024).
 pub(super) const MAX_SLICES: usize = 64;
@@ -72,6 +89,9 @@ impl Output {
 /// in order.
 #[inline(always)]
 pub(crate) fn writable_with_no_backlog(conn: &Connection) -> bool {
+    if cfg!(test) && agreement_fast_paths_off() {
+        return false;
+    }
     conn.output.is_none()
         && conn.transport.pending() == 0
         && conn
@@ -95,6 +115,9 @@ pub(crate) fn fast_path_fits(
     // `validated` keeps high water at or under the output limit, which is
     // what makes "under high water" enough.
     debug_assert!(config.high_water <= config.output_limit);
+    if cfg!(test) && agreement_fast_paths_off() {
+        return false;
+    }
     // `writable_with_no_backlog`, and not closing or shut for writing, as
     // one comparison.
     conn.output.is_none()

@@ -80,9 +80,12 @@ impl Handler for Echo {
     }
 }
 
-/// One run of a scenario: what each of the peers received, and whether each
-/// ended in a clean end of stream.
-fn run(seed: u64, fast_paths: bool) -> (Vec<(Vec<u8>, bool)>, Vec<Vec<u8>>) {
+/// What one peer received, and whether it ended in a clean end of stream.
+type Received = (Vec<u8>, bool);
+
+/// One run of a scenario: what each peer received, and what the service
+/// accepted for each.
+fn run(seed: u64, fast_paths: bool) -> (Vec<Received>, Vec<Vec<u8>>) {
     FAST_PATHS_OFF.with(|off| off.set(!fast_paths));
     const PEERS: usize = 4;
     let mut rng = Rng(seed | 1);
@@ -107,7 +110,7 @@ fn run(seed: u64, fast_paths: bool) -> (Vec<(Vec<u8>, bool)>, Vec<Vec<u8>>) {
         assert!(Instant::now() < deadline);
         reactor.run_once(Some(Duration::from_millis(10))).unwrap();
     }
-    let mut got: Vec<(Vec<u8>, bool)> = vec![(Vec::new(), false); PEERS];
+    let mut got: Vec<Received> = vec![(Vec::new(), false); PEERS];
     let mut closed = [false; PEERS];
     let read_some =
         |peers: &mut Vec<TcpStream>, got: &mut Vec<(Vec<u8>, bool)>, who: usize, most: usize| {

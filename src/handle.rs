@@ -44,10 +44,7 @@ impl Remote {
 
     fn wake(&self) -> io::Result<()> {
         if !self.alive.load(Ordering::Acquire) {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the reactor this handle belongs to has been dropped",
-            ));
+            return Err(gone());
         }
         // Only the first wake since the loop last drained the queue writes to
         // the eventfd; the rest ride along.
@@ -70,14 +67,25 @@ impl Remote {
         self.stop.swap(false, Ordering::AcqRel)
     }
 
+    /// The reactor is being dropped: no job will run again. `alive` is
+    /// cleared under the queue's lock, so a job is either queued before it
+    /// (and dropped here) or refused after it (and dropped by `call_soon`),
+    /// never left in the queue.
     pub(crate) fn shut_down(&self) {
-        self.alive.store(false, Ordering::Release);
         let mut jobs = self
             .jobs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.alive.store(false, Ordering::Release);
         jobs.clear();
     }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the reactor this handle belongs to has been dropped",
+    )
 }
 
 /// A `Send + Clone` handle to a [`Reactor`], for other threads.
@@ -114,7 +122,9 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Runs `job` on the loop's thread during its next turn.
+    /// Runs `job` on the loop's thread: in the I/O step of the turn in which
+    /// the wake arrives (step 5 of [`Reactor`]'s turn), after the I/O events
+    /// before it in that batch, in the order jobs were sent.
     ///
     /// # Errors
     ///
@@ -130,6 +140,11 @@ impl Handle {
                 .jobs
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !self.remote.alive.load(Ordering::Acquire) {
+                // Dropped with whatever it captured, now, not whenever the
+                // last handle goes.
+                return Err(gone());
+            }
             jobs.push(Box::new(job));
         }
         self.remote.wake()

@@ -237,9 +237,8 @@ pub struct LoopStats {
 /// [`run_once`](Reactor::run_once) does, in this order (as Redis's
 /// `aeProcessEvents` does):
 ///
-/// 1. **deferred callbacks** queued by [`call_soon`](Reactor::call_soon) (or
-///    sent by a [`Handle`]) before this step began; any they queue wait for
-///    the next turn;
+/// 1. **deferred callbacks** queued by [`call_soon`](Reactor::call_soon)
+///    before this step began; any they queue wait for the next turn;
 /// 2. **before-sleep hooks** ([`before_sleep`](Reactor::before_sleep)): the
 ///    connection layer flushes queued output here, so everything written
 ///    during a turn goes out in one write per connection;
@@ -248,6 +247,8 @@ pub struct LoopStats {
 ///    timer, capped by the caller's timeout;
 /// 4. **poll** the kernel for events;
 /// 5. **I/O callbacks**, one per ready registration, stale events dropped;
+///    the waker's event runs the jobs sent by [`Handle`]s, in the order they
+///    were sent, where it falls in the batch;
 /// 6. **due timers**, earliest first; timers created during this step wait
 ///    for the next turn.
 ///
@@ -832,7 +833,7 @@ impl Reactor {
     /// An error from the poll itself.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         // 1. Deferred callbacks, those queued before now only (and jobs from
-        //    handles left over by a panic).
+        //    handles left over by a panic in step 5 of an earlier turn).
         self.run_remote_jobs();
         for _ in 0..self.deferred.len() {
             match self.deferred.pop_front() {

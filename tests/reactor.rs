@@ -488,3 +488,24 @@ fn run_returns_after_stop_and_can_run_again() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Regression (rebuild issue): `Handle::call_soon` on a dropped reactor
+/// answered `BrokenPipe` but left the job in the queue, holding whatever it
+/// captured until the last handle went. Its doc says the job is dropped.
+#[test]
+fn call_soon_after_the_reactor_is_gone_drops_the_job_at_once() {
+    let reactor = Reactor::new().unwrap();
+    let handle = reactor.handle();
+    drop(reactor);
+    let captured = std::sync::Arc::new(());
+    let held = captured.clone();
+    let err = handle
+        .call_soon(move |_| drop(held))
+        .expect_err("the reactor is gone");
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    assert_eq!(
+        std::sync::Arc::strong_count(&captured),
+        1,
+        "the refused job was dropped"
+    );
+}

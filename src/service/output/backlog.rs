@@ -63,11 +63,15 @@ pub(crate) struct OutputQueue {
     head: usize,
     /// Bytes queued and not yet written.
     len: usize,
-    /// Bytes of frozen turn buffers this queue keeps alive, whole: a slice
-    /// of a frozen copy holds all of it in memory, so a slow receiver of
-    /// one broadcast byte may pin a turn's worth of other connections'
-    /// replies. The output limit counts them ([`footprint`](Self::footprint)).
+    /// Bytes of the frozen turn buffers this queue keeps alive, whole: a
+    /// slice of a frozen copy holds all of it in memory, so a slow receiver
+    /// of one broadcast byte may pin a turn's worth of other connections'
+    /// replies.
     pinned: usize,
+    /// Bytes of those buffers that are this queue's own output (its shared
+    /// slices, not yet written). What it pins beyond them is what
+    /// [`footprint`](Self::footprint) adds.
+    shared: usize,
 }
 
 impl OutputQueue {
@@ -81,11 +85,14 @@ impl OutputQueue {
         self.len == 0
     }
 
-    /// The memory this queue holds on to: its bytes, and the whole of every
-    /// frozen turn buffer it refers to.
+    /// The memory this queue answers for: its bytes, and what the frozen
+    /// turn buffers it refers to hold beyond them (other receivers' output).
+    /// A member of one busy room needs most of each frozen copy and pins
+    /// little more; a slow receiver of one byte next to a large private
+    /// reply pins the reply.
     #[inline]
     pub(crate) fn footprint(&self) -> usize {
-        self.len + self.pinned
+        self.len + self.pinned.saturating_sub(self.shared)
     }
 
     /// Copies `data` in, filling the last owned chunk before taking another.
@@ -120,6 +127,7 @@ impl OutputQueue {
     /// with the previous slice of the same buffer when they touch.
     pub(crate) fn push_shared(&mut self, frozen: &Rc<[u8]>, start: u32, end: u32) {
         self.len += (end - start) as usize;
+        self.shared += (end - start) as usize;
         let mut pins = frozen.len() as u32;
         if let Some(Chunk::Shared {
             frozen: last,
@@ -191,9 +199,16 @@ impl OutputQueue {
                 break;
             };
             let left = front.bytes().len() - self.head;
+            let shared = matches!(front, Chunk::Shared { .. });
             if n < left {
                 self.head += n;
+                if shared {
+                    self.shared -= n;
+                }
                 return;
+            }
+            if shared {
+                self.shared -= left;
             }
             n -= left;
             self.head = 0;
@@ -241,6 +256,7 @@ impl OutputQueue {
         self.head = 0;
         self.len = 0;
         self.pinned = 0;
+        self.shared = 0;
     }
 }
 
@@ -311,6 +327,7 @@ impl BufferPool {
         queue.head = 0;
         queue.len = 0;
         queue.pinned = 0;
+        queue.shared = 0;
         if self.queues.len() < self.limit {
             self.queues.push(queue);
         }

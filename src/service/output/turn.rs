@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_counts_each_frozen_copy_it_pins_once_until_it_lets_go() {
+    fn a_backlog_counts_what_a_frozen_copy_holds_beyond_its_own_bytes() {
         let mut turn = TurnBuffer::default();
         let mut pool = BufferPool::new(4);
         let (mut slow, mut other) = (TurnLink::default(), TurnLink::default());
@@ -454,10 +454,14 @@ mod tests {
         let mut queue = OutputQueue::default();
         turn.spill(&mut slow, &mut queue, &mut pool);
         assert_eq!(queue.len(), 3);
-        assert_eq!(queue.footprint(), 3 + 1000, "the copy counts once, whole");
-        // Writing the first chunk hands the count to the next one.
+        assert_eq!(
+            queue.footprint(),
+            1000,
+            "its 3 bytes, and the 997 it pins beyond them, counted once"
+        );
+        // Written bytes no longer count as its own: the copy is still held.
         queue.consume(1, &mut pool);
-        assert_eq!(queue.footprint(), 2 + 1000);
+        assert_eq!(queue.footprint(), 2 + 998);
         queue.consume(2, &mut pool);
         assert_eq!(queue.footprint(), 0, "let go of entirely");
         turn.release(&mut other);

@@ -269,7 +269,7 @@ fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
         Err(e) => return Err(e),
     }
 
-    common::on_shutdown_signal(&mut reactor, |reactor, _| reactor.stop())?;
+    reactor::signal::on_shutdown_signal(&mut reactor, |reactor, _| reactor.stop())?;
     reactor.run()?;
     output.borrow_mut().flush();
     if let Some(e) = failed.borrow_mut().take() {

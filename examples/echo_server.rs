@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use log::info;
 use reactor::Reactor;
 use reactor::service::{Config, ConnId, Connections, Handler, Service};
 
@@ -146,25 +145,7 @@ fn run(options: Options) -> io::Result<()> {
     // SIGINT/SIGTERM: stop accepting, flush every client, close, exit 0.
     // A second signal stops at once. Installed before the first
     // `listening on`: whoever waits for that line may signal at once.
-    let grace = options.grace;
-    let on_signal = service.clone();
-    let mut signalled = false;
-    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        if signalled {
-            info!("{}: stopping now", common::signal_name(signal));
-            reactor.stop();
-            return;
-        }
-        signalled = true;
-        info!(
-            "{}: shutting down (grace {grace:?})",
-            common::signal_name(signal)
-        );
-        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
-            log::warn!("shutdown: {e}");
-            reactor.stop();
-        }
-    })?;
+    service.shutdown_on_signal(&mut reactor, options.grace)?;
 
     for addr in &options.addrs {
         let id = service

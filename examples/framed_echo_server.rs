@@ -113,8 +113,8 @@ fn run(addr: SocketAddr, max_frame: usize, max_conns: usize) -> io::Result<()> {
         .listen(&mut reactor, addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let on_signal = service.clone();
-    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        info!("{}: shutting down", common::signal_name(signal));
+    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+        info!("{}: shutting down", signal.name());
         if on_signal
             .shutdown(reactor, std::time::Duration::from_secs(5), |r| r.stop())
             .is_err()

@@ -85,8 +85,8 @@ fn run(addr: SocketAddr, dual_stack: Option<u16>, upper: bool) -> io::Result<()>
             }
         },
     )?;
-    common::on_shutdown_signal(&mut reactor, |reactor, signal| {
-        info!("{}: shutting down", common::signal_name(signal));
+    reactor::signal::on_shutdown_signal(&mut reactor, |reactor, signal| {
+        info!("{}: shutting down", signal.name());
         reactor.stop();
     })?;
     // Announced once a signal can no longer kill us before our handler runs:

@@ -83,6 +83,8 @@ mod timer;
 
 pub mod codec;
 pub mod service;
+#[cfg(feature = "signal")]
+pub mod signal;
 pub mod socket;
 pub mod udp;
 

@@ -153,8 +153,8 @@ fn run(addr: SocketAddr) -> io::Result<()> {
             let _ = endpoint.send_to(reply.as_bytes(), from);
         },
     )?;
-    common::on_shutdown_signal(&mut reactor, |reactor, signal| {
-        info!("{}: shutting down", common::signal_name(signal));
+    reactor::signal::on_shutdown_signal(&mut reactor, |reactor, signal| {
+        info!("{}: shutting down", signal.name());
         reactor.stop();
     })?;
     // Announced once a signal can no longer kill us before our handler runs:

@@ -158,13 +158,13 @@ fn run(options: Options) -> io::Result<()> {
     let grace = options.grace;
     let on_signal = service.clone();
     let mut signalled = false;
-    common::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
         if signalled {
             reactor.stop();
             return;
         }
         signalled = true;
-        info!("{}: shutting down", common::signal_name(signal));
+        info!("{}: shutting down", signal.name());
         let _ = on_signal.with(reactor, |chat, conns| chat.announce_shutdown(conns));
         if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
             warn!("shutdown: {e}");

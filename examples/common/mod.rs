@@ -12,7 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process;
 use std::time::Duration;
 
-use reactor::{Interest, Key, Reactor};
+use reactor::Reactor;
 
 /// The program's name, for messages.
 pub fn program() -> String {
@@ -207,36 +207,4 @@ pub fn announce(line: impl Display) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-/// Calls `on_signal` inside the loop when SIGINT or SIGTERM arrives. The
-/// signals come through a pipe that `signal-hook-mio` registers like any
-/// socket, so the handler runs as an ordinary callback, not in a signal
-/// handler.
-pub fn on_shutdown_signal<F>(reactor: &mut Reactor, mut on_signal: F) -> io::Result<Key>
-where
-    F: FnMut(&mut Reactor, i32) + 'static,
-{
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook_mio::v1_0::Signals;
-
-    let signals = Signals::new([SIGINT, SIGTERM])?;
-    reactor.register(
-        signals,
-        Interest::READABLE,
-        move |reactor, signals: &mut Signals, _| {
-            for signal in signals.pending() {
-                on_signal(reactor, signal);
-            }
-        },
-    )
-}
-
-/// The name of a shutdown signal, for log lines.
-pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        signal_hook::consts::SIGINT => "SIGINT",
-        signal_hook::consts::SIGTERM => "SIGTERM",
-        _ => "signal",
-    }
 }

@@ -155,7 +155,7 @@ use crate::socket;
 /// let mut reactor = Reactor::new()?;
 /// let server = Service::new(&mut reactor, Echo, Config::default());
 /// let listener = server.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
-/// let addr = server.local_addr(listener)?.inet().unwrap();
+/// let addr = server.tcp_addr(listener)?;
 ///
 /// let client = Service::new(&mut reactor, Client { got: Vec::new() }, Config::default());
 /// client.connect(&mut reactor, addr)?;
@@ -361,6 +361,42 @@ impl<H: Handler> Service<H> {
         slot.listener.local_addr()
     }
 
+    /// The IP address and port of a TCP listener: [`local_addr`](Service::local_addr)
+    /// without the match on [`Addr`], for the common case.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such listener; `InvalidInput` if it is a
+    /// Unix-domain listener; otherwise `getsockname`'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # use reactor::Reactor;
+    /// # use reactor::service::{Config, ConnId, Connections, Handler, Service};
+    /// # struct Discard;
+    /// # impl Handler for Discard {
+    /// #     fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, d: &[u8]) -> usize { d.len() }
+    /// # }
+    /// let mut reactor = Reactor::new()?;
+    /// let service = Service::new(&mut reactor, Discard, Config::default());
+    /// let listener = service.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// let addr = service.tcp_addr(listener)?;
+    /// assert_ne!(addr.port(), 0, "the port the kernel picked");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tcp_addr(&self, id: ListenerId) -> io::Result<SocketAddr> {
+        match self.local_addr(id)? {
+            Addr::Inet(addr) => Ok(addr),
+            Addr::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listener {} is a Unix-domain listener", id.index()),
+            )),
+        }
+    }
+
     /// Starts an outgoing TCP connection; see [`Connections::connect`].
     ///
     /// # Errors
@@ -395,8 +431,15 @@ impl<H: Handler> Service<H> {
     /// Shuts the service down gracefully: closes every listener, closes every
     /// connection once its queued output is written (each gets `on_close`
     /// with [`CloseReason::Shutdown`] then), aborts those still open after
-    /// `grace`, and then runs `done` (in the next turn). Send any goodbye
-    /// before calling this, with [`with`](Service::with).
+    /// `grace`, and then runs `done`. Send any goodbye before calling this,
+    /// with [`with`](Service::with).
+    ///
+    /// When `done` runs: once no connection is left, lingering ones
+    /// included, in the turn after the last one went (it is deferred with
+    /// [`Reactor::call_soon`]); with no connections at all, in the next turn.
+    /// That is at the latest the turn after `grace` has passed, when the
+    /// deadline aborts whatever is still open. It runs exactly once, and not
+    /// at all if the service is dropped before.
     ///
     /// `grace` is the deadline for everything, the linger included: a closed
     /// connection goes on reading and discarding its peer's input until the
@@ -416,6 +459,68 @@ impl<H: Handler> Service<H> {
         let result = engine.state.begin_shutdown(reactor, grace, Box::new(done));
         engine.leave(reactor);
         result
+    }
+
+    /// The usual graceful stop on Ctrl-C and `kill`: the first SIGINT or
+    /// SIGTERM starts [`shutdown`](Service::shutdown) with `grace`, and
+    /// [`Reactor::run`] returns once the shutdown is done; a second signal
+    /// stops the loop at once, with whatever is still open. Each step is
+    /// logged at `info`. Install it before announcing that the server is
+    /// ready (see [`on_shutdown_signal`](crate::signal::on_shutdown_signal)).
+    ///
+    /// To send a goodbye first, or to stop several services together, use
+    /// [`on_shutdown_signal`](crate::signal::on_shutdown_signal) with your
+    /// own callback, as `examples/chat_server` does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`on_shutdown_signal`](crate::signal::on_shutdown_signal).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use reactor::Reactor;
+    /// use reactor::service::{Config, ConnId, Connections, Handler, Service};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+    ///         let _ = conns.send(id, data);
+    ///         data.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let echo = Service::new(&mut reactor, Echo, Config::default());
+    /// echo.shutdown_on_signal(&mut reactor, Duration::from_secs(5))?;
+    /// echo.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// // reactor.run()? now returns after Ctrl-C, once every client is flushed.
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "signal")]
+    pub fn shutdown_on_signal(
+        &self,
+        reactor: &mut Reactor,
+        grace: Duration,
+    ) -> io::Result<crate::Key> {
+        let service = self.clone();
+        let mut signalled = false;
+        crate::signal::on_shutdown_signal(reactor, move |reactor, signal| {
+            if signalled {
+                info!("{}: stopping now", signal.name());
+                reactor.stop();
+                return;
+            }
+            signalled = true;
+            info!("{}: shutting down (grace {grace:?})", signal.name());
+            if let Err(e) = service.shutdown(reactor, grace, |reactor| reactor.stop()) {
+                log::warn!("shutdown: {e}");
+                reactor.stop();
+            }
+        })
     }
 
     /// The service's counters.

@@ -97,7 +97,7 @@ fn run(seed: u64, fast_paths: bool) -> (Vec<Received>, Vec<Vec<u8>>) {
     let listener = service
         .listen(&mut reactor, "127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let addr = service.local_addr(listener).unwrap().inet().unwrap();
+    let addr = service.tcp_addr(listener).unwrap();
     let mut peers: Vec<TcpStream> = (0..PEERS)
         .map(|_| {
             let s = TcpStream::connect(addr).unwrap();

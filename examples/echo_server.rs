@@ -172,7 +172,7 @@ fn run(options: Options) -> io::Result<()> {
     reactor.run()?;
     // On stdout, for whoever ran it: a script can check that every byte it
     // was echoed arrived.
-    let stats = service.stats();
+    let stats = service.stats()?;
     common::announce(format_args!(
         "served {} connection(s), {} bytes in, {} bytes out",
         stats.accepted, stats.bytes_in, stats.bytes_out

@@ -67,7 +67,10 @@ pub struct LineDecoder {
 }
 
 impl LineDecoder {
-    /// A decoder for lines of at most `max` bytes.
+    /// A decoder for lines of at most `max` bytes. A service that decodes
+    /// with it sets its [`Config::input_limit`](crate::service::Config::input_limit)
+    /// to at least `max + 2`: what the handler leaves unconsumed is at most
+    /// one partial line, and a `\r\n` may end it.
     pub fn new(max: usize) -> LineDecoder {
         LineDecoder {
             max,

@@ -8,9 +8,11 @@
 //! cost one `eventfd` write and one loop turn, and the loop runs all thousand
 //! jobs in that turn.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -177,5 +179,24 @@ impl fmt::Debug for Handle {
         f.debug_struct("Handle")
             .field("alive", &self.remote.alive.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+impl Reactor {
+    /// Keeps a weak reference to `value` where a job from another thread
+    /// can find it again by the returned slot (which a `Send` handle can
+    /// carry, where the value itself cannot cross threads).
+    pub(crate) fn keep_for_handles(&mut self, value: Weak<dyn Any>) -> usize {
+        if let Some(slot) = self.kept.iter().position(|kept| kept.strong_count() == 0) {
+            self.kept[slot] = value;
+            return slot;
+        }
+        self.kept.push(value);
+        self.kept.len() - 1
+    }
+
+    /// The value kept in `slot`, if it is still alive.
+    pub(crate) fn kept(&self, slot: usize) -> Option<Rc<dyn Any>> {
+        self.kept.get(slot).and_then(Weak::upgrade)
     }
 }

@@ -15,21 +15,38 @@
 //!    everything above must respect: **edge-triggered** readiness, and
 //!    **stale events** for keys that were removed or reused (each key
 //!    carries a generation).
-//! 3. **Layer 2, the reactor** — [`Reactor`] (`src/reactor.rs`): the loop
+//! 3. **Layer 2, the reactor** — [`Reactor`] (`src/reactor/`): the loop
 //!    itself. Register a source with a callback; [`Reactor::run`] polls and
 //!    calls back. The type's documentation is the manual: the readiness
-//!    contract, the six steps of a turn, what happens on a panic. Around it:
-//!    timers ([`TimerId`], `src/timer.rs`), deferred calls and before-sleep
-//!    hooks (in `src/reactor.rs`), and the cross-thread [`Handle`]
-//!    (`src/handle.rs`) behind a `mio::Waker`.
+//!    contract, the six steps of a turn, what happens on a panic. The files:
+//!    `mod.rs` (the manual and one turn, `run_once`), `registration.rs`
+//!    (registering sources, and how an event reaches its registration),
+//!    `event.rs` ([`Event`], [`Dispatch`], taking a run of events),
+//!    `schedule.rs` (timers, deferred calls, before-sleep hooks). Beside it:
+//!    the timer queue ([`TimerId`], `src/timer.rs`), the cross-thread
+//!    [`Handle`] (`src/handle.rs`) behind a `mio::Waker`, and, with the
+//!    `signal` feature, SIGINT/SIGTERM as events ([`signal`],
+//!    `src/signal.rs`).
 //! 4. **Layer 3, connections** — [`service`] (`src/service/`): a
 //!    [`Service`](service::Service) owns listeners and connections with input
 //!    and output buffers; a [`Handler`](service::Handler) implements the
-//!    protocol. Inside: the engine's read, flush and accept paths
-//!    (`engine.rs`), the bookkeeping, send/broadcast and close/linger logic
-//!    (`table.rs`), the turn buffer and the pooled backlog (`buffer.rs`), the
-//!    per-connection record and the idle list (`conn.rs`), limits
-//!    (`config.rs`), TCP and Unix streams (`stream.rs`).
+//!    protocol through [`Connections`](service::Connections). One file per
+//!    idea:
+//!    - the API: `mod.rs` ([`Service`](service::Service)), `handler.rs`,
+//!      `connections.rs`, `config.rs` (every limit), `stats.rs`, `remote.rs`
+//!      (a `Send` handle for other threads);
+//!    - the state: `state.rs` (the table of connections, its fields grouped
+//!      by idea), `conn.rs` (one connection's record), `flags.rs` (its state
+//!      as a typed set);
+//!    - the paths: `engine.rs` (where events and timers enter, and how the
+//!      handler is called), `input.rs` (reading, delivery, pausing),
+//!      `output/` (`send.rs`, `flush.rs`, `in_place.rs` for the reply in
+//!      place, `turn.rs` for the turn buffer, `backlog.rs` for the backlog
+//!      and its pool), `close.rs` (close, linger, shutdown), `accept.rs`
+//!      (accept, the `EMFILE` pause, connect), `timeouts.rs` (idle,
+//!      unfinished input, and the lists behind them);
+//!    - the seam: `transport.rs` (what a connection's bytes pass through
+//!      between socket and handler), `stream.rs` (TCP and Unix sockets).
 //! 5. **Sockets** — [`socket`] (`src/socket.rs`): listeners with the options
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
 //! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length

@@ -147,7 +147,7 @@ fn steady_echo_traffic_allocates_nothing_on_the_loop_thread() {
         ready += rx.try_iter().count();
     }
 
-    let bytes_before = service.stats().bytes_out;
+    let bytes_before = service.stats().unwrap().bytes_out;
     COUNTING.with(|c| c.set(true));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !threads.iter().all(|t| t.is_finished()) {
@@ -158,7 +158,7 @@ fn steady_echo_traffic_allocates_nothing_on_the_loop_thread() {
     for t in threads {
         t.join().unwrap();
     }
-    let echoed = service.stats().bytes_out - bytes_before;
+    let echoed = service.stats().unwrap().bytes_out - bytes_before;
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     eprintln!("{allocations} allocations on the loop thread while echoing {echoed} bytes");
     // A few round trips may complete in the turn before counting starts.

@@ -126,7 +126,12 @@ fn many_sends_in_one_turn_go_out_in_one_write() {
     let got = run_client(&mut reactor, client);
     let expected: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
     assert_eq!(got, expected);
-    assert_eq!(service.stats().writes, 1, "{:?}", service.stats());
+    assert_eq!(
+        service.stats().unwrap().writes,
+        1,
+        "{:?}",
+        service.stats().unwrap()
+    );
 }
 
 #[test]
@@ -158,9 +163,9 @@ fn a_client_that_does_not_read_is_not_read_either() {
         reactor.run_once(Some(Duration::from_millis(5))).unwrap();
         // Reading stops above high water: at most one read budget more.
         assert!(
-            service.largest_output() <= 64 * 1024 + 16 * 1024,
+            service.largest_output().unwrap() <= 64 * 1024 + 16 * 1024,
             "{}",
-            service.largest_output()
+            service.largest_output().unwrap()
         );
     }
     assert!(
@@ -182,7 +187,7 @@ fn a_client_that_does_not_read_is_not_read_either() {
     let got = run_client(&mut reactor, reader);
     writer.join().unwrap();
     assert!(got == data);
-    assert!(service.stats().peak_output <= 64 * 1024 + 16 * 1024);
+    assert!(service.stats().unwrap().peak_output <= 64 * 1024 + 16 * 1024);
 }
 
 #[test]
@@ -354,7 +359,7 @@ fn read_and_write_budgets_of_a_few_bytes_still_move_everything() {
         got
     });
     assert!(run_client(&mut reactor, client) == expected);
-    assert!(service.stats().reads >= 200_000 / 7);
+    assert!(service.stats().unwrap().reads >= 200_000 / 7);
 }
 
 #[test]
@@ -795,7 +800,7 @@ fn over_the_output_budget_nobody_is_read_until_it_drains() {
     // Three members that do not read (yet). 32 MiB is more than the
     // kernel buffers between the server and each of them can hold.
     let mut readers: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
-    run_until(&mut reactor, |_| service.stats().open == 3);
+    run_until(&mut reactor, |_| service.stats().unwrap().open == 3);
     let mut sender = connect(addr);
     sender.set_nonblocking(true).unwrap();
     let data = Rng::new(21).bytes(TOTAL);
@@ -812,7 +817,7 @@ fn over_the_output_budget_nobody_is_read_until_it_drains() {
         }
         reactor.run_once(Some(Duration::from_millis(5))).unwrap();
         // Over budget, reading stops: at most one read's fan-out past it.
-        let queued = service.stats().queued_output;
+        let queued = service.stats().unwrap().queued_output;
         assert!(queued <= BUDGET + 3 * 16 * 1024, "{queued} bytes queued");
     }
     assert!(sent < TOTAL, "the sender was read without limit");
@@ -974,7 +979,9 @@ fn a_quoted_reply_and_the_sends_after_it_keep_their_order() {
     assert_eq!(run_client(&mut reactor, client), b"order:abc|order:abc\n");
     let client = ask(addr, b"bcast:x\n", 14);
     assert_eq!(run_client(&mut reactor, client), b"bcast:x\nafter\n");
-    run_until(&mut reactor, |_| service.stats().queued_output == 0);
+    run_until(&mut reactor, |_| {
+        service.stats().unwrap().queued_output == 0
+    });
 }
 
 #[test]
@@ -996,7 +1003,7 @@ fn close_or_shutdown_after_a_quoted_reply_sends_it_first_and_abort_drops_it() {
     let client = ask(addr, b"abort:gone\n", 100);
     assert_eq!(run_client(&mut reactor, client), b"");
     run_until(&mut reactor, |_| {
-        let stats = service.stats();
+        let stats = service.stats().unwrap();
         stats.queued_output == 0 && stats.open == 0
     });
 }
@@ -1012,7 +1019,7 @@ fn a_panic_after_a_quoted_reply_leaves_nothing_counted() {
     }));
     assert!(outcome.is_err(), "the panic propagated out of run_once");
     assert_eq!(run_client(&mut reactor, client), b"");
-    assert_eq!(service.stats().queued_output, 0);
+    assert_eq!(service.stats().unwrap().queued_output, 0);
     // The service still answers.
     let client = ask(addr, b"plain\n", 6);
     assert_eq!(run_client(&mut reactor, client), b"plain\n");
@@ -1151,7 +1158,7 @@ fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
     );
     let mut deaf = connect(addr);
     deaf.write_all(b"blast").unwrap();
-    run_until(&mut reactor, |_| service.stats().queued_output > 0);
+    run_until(&mut reactor, |_| service.stats().unwrap().queued_output > 0);
     // Another client is served meanwhile, and after.
     let healthy = std::thread::spawn(move || support::echo_once(addr, b"still here"));
     assert_eq!(run_client(&mut reactor, healthy), b"still here");
@@ -1162,7 +1169,7 @@ fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
             .any(|(_, reason)| reason == "close timed out (peer not reading)")
     };
     run_until(&mut reactor, |_| timed_out(&log));
-    let stats = service.stats();
+    let stats = service.stats().unwrap();
     assert_eq!(
         (stats.open, stats.lingering, stats.queued_output),
         (0, 0, 0)
@@ -1345,5 +1352,124 @@ fn a_slow_receiver_answers_for_the_frozen_turns_it_pins() {
 
 /// True once some connection of the service has a backlog it cannot write.
 fn service_has_backlog<H: Handler>(service: &Service<H>) -> bool {
-    service.largest_output() > 0
+    service.largest_output().unwrap() > 0
+}
+
+#[test]
+fn broadcast_where_and_broadcast_all_reach_the_chosen_connections() {
+    struct Shout;
+    impl Handler for Shout {
+        fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+            // Everyone but the sender.
+            assert_eq!(conns.broadcast_where(|to| to != id, data), 2);
+            data.len()
+        }
+    }
+    let (mut reactor, service, addr) = serve(Shout, Config::default());
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    run_until(&mut reactor, |_| service.stats().unwrap().open == 3);
+    clients[0].write_all(b"hi").unwrap();
+    let readers: Vec<_> = clients
+        .iter()
+        .skip(1)
+        .map(|c| {
+            let mut c = c.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut got = [0; 2];
+                c.read_exact(&mut got).unwrap();
+                got
+            })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(&run_client(&mut reactor, reader), b"hi");
+    }
+    let told = service
+        .with(&mut reactor, |_, conns| conns.broadcast_all(b"all"))
+        .unwrap();
+    assert_eq!(told, 3);
+    for client in &mut clients {
+        let mut c = client.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = [0; 3];
+            c.read_exact(&mut got).unwrap();
+            got
+        });
+        assert_eq!(
+            &run_client(&mut reactor, reader),
+            b"all",
+            "the sender got no echo of its own"
+        );
+    }
+}
+
+#[test]
+fn a_service_handle_drives_the_service_from_another_thread() {
+    let log = Shared::default();
+    let (mut reactor, service, addr) = serve(Echo { log: log.clone() }, Config::default());
+    let mut client = connect(addr);
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 1);
+    let remote = service.handle(&mut reactor);
+    let admin = std::thread::spawn(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        remote
+            .call(move |_, conns| {
+                tx.send(conns.len()).unwrap();
+                conns.broadcast_all(b"from afar");
+            })
+            .unwrap();
+        let open = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        remote
+            .shutdown(Duration::from_secs(5), |reactor| reactor.stop())
+            .unwrap();
+        open
+    });
+    let reader = std::thread::spawn(move || support::read_to_end(&mut client).unwrap());
+    reactor.run().unwrap(); // returns when the admin's shutdown is done
+    assert_eq!(admin.join().unwrap(), 1);
+    assert_eq!(reader.join().unwrap(), b"from afar");
+    assert_eq!(log.borrow().closed[0].1, "service shut down");
+}
+
+#[test]
+fn a_connection_exempt_from_the_idle_timeout_outlives_an_idle_one() {
+    struct Exempting {
+        log: Shared,
+    }
+    impl Handler for Exempting {
+        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+            // The first to connect is exempt.
+            if self.log.borrow().opened.is_empty() {
+                conns.exempt_from_idle(id, true).unwrap();
+            }
+            self.log.borrow_mut().opened.push(id);
+        }
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    let log = Shared::default();
+    let config = Config::default().idle_timeout(Some(Duration::from_millis(100)));
+    let (mut reactor, service, addr) = serve(Exempting { log: log.clone() }, config);
+    let _exempt = connect(addr);
+    run_until(&mut reactor, |_| log.borrow().opened.len() == 1);
+    let _idle = connect(addr);
+    run_until(&mut reactor, |_| !log.borrow().closed.is_empty());
+    let (exempt, idle) = (log.borrow().opened[0], log.borrow().opened[1]);
+    assert_eq!(
+        log.borrow().closed,
+        vec![(idle, "idle timeout".to_string())]
+    );
+    // Subject to it again, the exempt one goes the same way.
+    service
+        .with(&mut reactor, |_, conns| {
+            conns.reset_idle(exempt).unwrap();
+            conns.exempt_from_idle(exempt, false).unwrap();
+        })
+        .unwrap();
+    run_until(&mut reactor, |_| log.borrow().closed.len() == 2);
+    assert_eq!(log.borrow().closed[1], (exempt, "idle timeout".to_string()));
 }

@@ -79,5 +79,5 @@ fn sigterm_flushes_every_client_and_then_run_returns() {
         got.len(),
         greeting.len()
     );
-    assert_eq!(service.stats().open, 0);
+    assert_eq!(service.stats().unwrap().open, 0);
 }

@@ -188,7 +188,7 @@ fn run(options: Options) -> io::Result<()> {
     )?;
 
     reactor.run()?;
-    let stats = service.stats();
+    let stats = service.stats()?;
     info!(
         "served {} client(s): {} bytes in, {} bytes out",
         stats.accepted, stats.bytes_in, stats.bytes_out

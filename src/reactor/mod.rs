@@ -214,6 +214,9 @@ pub struct Reactor {
     /// Jobs sent by handles, taken from the shared queue and not yet run
     /// (only non-empty across turns if one of them panicked).
     remote_jobs: VecDeque<crate::handle::RemoteJob>,
+    /// Values that jobs from other threads may find again by slot (a
+    /// service, for its `ServiceHandle`), held weakly.
+    pub(crate) kept: Vec<std::rc::Weak<dyn std::any::Any>>,
     now: Instant,
     stop_requested: bool,
     keep_awake: bool,
@@ -248,6 +251,7 @@ impl Reactor {
             hooks: Vec::new(),
             remote: Arc::new(Remote::new(waker)),
             remote_jobs: VecDeque::new(),
+            kept: Vec::new(),
             now: Instant::now(),
             stop_requested: false,
             keep_awake: false,

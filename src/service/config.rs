@@ -136,12 +136,16 @@ impl Config {
     setting!(
         /// Input (bytes) a handler may leave unconsumed (a partial line or
         /// frame). Past it the connection is closed: no message may be bigger.
+        /// For a line protocol, the line decoder's maximum
+        /// ([`LineDecoder::new`](crate::codec::LineDecoder::new)) plus the
+        /// two bytes of a `\r\n`.
         input_limit, get_input_limit: usize
     );
     setting!(
         /// Bytes read from one connection per event before the loop moves on;
-        /// the connection is remembered as still readable and continued in the
-        /// next turn.
+        /// the connection is remembered as still readable and read again
+        /// before the loop next sleeps (the before-sleep step), without
+        /// waiting for an event.
         read_budget, get_read_budget: usize
     );
     setting!(

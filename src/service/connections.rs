@@ -123,6 +123,41 @@ impl Connections<'_> {
         self.state.broadcast(self.reactor, to, data)
     }
 
+    /// Queues the same bytes for every open connection for which `filter`
+    /// says yes, storing them once: a notice to everyone, or to everyone but
+    /// the sender. Returns how many took them (as for
+    /// [`broadcast`](Connections::broadcast)).
+    ///
+    /// This is the way to reach connections chosen from the service's own
+    /// list: `conns.broadcast(conns.ids(), data)` does not compile, since the
+    /// iterator borrows what the broadcast changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #![allow(dead_code)]
+    /// use reactor::service::{ConnId, Connections, Handler};
+    ///
+    /// /// Every line goes to everyone else.
+    /// struct Shout;
+    /// impl Handler for Shout {
+    ///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+    ///         conns.broadcast_where(|to| to != id, data);
+    ///         data.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn broadcast_where(&mut self, filter: impl FnMut(ConnId) -> bool, data: &[u8]) -> usize {
+        self.settle_in_place();
+        self.state.broadcast_where(self.reactor, filter, data)
+    }
+
+    /// Queues the same bytes for every open connection, storing them once;
+    /// see [`broadcast_where`](Connections::broadcast_where).
+    pub fn broadcast_all(&mut self, data: &[u8]) -> usize {
+        self.broadcast_where(|_| true, data)
+    }
+
     /// Closes gracefully: stops reading, writes what is queued, then sends
     /// FIN and closes. [`Handler::on_close`](super::Handler::on_close)
     /// follows once the output is written. Closing a connection that is
@@ -223,6 +258,35 @@ impl Connections<'_> {
     /// `NotFound` if `id` is not open.
     pub fn expect_message(&mut self, id: ConnId) -> io::Result<()> {
         self.state.expect_message(self.reactor, id)
+    }
+
+    /// Restarts the idle clock of `id`, as a read or a write would: for
+    /// activity the service cannot see (a subscriber that is sent nothing
+    /// but is known to be alive). Does nothing without an
+    /// [`idle_timeout`](Config::idle_timeout), or for an exempt connection.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn reset_idle(&mut self, id: ConnId) -> io::Result<()> {
+        visible(&self.state.conns, id).ok_or_else(|| not_open(id))?;
+        self.state.touch(self.reactor, id.index as usize);
+        Ok(())
+    }
+
+    /// Exempts `id` from the [`idle_timeout`](Config::idle_timeout) (an
+    /// admin connection, a long poll), or, with `false`, subjects it to the
+    /// timeout again, its clock starting now. Without an idle timeout it
+    /// does nothing.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn exempt_from_idle(&mut self, id: ConnId, exempt: bool) -> io::Result<()> {
+        visible(&self.state.conns, id).ok_or_else(|| not_open(id))?;
+        self.state
+            .exempt_from_idle(self.reactor, id.index as usize, exempt);
+        Ok(())
     }
 
     /// True if `id` is open (not closed, not closing).

@@ -38,6 +38,9 @@ pub(crate) struct Engine<H> {
 /// The shared cell the reactor routes events and timers to.
 pub(crate) struct Core<H> {
     pub(crate) engine: RefCell<Engine<H>>,
+    /// Where the reactor keeps this service for its `ServiceHandle`s, once
+    /// one has been made.
+    pub(crate) handle_slot: std::cell::Cell<Option<usize>>,
 }
 
 impl<H: Handler> Dispatch for Core<H> {

@@ -15,15 +15,23 @@
 //!  epoll: conn 7 readable
 //!     │
 //!     ▼
-//!  read() into the shared 64 KiB scratch buffer ──► handler.on_data(bytes)
-//!     │  (until WouldBlock, a short read,                │ conns.send(7, reply)
-//!     │   or the read budget)                            ▼
-//!     │                                        conn 7 output queue += reply
-//!     ▼                                        flush queue += conn 7
+//!  transport.read() into the shared 64 KiB scratch buffer
+//!     │  (until WouldBlock, a short read, or the read budget)
+//!     ▼
+//!  handler.on_data(bytes) ── conns.send(7, slice of bytes) ──► reply in place:
+//!     │                      (nothing else queued for 7)       noted, written from
+//!     │                                                        the scratch buffer
+//!     │                                                        when on_data returns
+//!     ├─ conns.send(7, reply) ──► turn buffer (one arena per service) + flush queue
+//!     ├─ conns.broadcast(room, line) ──► stored once, linked to every member
+//!     │                                  (a member whose socket is full: backlog)
+//!     ▼
 //!  next event ...
 //!     │
-//!  before the loop sleeps: for each conn in the flush queue,
-//!     one write()/writev() of its whole queue ──► on_drained when empty
+//!  before the loop sleeps: for each conn in the flush queue, write()/writev()
+//!     its backlog, then its turn ranges ──► what the socket does not take is
+//!     spilled to its backlog (broadcasts as slices of one frozen copy)
+//!     ──► on_drained when empty
 //! ```
 //!
 //! # The rules it keeps
@@ -32,19 +40,19 @@
 //!   Linux epoll and the BSDs' kqueue, a read that returns less than it was
 //!   offered proves the socket drained; a new event follows any later
 //!   arrival), or until the per-event read budget is spent, in which case the
-//!   connection is read again before the loop sleeps. After an event that
-//!   reported the peer's FIN, short reads do not count: the end of stream
-//!   still waits behind the data.
-//! - **One write per connection per turn**: `send` only queues. Before the
-//!   loop sleeps, every connection with queued output gets one `write` (or
-//!   `writev` when the queue holds several chunks). An echo is answered in
-//!   the turn its request arrived; a broadcast of a hundred messages costs one
-//!   write per receiver.
+//!   connection is read again before the loop next sleeps (in the
+//!   before-sleep step of [`Reactor::run_once`]), without waiting for an
+//!   event. After an event that reported the peer's FIN, short reads do not
+//!   count: the end of stream still waits behind the data.
+//! - **Writes gathered per turn**: `send` only queues, and every connection
+//!   with queued output is written before the loop sleeps, with one `write`
+//!   (or `writev`) per part of its queue: one call for an echo or a reply,
+//!   however many messages a turn queued, and one more when a backlog from
+//!   earlier turns comes first. Two things write sooner: a reply in place,
+//!   as soon as `on_data` returns, and a writable event, which flushes a
+//!   backlog at once.
 //! - **No `epoll_ctl` in steady state**: each socket is registered once for
 //!   both directions; pausing reads and waiting for writability are flags.
-//! - **Backpressure**: past [`Config::high_water`] queued bytes a connection
-//!   is not read; below [`Config::low_water`] it is again; past
-//!   [`Config::output_limit`] it is closed.
 //! - **No allocation per message, no memory per idle connection**: reads go
 //!   into one scratch buffer; only unconsumed leftovers are copied out;
 //!   output queues and their chunks come from a pool and return to it when
@@ -60,6 +68,24 @@
 //!   must be finished within a deadline of its first byte, however slowly
 //!   it trickles in ([`Connections::expect_message`] starts the clock for a
 //!   first message).
+//!
+//! # Which limit acts on which direction
+//!
+//! | limit | counts | when passed |
+//! |---|---|---|
+//! | [`Config::high_water`] / [`low_water`](Config::low_water) | this connection's queued output | stops reading **this connection's** input until its output drains: it slows a peer that sends requests faster than it reads replies. It does nothing for a pure subscriber, which sends nothing. |
+//! | [`Config::output_limit`] | this connection's queued output, and what the frozen copies it keeps hold beyond it | closes **this connection**: the peer is not reading. This is what bounds a slow subscriber. |
+//! | [`Config::output_budget`] | output queued over **all** connections | stops reading **everyone's** input (input is what makes output) until the total drains to three quarters. |
+//! | [`Config::input_limit`] | input a handler leaves unconsumed (a partial line or frame) | closes the connection: no message may be larger. Size it to the protocol's largest message, as [`LineDecoder::new`](crate::codec::LineDecoder::new)'s maximum. |
+//! | [`Config::unfinished_input_timeout`] | time since a message began | an error (through [`Handler::on_input_timeout`]) and a graceful close. |
+//! | [`Config::idle_timeout`] | time since the last read or write | closes the connection; see [`Connections::exempt_from_idle`]. |
+//!
+//! # Other threads
+//!
+//! A [`Service`] belongs to its loop's thread. [`Service::handle`] gives a
+//! `Send` [`ServiceHandle`] whose jobs run on the loop's thread with the
+//! handler and the connections; [`Service::shutdown_on_signal`] stops the
+//! service on Ctrl-C.
 //!
 //! # Panics
 //!
@@ -80,6 +106,7 @@ mod flags;
 mod handler;
 mod input;
 mod output;
+mod remote;
 mod state;
 mod stats;
 mod stream;
@@ -100,6 +127,7 @@ use mio::Interest;
 pub use config::Config;
 pub use connections::Connections;
 pub use handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
+pub use remote::ServiceHandle;
 pub use stats::ServiceStats;
 pub use stream::Addr;
 
@@ -192,6 +220,7 @@ impl<H: Handler> Service<H> {
             let timers: Weak<dyn state::TimerTarget> = me.clone();
             Core {
                 engine: RefCell::new(Engine::new(handler, State::new(config, dispatch, timers))),
+                handle_slot: std::cell::Cell::new(None),
             }
         });
         let weak = Rc::downgrade(&core);
@@ -525,29 +554,29 @@ impl<H: Handler> Service<H> {
 
     /// The service's counters.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If called from inside this service's handler (use
-    /// [`Connections::stats`] there).
-    pub fn stats(&self) -> ServiceStats {
-        self.core.engine.borrow().state.stats()
+    /// `WouldBlock` if called while the service's handler is running (there,
+    /// use [`Connections::stats`]), as for [`with`](Service::with).
+    pub fn stats(&self) -> io::Result<ServiceStats> {
+        Ok(self.engine()?.state.stats())
     }
 
     /// The largest output queue among the open connections now (a scan of
     /// all connections: for introspection, not for every turn).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If called from inside this service's handler.
-    pub fn largest_output(&self) -> usize {
-        let engine = self.core.engine.borrow();
-        engine
+    /// `WouldBlock` as for [`stats`](Service::stats).
+    pub fn largest_output(&self) -> io::Result<usize> {
+        let engine = self.engine()?;
+        Ok(engine
             .state
             .conns
             .iter()
             .map(|(_, c)| c.output_len())
             .max()
-            .unwrap_or(0)
+            .unwrap_or(0))
     }
 
     fn engine(&self) -> io::Result<std::cell::RefMut<'_, Engine<H>>> {

@@ -17,7 +17,7 @@
 /// let mut reactor = Reactor::new()?;
 /// let service = Service::new(&mut reactor, Discard, Config::default());
 /// service.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
-/// let stats = service.stats();
+/// let stats = service.stats()?;
 /// assert_eq!((stats.open, stats.listeners, stats.bytes_in), (0, 1, 0));
 /// # Ok(())
 /// # }

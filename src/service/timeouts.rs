@@ -229,6 +229,22 @@ impl State {
         }
     }
 
+    /// Takes a connection out of the idle list, or puts it back with its
+    /// clock starting now.
+    pub(crate) fn exempt_from_idle(&mut self, reactor: &mut Reactor, index: usize, exempt: bool) {
+        if self.config.idle_timeout.is_none() {
+            return;
+        }
+        let idle = &mut self.clocks.idle.list;
+        if exempt {
+            idle.unlink(&mut self.conns, index);
+        } else if !idle.contains(&self.conns[index]) {
+            let now = self.now_ms(reactor);
+            self.clocks.idle.list.push_back(&mut self.conns, index, now);
+            self.arm_clock(reactor, Clock::Idle);
+        }
+    }
+
     pub(crate) fn timeout_of(&self, clock: Clock) -> Option<Duration> {
         match clock {
             Clock::Idle => self.config.idle_timeout,

@@ -70,6 +70,8 @@ pub(crate) struct Output {
     pub(crate) over_budget: bool,
     /// A reply still in the scratch buffer (see `in_place.rs`).
     pub(crate) in_place: Option<ReplyInPlace>,
+    /// The receivers `broadcast_where` chose, kept for its next call.
+    pub(crate) chosen: Vec<ConnId>,
 }
 
 impl Output {
@@ -80,6 +82,7 @@ impl Output {
             flush_queue: Vec::new(),
             over_budget: false,
             in_place: None,
+            chosen: Vec::new(),
         }
     }
 }

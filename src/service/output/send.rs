@@ -179,6 +179,31 @@ impl State {
         count
     }
 
+    /// [`broadcast`](Self::broadcast) to the open connections `filter`
+    /// chooses. Their ids are gathered first (into a vector kept for the
+    /// next call, so this allocates nothing in steady use), since a
+    /// broadcast may close a connection and so change the table it would
+    /// be iterating.
+    pub(crate) fn broadcast_where(
+        &mut self,
+        reactor: &mut Reactor,
+        mut filter: impl FnMut(ConnId) -> bool,
+        data: &[u8],
+    ) -> usize {
+        let mut ids = std::mem::take(&mut self.out.chosen);
+        ids.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.is_visible())
+                .map(|(index, c)| c.id(index))
+                .filter(|&id| filter(id)),
+        );
+        let count = self.broadcast(reactor, ids.iter().copied(), data);
+        ids.clear();
+        self.out.chosen = ids;
+        count
+    }
+
     /// Bookkeeping after `len` bytes were queued for `id`: totals, limits,
     /// backpressure, and the flush queue.
     #[inline]

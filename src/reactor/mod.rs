@@ -109,8 +109,9 @@ pub struct LoopStats {
 /// 1. **deferred callbacks** queued by [`call_soon`](Reactor::call_soon)
 ///    before this step began; any they queue wait for the next turn;
 /// 2. **before-sleep hooks** ([`before_sleep`](Reactor::before_sleep)): the
-///    connection layer flushes queued output here, so everything written
-///    during a turn goes out in one write per connection;
+///    connection layer finishes reads cut short by a budget and flushes
+///    queued output here, so what a turn queued for a connection goes out
+///    together, in as few writes as its queue has parts;
 /// 3. **the timeout**: zero if there is deferred work, a stop request or a
 ///    [`keep_awake`](Reactor::keep_awake); otherwise the time to the earliest
 ///    timer, capped by the caller's timeout;

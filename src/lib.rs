@@ -8,8 +8,8 @@
 //!
 //! 1. **Readiness** — [`Ready`] (`src/ready.rs`): the flags one event
 //!    carries (readable, writable, read-closed, write-closed, error).
-//! 2. **Layer 1, the selector** — [`Selector`] and [`Key`]
-//!    (`src/selector.rs`): Python's `selectors` module over epoll.
+//! 2. **Layer 1, the selector** — [`Selector`] (`src/selector.rs`) and
+//!    [`Key`] (`src/key.rs`): Python's `selectors` module over epoll.
 //!    `register(source, interest, data)` returns a key; `select(timeout)`
 //!    says which keys are ready. Its documentation explains the two hazards
 //!    everything above must respect: **edge-triggered** readiness, and
@@ -93,6 +93,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod handle;
+mod key;
 mod reactor;
 mod ready;
 mod selector;
@@ -106,10 +107,11 @@ pub mod socket;
 pub mod udp;
 
 pub use handle::Handle;
+pub use key::Key;
 pub use mio::Interest;
 pub use reactor::{Dispatch, Event, LoopStats, Reactor};
 pub use ready::Ready;
-pub use selector::{Key, Selector};
+pub use selector::Selector;
 pub use timer::TimerId;
 
 /// The README's code, compiled and run as a doctest so it cannot rot.

@@ -16,8 +16,8 @@ use mio::Interest;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::key::Key;
 use crate::reactor::Reactor;
-use crate::selector::Key;
 
 /// A signal that asks a server to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

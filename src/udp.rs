@@ -23,9 +23,9 @@ use std::rc::{Rc, Weak};
 use log::{debug, warn};
 use mio::Interest;
 
+use crate::key::Key;
 use crate::reactor::{Dispatch, Event, Reactor};
 use crate::ready::Ready;
-use crate::selector::Key;
 
 /// The largest UDP payload (IPv4: 65,535 − 8 − 20); the receive buffer is
 /// this big, so no datagram is ever truncated.

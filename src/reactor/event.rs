@@ -9,8 +9,8 @@ use log::trace;
 
 use super::Reactor;
 use super::registration::Registration;
+use crate::key::Key;
 use crate::ready::Ready;
-use crate::selector::Key;
 
 /// One readiness event, as a reactor callback receives it: which
 /// registration, and what it is ready for.

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::handle::{Handle, Remote};
+use crate::key::Key;
 use crate::ready::Ready;
-use crate::selector::{Key, Selector};
+use crate::selector::Selector;
 use crate::timer::TimerQueue;
 
 /// What a timer runs.

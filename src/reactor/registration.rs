@@ -13,8 +13,9 @@ use mio::Interest;
 use mio::event::Source;
 
 use super::{Dispatch, Event, Reactor};
+use crate::key::Key;
 use crate::ready::Ready;
-use crate::selector::{Key, not_found};
+use crate::selector::not_found;
 
 /// A source owned by the reactor together with its callback.
 pub(crate) trait OwnedRegistration {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use super::{Reactor, TimerCallback};
+use crate::key::Key;
 use crate::ready::Ready;
-use crate::selector::Key;
 use crate::timer::TimerId;
 
 impl Reactor {

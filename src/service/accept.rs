@@ -18,9 +18,9 @@ use super::handler::{CloseReason, ConnId, Handler, ListenerId, Origin};
 use super::state::{State, TimerKind};
 use super::stream::{Addr, Listener, Stream};
 use super::transport::Transport;
+use crate::key::Key;
 use crate::reactor::Reactor;
 use crate::ready::Ready;
-use crate::selector::Key;
 use crate::socket::is_resource_exhaustion;
 
 pub(crate) struct ListenerSlot {

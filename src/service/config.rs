@@ -1,4 +1,7 @@
 //! [`Config`]: every limit and socket default of a service, with its setter.
+//!
+//! Only values and their documented defaults: what each limit does is
+//! enforced in the file of its idea.
 
 use std::time::Duration;
 

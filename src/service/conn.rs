@@ -11,7 +11,7 @@ use super::output::backlog::OutputQueue;
 use super::output::turn::TurnLink;
 use super::timeouts::ListLink;
 use super::transport::Transport;
-use crate::selector::Key;
+use crate::key::Key;
 
 /// One connection. Everything here is paid for by every idle connection, so
 /// buffers are absent (`None`, an unallocated `Vec`) unless bytes wait in them.

@@ -1,4 +1,8 @@
 //! [`Connections`]: what a handler can do to the service's connections.
+//!
+//! Every method here checks its arguments and hands the work to the file of
+//! its idea (`output/`, `close.rs`, `input.rs`, `timeouts.rs`, `accept.rs`);
+//! none of them writes to a socket or calls the handler.
 
 use std::fmt;
 use std::io;

@@ -1,4 +1,8 @@
-//! [`Handler`]: what a service implements, and the values it is handed.
+//! [`Handler`]: what a service implements, and the values it is handed
+//! ([`ConnId`], [`ListenerId`], [`Origin`], [`CloseReason`]).
+//!
+//! This file is the protocol's side of the contract, and nothing else: it
+//! holds no state and does no I/O.
 
 use std::fmt;
 use std::io;

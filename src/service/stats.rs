@@ -1,4 +1,5 @@
-//! [`ServiceStats`]: what a service has done, for introspection.
+//! [`ServiceStats`]: what a service has done, for introspection. Counters
+//! only: nothing reads them to decide anything.
 
 /// Counters of a [`Service`](super::Service), cheap enough to leave on: each
 /// is a field updated in passing, and reading them copies a small struct.

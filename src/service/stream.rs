@@ -1,5 +1,7 @@
-//! One connection layer over TCP and Unix-domain sockets: [`Stream`],
-//! [`Listener`] and the [`Addr`] they report.
+//! TCP and Unix-domain sockets under one type: [`Stream`], [`Listener`] and
+//! the [`Addr`] they report, with the socket options and the `SIOCOUTQ`
+//! query the layer needs. What passes through a stream is the transport's
+//! business (`transport.rs`); this file never buffers a byte.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};

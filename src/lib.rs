@@ -32,7 +32,8 @@
 //!    and output buffers; a [`Handler`](service::Handler) implements the
 //!    protocol through [`Connections`](service::Connections). One file per
 //!    idea:
-//!    - the API: `mod.rs` ([`Service`](service::Service)), `handler.rs`,
+//!    - the API: `mod.rs` ([`Service`](service::Service)), `listeners.rs`
+//!      (listening, and where a listener is bound), `handler.rs`,
 //!      `connections.rs`, `config.rs` (every limit), `stats.rs`, `remote.rs`
 //!      (a `Send` handle for other threads);
 //!    - the state: `state.rs` (the table of connections, its fields grouped

@@ -11,6 +11,9 @@
 //! [`Service::shutdown_on_signal`]: crate::service::Service::shutdown_on_signal
 
 use std::io;
+use std::time::Duration;
+
+use log::info;
 
 use mio::Interest;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -18,6 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::key::Key;
 use crate::reactor::Reactor;
+use crate::service::{Handler, Service};
 
 /// A signal that asks a server to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,4 +93,67 @@ where
             }
         },
     )
+}
+
+impl<H: Handler> Service<H> {
+    /// The usual graceful stop on Ctrl-C and `kill`: the first SIGINT or
+    /// SIGTERM starts [`shutdown`](Service::shutdown) with `grace`, and
+    /// [`Reactor::run`] returns once the shutdown is done; a second signal
+    /// stops the loop at once, with whatever is still open. Each step is
+    /// logged at `info`. Install it before announcing that the server is
+    /// ready (see [`on_shutdown_signal`]).
+    ///
+    /// To send a goodbye first, or to stop several services together, use
+    /// [`on_shutdown_signal`] with your
+    /// own callback, as `examples/chat_server` does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`on_shutdown_signal`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use reactor::Reactor;
+    /// use reactor::service::{Config, ConnId, Connections, Handler, Service};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+    ///         let _ = conns.send(id, data);
+    ///         data.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let echo = Service::new(&mut reactor, Echo, Config::default());
+    /// echo.shutdown_on_signal(&mut reactor, Duration::from_secs(5))?;
+    /// echo.listen(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// // reactor.run()? now returns after Ctrl-C, once every client is flushed.
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown_on_signal(
+        &self,
+        reactor: &mut Reactor,
+        grace: Duration,
+    ) -> io::Result<crate::Key> {
+        let service = self.clone();
+        let mut signalled = false;
+        crate::signal::on_shutdown_signal(reactor, move |reactor, signal| {
+            if signalled {
+                info!("{}: stopping now", signal.name());
+                reactor.stop();
+                return;
+            }
+            signalled = true;
+            info!("{}: shutting down (grace {grace:?})", signal.name());
+            if let Err(e) = service.shutdown(reactor, grace, |reactor| reactor.stop()) {
+                log::warn!("shutdown: {e}");
+                reactor.stop();
+            }
+        })
+    }
 }

@@ -5,8 +5,12 @@
 //! Run:   cargo run --release --example echo_server
 //! Talk:  nc 127.0.0.1 10000        (or: cargo run --example multiconn_client)
 //!
-//! Options let it listen on several TCP addresses and a Unix socket at once,
-//! upper-case its echo, cap connections, and close idle ones.
+//! Options let it listen on several TCP addresses, TLS addresses and a Unix
+//! socket at once, upper-case its echo, cap connections, and close idle ones.
+//!
+//! TLS:   cargo run --example echo_server -- --tls-addr 127.0.0.1:10443 \
+//!            --cert examples/demo-tls/cert.pem --key examples/demo-tls/key.pem
+//!        openssl s_client -connect 127.0.0.1:10443 -quiet
 
 mod common;
 
@@ -28,6 +32,9 @@ options:
                           IPv6 as [::1]:PORT, names as localhost:PORT
   --dual-stack PORT       listen on [::]:PORT, for IPv4 and IPv6 clients at once
   --unix PATH             also listen on a Unix-domain socket at PATH
+  --tls-addr HOST:PORT    also listen for TLS here (with --cert and --key); repeat for more
+  --cert FILE             the TLS certificate chain, PEM (the server's first)
+  --key FILE              the TLS private key, PEM
   --upper                 echo ASCII letters upper-cased (like Python's bytes.upper())
   --max-conns N           most clients at once; more are told so and closed (default 10000)
   --idle-timeout DURATION close a client idle this long, e.g. 30s (default off)
@@ -67,6 +74,9 @@ impl Handler for Echo {
 
 struct Options {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
     dual_stack: Option<u16>,
     unix: Option<PathBuf>,
     upper: bool,
@@ -76,8 +86,12 @@ struct Options {
 
 fn parse_options() -> Options {
     let mut addrs = Vec::new();
+    let mut tls_addrs = Vec::new();
     let mut options = Options {
         addrs: Vec::new(),
+        tls_addrs: Vec::new(),
+        cert: None,
+        key: None,
         dual_stack: None,
         unix: None,
         upper: false,
@@ -94,6 +108,15 @@ fn parse_options() -> Options {
             }
             Long("unix") => {
                 options.unix = Some(common::value(&mut parser, "unix", common::text).into())
+            }
+            Long("tls-addr") => {
+                tls_addrs.push(common::value(&mut parser, "tls-addr", common::text))
+            }
+            Long("cert") => {
+                options.cert = Some(common::value(&mut parser, "cert", common::text).into())
+            }
+            Long("key") => {
+                options.key = Some(common::value(&mut parser, "key", common::text).into())
             }
             Long("upper") => options.upper = true,
             Long("max-conns") => {
@@ -118,11 +141,19 @@ fn parse_options() -> Options {
             _ => common::usage_error(arg.unexpected()),
         }
     }
-    if addrs.is_empty() && options.dual_stack.is_none() && options.unix.is_none() {
+    if !tls_addrs.is_empty() && (options.cert.is_none() || options.key.is_none()) {
+        common::usage_error("--tls-addr needs --cert and --key");
+    }
+    if addrs.is_empty()
+        && tls_addrs.is_empty()
+        && options.dual_stack.is_none()
+        && options.unix.is_none()
+    {
         addrs.push("127.0.0.1:10000".to_string());
     }
     // Name resolution blocks: done here, before the loop exists.
     options.addrs = addrs.iter().map(|a| common::resolve_addr(a)).collect();
+    options.tls_addrs = tls_addrs.iter().map(|a| common::resolve_addr(a)).collect();
     options
 }
 
@@ -152,6 +183,18 @@ fn run(options: Options) -> io::Result<()> {
             .listen(&mut reactor, *addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
+    }
+    if !options.tls_addrs.is_empty() {
+        let (Some(cert), Some(key)) = (&options.cert, &options.key) else {
+            unreachable!("checked when parsing the options");
+        };
+        let tls = reactor::tls::server_config(cert, key)?;
+        for addr in &options.tls_addrs {
+            let id = service
+                .listen_tls(&mut reactor, *addr, tls.clone())
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
+        }
     }
     if let Some(port) = options.dual_stack {
         let listener = reactor::socket::tcp_listener_dual_stack(port, options.config.get_backlog())

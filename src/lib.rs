@@ -105,6 +105,8 @@ pub mod service;
 #[cfg(feature = "signal")]
 pub mod signal;
 pub mod socket;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod udp;
 
 pub use handle::Handle;

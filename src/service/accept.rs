@@ -29,6 +29,9 @@ pub(crate) struct ListenerSlot {
     /// Sent to connections refused on this listener, instead of the
     /// configured reject message.
     pub(crate) reject_message: Option<Vec<u8>>,
+    /// The TLS configuration of a TLS listener.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// The listeners of a service and the state of accepting from them.
@@ -46,6 +49,28 @@ pub(crate) struct Accept {
 }
 
 impl State {
+    /// A TLS handshake's deadline passed: close the connection if the
+    /// handshake is still under way.
+    pub(crate) fn handshake_timed_out(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let index = id.index as usize;
+        let stalled = self.conns.get(index).is_some_and(|c| {
+            c.generation == id.generation && c.is_visible() && c.transport.is_handshaking()
+        });
+        if !stalled {
+            return;
+        }
+        let timeout = self.config.handshake_timeout;
+        warn!("{id}: TLS handshake not finished within {timeout:?}: closing");
+        #[cfg(feature = "tls")]
+        let reason = CloseReason::Tls(io::Error::new(
+            io::ErrorKind::TimedOut,
+            super::tls_transport::HandshakeTimeout(timeout),
+        ));
+        #[cfg(not(feature = "tls"))]
+        let reason = CloseReason::Closed;
+        self.remove(reactor, index, Some(reason));
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.accept.open >= self.config.max_connections
     }
@@ -141,11 +166,17 @@ impl<H: Handler> Engine<H> {
         }
         // A fresh socket has an empty send buffer: writable from the start,
         // so a greeting goes out in this turn.
-        let id = match self.state.insert(
-            reactor,
-            Transport::Plain(stream),
-            Flags::ACCEPTED | Flags::WRITABLE,
-        ) {
+        let transport = match self.transport_for(listener, stream) {
+            Ok(transport) => transport,
+            Err(e) => {
+                warn!("cannot start TLS for {peer}: {e}");
+                return;
+            }
+        };
+        let id = match self
+            .state
+            .insert(reactor, transport, Flags::ACCEPTED | Flags::WRITABLE)
+        {
             Ok(id) => id,
             Err(e) => {
                 warn!("cannot register connection from {peer}: {e}");
@@ -158,6 +189,21 @@ impl<H: Handler> Engine<H> {
         self.tell(reactor, id, |handler, conns| {
             handler.on_open(conns, id, origin)
         });
+    }
+
+    /// What the bytes of a connection accepted on `listener` pass through:
+    /// plain, or TLS for a TLS listener.
+    fn transport_for(&self, listener: usize, stream: Stream) -> io::Result<Transport> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.state.accept.listeners[listener].tls {
+            let conn = rustls::ServerConnection::new(config.clone())
+                .map_err(super::tls_transport::tls_error)?;
+            return Ok(Transport::Tls(Box::new(
+                super::tls_transport::TlsTransport::new(stream, conn.into()),
+            )));
+        }
+        let _ = listener;
+        Ok(Transport::Plain(stream))
     }
 
     pub(crate) fn pause_accepting(&mut self, reactor: &mut Reactor, e: &io::Error) {

@@ -162,11 +162,18 @@ impl State {
         // close would make the kernel answer RST, and a reset throws away
         // whatever it has not yet delivered; so shut down our side, and read
         // and discard until the peer's FIN.
-        if conn.flags.has(Flags::END_OF_STREAM) || linger.is_zero() {
+        let peer_done = conn.flags.has(Flags::END_OF_STREAM);
+        if (peer_done && !conn.transport.closes_with_notice()) || linger.is_zero() {
             self.remove(reactor, index, Some(reason));
             return;
         }
         if !conn.flags.has(Flags::WRITE_SHUT) && conn.transport.shutdown_write().is_err() {
+            self.remove(reactor, index, Some(reason));
+            return;
+        }
+        if peer_done && !conn.transport.has_pending() {
+            // The transport's goodbye (close_notify) has left, and the peer
+            // has finished: nothing more can arrive.
             self.remove(reactor, index, Some(reason));
             return;
         }
@@ -441,6 +448,12 @@ impl<H: Handler> Engine<H> {
         };
         let conn = &mut self.state.conns[index];
         match result {
+            // The peer has finished, but our goodbye has not left yet: it
+            // goes on the next writable event, and the close ends there.
+            Ok(()) if conn.flags.has(Flags::LINGERING) && conn.transport.has_pending() => {
+                conn.flags.clear(Flags::READABLE);
+                conn.flags.set(Flags::END_OF_STREAM);
+            }
             _ if conn.flags.has(Flags::LINGERING) => self.state.remove(reactor, index, None),
             Ok(()) => {
                 conn.flags.clear(Flags::READABLE);

@@ -24,6 +24,7 @@ use std::time::Duration;
 /// | [`nodelay`](Config::nodelay) | on | Nagle plus delayed ACKs stall small writes by 40 ms |
 /// | [`idle_timeout`](Config::idle_timeout) | off | nothing read or written for this long: close |
 /// | [`connect_timeout`](Config::connect_timeout) | 10 s | an outgoing connect that has not completed |
+/// | [`handshake_timeout`](Config::handshake_timeout) | 10 s | a TLS handshake that has not finished |
 /// | [`unfinished_input_timeout`](Config::unfinished_input_timeout) | off | a message begun and not finished this long: close (slowloris) |
 /// | [`close_timeout`](Config::close_timeout) | 10 s | a graceful close (flush and linger) not done by then is aborted |
 /// | [`linger_timeout`](Config::linger_timeout) | 2 s | once the peer has all our output, wait this long for its FIN |
@@ -62,6 +63,7 @@ pub struct Config {
     pub(crate) nodelay: bool,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     pub(crate) linger_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) unfinished_input_timeout: Option<Duration>,
@@ -87,6 +89,7 @@ impl Default for Config {
             nodelay: true,
             idle_timeout: None,
             connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             linger_timeout: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
             unfinished_input_timeout: None,
@@ -176,6 +179,12 @@ impl Config {
     setting!(
         /// Gives up on an outgoing connect after this long.
         connect_timeout, get_connect_timeout: Duration
+    );
+    setting!(
+        /// Closes a TLS connection whose handshake has not finished this long
+        /// after it was accepted (or its connect started): a stalled
+        /// handshake must not hold a slot.
+        handshake_timeout, get_handshake_timeout: Duration
     );
     setting!(
         /// After a graceful close has flushed and sent FIN, and the peer has

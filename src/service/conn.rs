@@ -68,7 +68,9 @@ impl Connection {
     /// holds (a close waits for both).
     #[inline]
     pub(crate) fn has_output(&self) -> bool {
-        self.output.is_some() || !self.turn.is_empty() || self.transport.pending() > 0
+        self.output.is_some()
+            || !self.turn.is_empty()
+            || (self.flags.has(Flags::TLS) && self.transport.has_pending())
     }
 
     /// Visible to the handler: open, not lingering.

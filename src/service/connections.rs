@@ -399,9 +399,43 @@ impl Connections<'_> {
     }
 
     fn start_connect(&mut self, stream: Stream, addr: &Addr) -> io::Result<ConnId> {
+        self.start_connect_over(Transport::Plain(stream), addr)
+    }
+
+    /// Starts an outgoing TLS connection over TCP: as
+    /// [`connect`](Connections::connect), and the bytes pass through rustls
+    /// with `config`, verifying the server's certificate for `server_name`
+    /// (see [`tls::client_config`](crate::tls::client_config)). `on_open`
+    /// comes when the TCP connect completes; what is sent before the
+    /// handshake finishes waits in rustls (up to its buffer limit) and in the
+    /// queue. A certificate that does not verify closes the connection with
+    /// [`CloseReason::Tls`](super::CloseReason::Tls).
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Connections::connect), and `InvalidData` if rustls
+    /// refuses the configuration.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &mut self,
+        addr: SocketAddr,
+        server_name: crate::tls::ServerName<'static>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> io::Result<ConnId> {
+        let tls = rustls::ClientConnection::new(config, server_name)
+            .map_err(super::tls_transport::tls_error)?;
+        let stream = mio::net::TcpStream::connect(addr)?;
+        let transport = Transport::Tls(Box::new(super::tls_transport::TlsTransport::new(
+            Stream::Tcp(stream),
+            tls.into(),
+        )));
+        self.start_connect_over(transport, &Addr::Inet(addr))
+    }
+
+    fn start_connect_over(&mut self, transport: Transport, addr: &Addr) -> io::Result<ConnId> {
         let id = self
             .state
-            .insert(self.reactor, Transport::Plain(stream), Flags::CONNECTING)?;
+            .insert(self.reactor, transport, Flags::CONNECTING)?;
         debug!("{id}: connecting to {addr}");
         let timeout = self.state.config.connect_timeout;
         self.state

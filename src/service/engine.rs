@@ -22,6 +22,19 @@ use super::timeouts::Clock;
 use crate::reactor::{Dispatch, Event, Reactor};
 use crate::ready::Ready;
 
+/// Whether an error came from TLS (always false without the `tls` feature).
+fn is_tls_error(e: &io::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        super::tls_transport::is_tls_error(e)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = e;
+        false
+    }
+}
+
 /// Size of the scratch buffer every read goes into.
 const SCRATCH: usize = 64 * 1024;
 
@@ -81,6 +94,7 @@ impl<H: Handler> TimerTarget for Core<H> {
             TimerKind::DeliveryCheck => engine.state.check_delivery(reactor),
             TimerKind::Linger(id) => engine.state.end_linger(reactor, id),
             TimerKind::Connect(id) => engine.connect_timed_out(reactor, id),
+            TimerKind::Handshake(id) => engine.state.handshake_timed_out(reactor, id),
             TimerKind::AcceptResume => engine.resume_accepting(),
             TimerKind::ShutdownDeadline => engine.state.shutdown_deadline(reactor),
         }
@@ -253,6 +267,19 @@ impl<H: Handler> Engine<H> {
             }
         }
         if conn.flags.has(Flags::LINGERING) {
+            if conn.flags.has(Flags::WRITABLE) && conn.transport.has_pending() {
+                // A close_notify the socket did not take at once.
+                if let Err(e) = conn.transport.write_pending() {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        conn.flags.clear(Flags::WRITABLE);
+                    }
+                }
+                if !conn.transport.has_pending() && conn.flags.has(Flags::END_OF_STREAM) {
+                    // It has left, and the peer had finished already.
+                    self.state.remove(reactor, index, None);
+                    return;
+                }
+            }
             self.discard_input(reactor, id);
             return;
         }
@@ -268,6 +295,11 @@ impl<H: Handler> Engine<H> {
         let lingering = self.state.conns[index].flags.has(Flags::LINGERING);
         if lingering {
             self.state.remove(reactor, index, None);
+        } else if is_tls_error(&e) {
+            // Worth a log line at the default level: a handshake that
+            // failed, a peer that speaks plaintext, a certificate refused.
+            log::warn!("{id}: TLS: {e}");
+            self.state.remove(reactor, index, Some(CloseReason::Tls(e)));
         } else {
             debug!("{id}: {e}");
             self.state

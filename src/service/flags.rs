@@ -17,7 +17,7 @@ use std::ops::BitOr;
 pub(crate) struct Flags(u32);
 
 /// The flags, with their names for `Debug`.
-const NAMES: [(Flags, &str); 21] = [
+const NAMES: [(Flags, &str); 22] = [
     (Flags::READABLE, "READABLE"),
     (Flags::WRITABLE, "WRITABLE"),
     (Flags::READ_CLOSED, "READ_CLOSED"),
@@ -42,6 +42,7 @@ const NAMES: [(Flags, &str); 21] = [
     (Flags::IN_UNFINISHED_LIST, "IN_UNFINISHED_LIST"),
     (Flags::IN_CLOSING_LIST, "IN_CLOSING_LIST"),
     (Flags::MESSAGE_EXPECTED, "MESSAGE_EXPECTED"),
+    (Flags::TLS, "TLS"),
 ];
 
 impl Flags {
@@ -107,6 +108,13 @@ impl Flags {
     pub(crate) const IN_CLOSING_LIST: Flags = Flags(1 << 19);
     /// The handler called `expect_message` during the current `on_data`.
     pub(crate) const MESSAGE_EXPECTED: Flags = Flags(1 << 20);
+
+    // The transport.
+    /// The connection's bytes pass through TLS: the plain-socket shortcuts
+    /// (the fast paths, the reply in place, the short-read rule) do not
+    /// apply. A flag, so that the hot path tests a bit it has loaded anyway
+    /// rather than asking the transport each time.
+    pub(crate) const TLS: Flags = Flags(1 << 21);
 
     /// Any of these stops reading.
     pub(crate) const NOT_READING: Flags = Flags::END_OF_STREAM

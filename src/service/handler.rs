@@ -104,6 +104,13 @@ pub enum CloseReason {
     OutputLimit,
     /// Unconsumed input passed the [`input_limit`](super::Config::input_limit).
     InputLimit,
+    /// TLS failed: the handshake (a certificate that does not verify, no
+    /// protocol or cipher suite in common, a peer that speaks plaintext to a
+    /// TLS port), a record that does not authenticate, or a handshake not
+    /// finished within the
+    /// [`handshake_timeout`](super::Config::handshake_timeout). The error
+    /// carries rustls's own where there is one.
+    Tls(io::Error),
     /// The service shut down.
     Shutdown,
     /// A graceful close could not write its queued output within the
@@ -128,6 +135,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => f.write_str("connect timed out"),
             CloseReason::OutputLimit => f.write_str("output limit exceeded (peer not reading)"),
             CloseReason::InputLimit => f.write_str("input limit exceeded"),
+            CloseReason::Tls(e) => write!(f, "TLS: {e}"),
             CloseReason::Shutdown => f.write_str("service shut down"),
             CloseReason::CloseTimeout => f.write_str("close timed out (peer not reading)"),
             CloseReason::InputTimeout => f.write_str("unfinished input timed out"),

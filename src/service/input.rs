@@ -14,12 +14,37 @@ use std::mem;
 
 use log::{debug, warn};
 
+use super::conn::Connection;
 use super::engine::{Engine, with_handler};
 use super::flags::Flags;
 use super::handler::{CloseReason, ConnId, Handler};
 use super::output::backlog::CHUNK;
 use super::state::{State, visible_mut};
 use crate::reactor::Reactor;
+
+/// What a read may have changed on the transport's side, for a transport
+/// with a life of its own (TLS; for plain sockets both questions fold to
+/// `false`): bytes of its own to send (a handshake message, a session
+/// ticket), or plaintext it refused during the handshake that it can take
+/// now. Either way the connection must be flushed, and no socket event will
+/// say so.
+#[inline(always)]
+fn after_transport_read(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id: ConnId) {
+    if !conn.flags.has(Flags::TLS) {
+        return;
+    }
+    let ready = conn.transport.take_write_ready();
+    if ready {
+        conn.flags.set(Flags::WRITABLE);
+    }
+    if (ready || conn.transport.has_pending())
+        && conn.flags.has(Flags::WRITABLE)
+        && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
+    {
+        conn.flags.set(Flags::IN_FLUSH_QUEUE);
+        flush_queue.push(id);
+    }
+}
 
 /// Connections to read again before the loop sleeps.
 #[derive(Default)]
@@ -108,6 +133,19 @@ impl State {
 }
 
 impl<H: Handler> Engine<H> {
+    /// Advances a paused connection's handshake (see `Transport::drive_handshake`).
+    fn drive_handshake(&mut self, reactor: &mut Reactor, id: ConnId) {
+        let Some(conn) = visible_mut(&mut self.state.conns, id) else {
+            return;
+        };
+        match conn.transport.drive_handshake() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.flags.clear(Flags::READABLE),
+            Err(e) => return self.fail(reactor, id, e),
+        }
+        after_transport_read(conn, &mut self.state.out.flush_queue, id);
+    }
+
     pub(crate) fn read(&mut self, reactor: &mut Reactor, id: ConnId) {
         let mut budget = self.state.config.read_budget;
         loop {
@@ -121,6 +159,14 @@ impl<H: Handler> Engine<H> {
                     // Closing: what the peer sends is read and thrown away,
                     // or it would turn the close into a reset.
                     self.discard_input(reactor, id);
+                } else if conn.flags.has(Flags::READABLE)
+                    && conn.transport.is_handshaking()
+                    && !conn.flags.any(Flags::CONNECTING | Flags::END_OF_STREAM)
+                {
+                    // Paused (backpressure, say) during a TLS handshake: the
+                    // output that paused it can only leave once the
+                    // handshake is done, so the handshake goes on.
+                    self.drive_handshake(reactor, id);
                 }
                 return;
             }
@@ -153,13 +199,14 @@ impl<H: Handler> Engine<H> {
                     // A short read drained the socket (epoll and kqueue raise
                     // a new event for anything that arrives later): skip the
                     // read that would only answer WouldBlock.
-                    let drained = n < want
-                        && !conn.flags.has(Flags::READ_CLOSED)
-                        && conn.transport.short_read_drains();
+                    // (Not for TLS either: a record may end short of the
+                    // buffer with more behind it.)
+                    let drained = n < want && !conn.flags.any(Flags::READ_CLOSED | Flags::TLS);
                     if drained {
                         conn.flags.clear(Flags::READABLE);
                     }
                     budget -= n;
+                    after_transport_read(conn, &mut self.state.out.flush_queue, id);
                     self.state.stats.bytes_in += n as u64;
                     debug!("{id}: read {n} bytes");
                     let fast = conn.input.is_empty();
@@ -177,11 +224,7 @@ impl<H: Handler> Engine<H> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.flags.clear(Flags::READABLE);
-                    if conn.transport.pending() > 0 {
-                        // The transport has something to answer (a
-                        // handshake message), with or without plaintext.
-                        self.state.queue_flush(id);
-                    }
+                    after_transport_read(conn, &mut self.state.out.flush_queue, id);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -34,6 +34,56 @@ impl<H: Handler> Service<H> {
         self.add_listener(reactor, Listener::Tcp(listener))
     }
 
+    /// Listens on a TCP address for TLS: as [`listen`](Service::listen), and
+    /// every connection accepted on it passes through rustls with `config`
+    /// (see [`tls::server_config`](crate::tls::server_config) to make one
+    /// from PEM files). The handler is the same: `on_data` gets plaintext,
+    /// `send` takes plaintext. A plaintext listener and a TLS one can serve
+    /// the same service on one loop.
+    ///
+    /// A handshake must finish within the
+    /// [`handshake_timeout`](super::Config::handshake_timeout); one that fails
+    /// (a peer that speaks plaintext, a certificate refused) closes the
+    /// connection with [`CloseReason::Tls`](super::CloseReason::Tls) and a
+    /// log line, disturbing no one else.
+    ///
+    /// # Errors
+    ///
+    /// As for [`listen`](Service::listen).
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(
+        &self,
+        reactor: &mut Reactor,
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> io::Result<ListenerId> {
+        let id = self.listen(reactor, addr)?;
+        // No connection can be accepted before the loop next turns.
+        self.engine()?.state.accept.listeners[id.index()].tls = Some(config);
+        Ok(id)
+    }
+
+    /// Starts an outgoing TLS connection; see [`Connections::connect_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Connections::connect_tls`], and `WouldBlock` if called from
+    /// inside this service's handler.
+    ///
+    /// [`Connections::connect_tls`]: super::Connections::connect_tls
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &self,
+        reactor: &mut Reactor,
+        addr: SocketAddr,
+        server_name: crate::tls::ServerName<'static>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> io::Result<super::ConnId> {
+        self.with(reactor, |_, conns| {
+            conns.connect_tls(addr, server_name, config)
+        })?
+    }
+
     /// Listens on a Unix-domain socket at `path`. The socket file is removed
     /// when the listener is closed (or the service shuts down).
     ///
@@ -108,6 +158,8 @@ impl<H: Handler> Service<H> {
             listener,
             key,
             reject_message: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         });
         Ok(ListenerId(index as u32))
     }

@@ -112,6 +112,8 @@ mod state;
 mod stats;
 mod stream;
 mod timeouts;
+#[cfg(feature = "tls")]
+mod tls_transport;
 mod transport;
 
 use std::cell::RefCell;

@@ -46,6 +46,8 @@ pub(crate) enum TimerKind {
     /// `linger_timeout`: close.
     Linger(ConnId),
     Connect(ConnId),
+    /// A TLS handshake's deadline.
+    Handshake(ConnId),
     AcceptResume,
     ShutdownDeadline,
 }
@@ -177,6 +179,10 @@ impl State {
             dispatch,
             index,
         )?;
+        let mut flags = flags;
+        if !transport.writes_in_place() {
+            flags.set(Flags::TLS);
+        }
         let generation = self.next_generation;
         self.next_generation = generation.wrapping_add(1);
         entry.insert(Connection {
@@ -193,15 +199,20 @@ impl State {
         if flags.has(Flags::ACCEPTED) {
             self.accept.open += 1;
         }
+        let id = ConnId {
+            index: index as u32,
+            generation,
+        };
+        if self.conns[index].transport.is_handshaking() {
+            let timeout = self.config.handshake_timeout;
+            self.set_timer(reactor, timeout, TimerKind::Handshake(id));
+        }
         if self.config.idle_timeout.is_some() {
             let now = self.now_ms(reactor);
             self.clocks.idle.list.push_back(&mut self.conns, index, now);
             self.arm_clock(reactor, Clock::Idle);
         }
-        Ok(ConnId {
-            index: index as u32,
-            generation,
-        })
+        Ok(id)
     }
 
     /// The current statistics.

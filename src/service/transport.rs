@@ -22,10 +22,11 @@
 //! - [`write`](Transport::write) takes plaintext and may take less than it
 //!   was offered, or answer `WouldBlock`, when the socket (or the
 //!   transport's own bounded buffer) is full, exactly as a socket does.
-//! - [`pending`](Transport::pending) is what the transport holds for the
-//!   socket itself. While it is not zero the connection is flushed, with or
-//!   without output of the handler's ([`write_pending`](Transport::write_pending)
-//!   comes first, to keep the order). Plain: always 0.
+//! - [`has_pending`](Transport::has_pending): whether the transport holds
+//!   bytes for the socket itself. While it does, the connection is flushed,
+//!   with or without output of the handler's ([`write_pending`](Transport::write_pending)
+//!   comes first, to keep the order), and a close waits for them. Plain:
+//!   never.
 //! - [`short_read_drains`](Transport::short_read_drains): whether a short
 //!   read proves the socket drained (the plain transport's edge-triggered
 //!   shortcut; a buffering transport must be read to `WouldBlock`).
@@ -52,6 +53,10 @@ use super::stream::Stream;
 pub(crate) enum Transport {
     /// TCP and Unix-domain bytes as they are.
     Plain(Stream),
+    /// TLS, by rustls (`tls_transport.rs`). Boxed: a rustls connection is
+    /// large, and plain connections should not pay for its size.
+    #[cfg(feature = "tls")]
+    Tls(Box<super::tls_transport::TlsTransport>),
 }
 
 impl Transport {
@@ -61,15 +66,30 @@ impl Transport {
     pub(crate) fn socket(&self) -> &Stream {
         match self {
             Transport::Plain(stream) => stream,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.socket(),
         }
     }
 
-    /// Bytes the transport holds for the socket (handshake messages, sealed
-    /// records): while not zero, the connection must be flushed.
+    /// Whether a TLS handshake is still under way (never, for plain bytes).
     #[inline]
-    pub(crate) fn pending(&self) -> usize {
+    pub(crate) fn is_handshaking(&self) -> bool {
         match self {
-            Transport::Plain(_) => 0,
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.is_handshaking(),
+        }
+    }
+
+    /// Whether the transport holds bytes for the socket (handshake
+    /// messages, sealed records, an alert): while it does, the connection
+    /// must be flushed, these first.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.has_pending(),
         }
     }
 
@@ -79,13 +99,53 @@ impl Transport {
     pub(crate) fn write_pending(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.write_pending(),
         }
     }
 
-    /// Ends our sending side once everything before it is written.
+    /// Advances a handshake on a connection whose reading is paused, taking
+    /// no plaintext (`WouldBlock` once the socket is drained). Plain
+    /// sockets have no handshake: `Ok` at once.
+    pub(crate) fn drive_handshake(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.drive_handshake(),
+        }
+    }
+
+    /// True once after the transport, having refused plaintext for a reason
+    /// of its own (a TLS handshake not finished yet), can take it again:
+    /// the socket was writable all along, so no event will say so.
+    #[inline(always)]
+    pub(crate) fn take_write_ready(&mut self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.take_write_ready(),
+        }
+    }
+
+    /// Whether a graceful close must say goodbye in the transport itself,
+    /// even when the peer has finished (TLS's `close_notify`).
+    #[inline]
+    pub(crate) fn closes_with_notice(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(_) => true,
+        }
+    }
+
+    /// Ends our sending side once everything before it is written (for TLS:
+    /// `close_notify` first, and FIN once it has left; until then
+    /// [`has_pending`](Transport::has_pending) says so).
     pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(stream) => stream.shutdown(Shutdown::Write),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.shutdown_write(),
         }
     }
 
@@ -94,6 +154,8 @@ impl Transport {
     pub(crate) fn writes_in_place(&self) -> bool {
         match self {
             Transport::Plain(_) => true,
+            #[cfg(feature = "tls")]
+            Transport::Tls(_) => false,
         }
     }
 
@@ -105,31 +167,39 @@ impl Transport {
     pub(crate) fn short_read_drains(&self) -> bool {
         match self {
             Transport::Plain(_) => true,
+            #[cfg(feature = "tls")]
+            Transport::Tls(_) => false,
         }
     }
 
     /// Bytes handed to the transport that the peer has not taken yet (see
     /// `Stream::unsent_bytes`), counting what the transport still holds.
     pub(crate) fn unsent_bytes(&self) -> io::Result<Option<usize>> {
-        let held = self.pending();
+        // What the transport holds counts as one byte at least: the peer
+        // has not got it.
+        let held = usize::from(self.has_pending());
         Ok(self.socket().unsent_bytes()?.map(|n| n + held))
     }
 }
 
 impl Read for Transport {
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(stream) => stream.read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.read(buf),
         }
     }
 }
 
 impl Write for Transport {
-    #[inline]
+    #[inline(always)]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(stream) => stream.write(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.write(buf),
         }
     }
 
@@ -137,6 +207,8 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(stream) => stream.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.write_vectored(bufs),
         }
     }
 
@@ -156,6 +228,8 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Plain(stream) => stream.register(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.socket_mut().register(registry, token, interests),
         }
     }
 
@@ -167,12 +241,16 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Plain(stream) => stream.reregister(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.socket_mut().reregister(registry, token, interests),
         }
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Transport::Plain(stream) => stream.deregister(registry),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.socket_mut().deregister(registry),
         }
     }
 }

@@ -99,7 +99,10 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
+                    // `listening on ADDR`, maybe followed by a note such
+                    // as `(TLS)`.
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        let addr = rest.split_whitespace().next().unwrap_or(rest);
                         listening.push(addr.to_string());
                     }
                 }

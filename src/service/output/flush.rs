@@ -81,7 +81,7 @@ impl<H: Handler> Engine<H> {
         if conn.flags.has(Flags::CONNECTING) {
             return;
         }
-        if conn.transport.pending() > 0 && conn.flags.has(Flags::WRITABLE) && result.is_ok() {
+        if conn.transport.has_pending() && conn.flags.has(Flags::WRITABLE) && result.is_ok() {
             // What the transport holds is older than anything queued here.
             result = match conn.transport.write_pending() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -90,7 +90,7 @@ impl<H: Handler> Engine<H> {
                 }
                 other => other,
             };
-            if conn.transport.pending() > 0 {
+            if conn.transport.has_pending() {
                 conn.flags.clear(Flags::WRITABLE);
             }
         }

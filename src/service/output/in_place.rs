@@ -59,7 +59,6 @@ impl State {
         // With nothing in this turn's ranges either: the reply is then all
         // the connection's output, written before anything else can be.
         if conn.generation == id.generation
-            && conn.transport.writes_in_place()
             && conn.turn.is_empty()
             && fast_path_fits(conn, &self.config, &self.stats, len)
         {

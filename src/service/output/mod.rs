@@ -95,11 +95,13 @@ pub(crate) fn writable_with_no_backlog(conn: &Connection) -> bool {
     if cfg!(test) && agreement_fast_paths_off() {
         return false;
     }
+    // Not TLS (whose transport may hold bytes older than these), as part of
+    // the same comparison.
     conn.output.is_none()
-        && conn.transport.pending() == 0
-        && conn
-            .flags
-            .only(Flags::WRITABLE | Flags::CONNECTING, Flags::WRITABLE)
+        && conn.flags.only(
+            Flags::WRITABLE | Flags::CONNECTING | Flags::TLS,
+            Flags::WRITABLE,
+        )
 }
 
 /// The fast-path test, asked by `send` and by the reply in place: `len` more
@@ -124,9 +126,8 @@ pub(crate) fn fast_path_fits(
     // `writable_with_no_backlog`, and not closing or shut for writing, as
     // one comparison.
     conn.output.is_none()
-        && conn.transport.pending() == 0
         && conn.flags.only(
-            Flags::WRITABLE | Flags::CONNECTING | Flags::NOT_SENDING,
+            Flags::WRITABLE | Flags::CONNECTING | Flags::TLS | Flags::NOT_SENDING,
             Flags::WRITABLE,
         )
         && len != 0

@@ -38,14 +38,20 @@ use reactor::{Event, Key, Reactor, Ready};
 const USAGE: &str = "\
 chat_client: talk to chat_server's line protocol from a terminal or a script
 
-usage: chat_client [--addr HOST:PORT] [--name NAME]
+usage: chat_client [--addr HOST:PORT] [--name NAME] [--tls [--ca FILE] [--insecure]]
 
 options:
-  --addr HOST:PORT   the chat server's line listener (default 127.0.0.1:9999)
-  --name NAME        answer the name prompt with NAME
+  --addr HOST:PORT     the chat server's line listener (default 127.0.0.1:9999)
+  --name NAME          answer the name prompt with NAME
+  --tls                connect over TLS (chat_server --tls-addr), verifying the
+                       server's certificate against --ca or the system's roots
+  --ca FILE            trust the certificates in this PEM file
+  --server-name NAME   the name the certificate must be for (default: the host of --addr)
+  --insecure           accept any certificate (with a warning): for tests only
   -h, --help         show this text
 
-Type a line to send it; /help lists the server's commands. Ctrl-D or /quit
+Type a line to send it; /help lists the server's commands. At a 'Password: '
+prompt, what you type is not echoed. Ctrl-D or /quit
 ends the session. Exit status 0 when the server closes the session normally,
 1 if the connection fails.
 ";
@@ -91,6 +97,8 @@ impl Output {
 struct Client {
     /// The first prompt is answered with `--name`, so it is not shown.
     hide_prompt: bool,
+    /// Terminal echo, off while a password is typed.
+    echo_off: Rc<RefCell<Option<common::EchoOff>>>,
     output: Rc<RefCell<Output>>,
     /// Set when the session ended in an error (exit status 1).
     failed: Rc<RefCell<Option<String>>>,
@@ -113,6 +121,10 @@ impl Handler for Client {
             self.hide_prompt = false;
         }
         self.output.borrow_mut().print(data);
+        if data.ends_with(b"Password: ") && std::io::IsTerminal::is_terminal(&io::stdin()) {
+            // What is typed next is a password: not on the screen.
+            *self.echo_off.borrow_mut() = common::EchoOff::new().ok();
+        }
         consumed
     }
 
@@ -185,18 +197,35 @@ fn main() {
     common::init_logging();
     let mut addr = "127.0.0.1:9999".to_string();
     let mut name = None;
+    let mut tls = false;
+    let mut ca: Option<String> = None;
+    let mut insecure = false;
+    let mut server_name: Option<String> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
         match arg {
             Long("addr") => addr = common::value(&mut parser, "addr", common::text),
             Long("name") => name = Some(common::value(&mut parser, "name", common::text)),
+            Long("tls") => tls = true,
+            Long("ca") => ca = Some(common::value(&mut parser, "ca", common::text)),
+            Long("insecure") => insecure = true,
+            Long("server-name") => {
+                server_name = Some(common::value(&mut parser, "server-name", common::text))
+            }
             Long("help") | Short('h') => common::help(USAGE),
             _ => common::usage_error(arg.unexpected()),
         }
     }
+    let host = server_name.unwrap_or_else(|| {
+        addr.rsplit_once(':')
+            .map_or(addr.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']'])
+            .to_string()
+    });
+    let tls = tls.then(|| tls_setup(&host, ca.as_deref(), insecure));
     let addr = common::resolve_addr(&addr);
-    let outcome = run(addr, name);
+    let outcome = run(addr, name, tls);
     // `run` has returned: the descriptors' flags are restored.
     match outcome {
         Ok(()) => {}
@@ -204,7 +233,89 @@ fn main() {
     }
 }
 
-fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
+/// What `--tls` connects with: the name the certificate must be for, and
+/// the client configuration.
+type TlsSetup = (
+    reactor::tls::ServerName<'static>,
+    std::sync::Arc<reactor::tls::ClientConfig>,
+);
+
+fn tls_setup(host: &str, ca: Option<&str>, insecure: bool) -> TlsSetup {
+    let name = reactor::tls::ServerName::try_from(host.to_string())
+        .unwrap_or_else(|e| common::usage_error(format!("--server-name {host}: {e}")));
+    let config = if insecure {
+        log::warn!(
+            "--insecure: the server's certificate is not checked; anyone can pretend to be it"
+        );
+        insecure_config()
+    } else {
+        reactor::tls::client_config(ca.map(std::path::Path::new))
+            .unwrap_or_else(|e| common::fail(e))
+    };
+    (name, config)
+}
+
+/// A client configuration that accepts any certificate (`--insecure`):
+/// the connection is encrypted, but the server is not authenticated.
+fn insecure_config() -> std::sync::Arc<reactor::tls::ClientConfig> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AcceptAnything(std::sync::Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AcceptAnything {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = reactor::tls::provider();
+    let config = reactor::tls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| common::fail(io::Error::other(e)))
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnything(provider)))
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+fn run(addr: SocketAddr, name: Option<String>, tls: Option<TlsSetup>) -> io::Result<()> {
     let stdin_fd = io::stdin().as_raw_fd();
     let stdout_fd = io::stdout().as_raw_fd();
     let _stdin_mode = NonBlocking::set(stdin_fd)?;
@@ -213,13 +324,20 @@ fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let output = Rc::new(RefCell::new(Output::default()));
     let failed = Rc::new(RefCell::new(None));
+    let echo_off = Rc::new(RefCell::new(None));
     let client = Client {
         hide_prompt: name.is_some(),
+        echo_off: echo_off.clone(),
         output: output.clone(),
         failed: failed.clone(),
     };
     let service = Service::new(&mut reactor, client, Config::default());
-    let id = service.connect(&mut reactor, addr)?;
+    let id = match tls {
+        Some((server_name, config)) => {
+            service.connect_tls(&mut reactor, addr, server_name, config)?
+        }
+        None => service.connect(&mut reactor, addr)?,
+    };
     if let Some(name) = &name {
         // Queued before anything read from stdin, so the server takes it as
         // the answer to its prompt (output waits while the connect completes).
@@ -247,6 +365,8 @@ fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
         service: service.clone(),
         id,
         done: false,
+        echo_off: echo_off.clone(),
+        output: output.clone(),
     };
     let registered = reactor.register(
         Fd(stdin_fd),
@@ -263,6 +383,8 @@ fn run(addr: SocketAddr, name: Option<String>) -> io::Result<()> {
                 service: service.clone(),
                 id,
                 done: false,
+                echo_off: echo_off.clone(),
+                output: output.clone(),
             };
             read_file_stdin(&mut reactor, input);
         }
@@ -294,6 +416,9 @@ struct Input {
     service: Service<Client>,
     id: ConnId,
     done: bool,
+    /// Echo turned off for a password: back on once its line is sent.
+    echo_off: Rc<RefCell<Option<common::EchoOff>>>,
+    output: Rc<RefCell<Output>>,
 }
 
 impl Input {
@@ -332,6 +457,10 @@ impl Input {
             let _ = self
                 .service
                 .with(reactor, |_, conns| conns.send(id, &lines));
+            if self.echo_off.borrow_mut().take().is_some() {
+                // The password's newline was not echoed either.
+                self.output.borrow_mut().print(b"\n");
+            }
         }
         if ended {
             self.end_of_input(reactor, key);

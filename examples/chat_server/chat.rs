@@ -9,6 +9,9 @@ use std::rc::Rc;
 
 use log::{debug, info};
 use reactor::codec::LineDecoder;
+use reactor::service::ServiceHandle;
+
+use crate::accounts::{Accounts, Check, Verifier};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Origin};
 
 use crate::protocol::{
@@ -25,6 +28,13 @@ pub struct Limits {
 
 struct User {
     proto: Proto,
+    /// Accepted on the TLS listener: may log in to a registered name.
+    secure: bool,
+    /// Logging in to a registered name.
+    login: Option<Login>,
+    /// The (folded) registered name this connection has given the password
+    /// of: the one registered name it may take.
+    verified: Option<String>,
     lines: LineDecoder,
     /// Set once the user has picked a name (line users: at the prompt; JSON
     /// users: with their first join).
@@ -32,6 +42,22 @@ struct User {
     /// The folded name of the room the user is in, shared with the room's key.
     room: Option<Rc<str>>,
 }
+
+/// A login under way: the name asked for, and how it is going.
+struct Login {
+    name: Box<str>,
+    failures: u8,
+    /// The password is being checked, or a failure's delay is running:
+    /// reading is paused meanwhile.
+    busy: bool,
+}
+
+/// Wrong passwords allowed on one connection before it is closed.
+const MAX_FAILURES: u8 = 3;
+/// How long a wrong password holds the next attempt back (others are served
+/// meanwhile: only this connection's reading is paused).
+const FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+const PASSWORD_PROMPT: &[u8] = b"Password: ";
 
 struct Room {
     /// As its creator spelled it.
@@ -42,6 +68,11 @@ struct Room {
 pub struct Chat {
     limits: Limits,
     json_listener: Option<ListenerId>,
+    tls_listener: Option<ListenerId>,
+    /// Registered names, with `--users`.
+    accounts: Option<Accounts>,
+    /// The password checker, with its handle back to this service.
+    verifier: Option<(Verifier, ServiceHandle<Chat>)>,
     /// Indexed by `ConnId::index`: dense and small, so a vector beats a map.
     users: Vec<Option<User>>,
     /// Folded name to owner, across both protocols.
@@ -65,11 +96,40 @@ impl Chat {
         Chat {
             limits,
             json_listener: None,
+            tls_listener: None,
+            accounts: None,
+            verifier: None,
             users: Vec::new(),
             names: HashMap::new(),
             rooms,
             line_out: Vec::new(),
         }
+    }
+
+    /// Connections accepted on this listener are TLS: registered names may
+    /// log in there.
+    pub fn set_tls_listener(&mut self, id: ListenerId) {
+        self.tls_listener = Some(id);
+    }
+
+    /// Turns accounts on: registered names need their password, over TLS.
+    pub fn set_accounts(
+        &mut self,
+        accounts: Accounts,
+        verifier: Verifier,
+        me: ServiceHandle<Chat>,
+    ) {
+        self.accounts = Some(accounts);
+        self.verifier = Some((verifier, me));
+    }
+
+    /// Why `name` may not be taken by `id` without logging in, if it is a
+    /// registered name.
+    fn registered(&self, name: &str) -> Option<String> {
+        self.accounts
+            .as_ref()
+            .and_then(|a| a.hash_of(name))
+            .map(|_| format!("{name} is a registered name: log in over TLS to use it"))
     }
 
     /// Connections accepted on this listener speak NDJSON.
@@ -146,6 +206,14 @@ impl Chat {
     fn claim_name(&mut self, id: ConnId, name: &str) -> Result<(), String> {
         check_name(name, "name")?;
         let key = fold(name);
+        let logged_in = self
+            .user(id)
+            .is_some_and(|u| u.verified.as_deref() == Some(key.as_str()));
+        if !logged_in {
+            if let Some(why) = self.registered(name) {
+                return Err(why);
+            }
+        }
         match self.names.get(&key) {
             Some(&owner) if owner != id => return Err(format!("the name {name} is taken")),
             _ => {}
@@ -370,6 +438,9 @@ impl Chat {
     // ----- the line protocol --------------------------------------------
 
     fn line_input(&mut self, conns: &mut Connections<'_>, id: ConnId, text: &str) {
+        if self.user(id).is_some_and(|u| u.login.is_some()) {
+            return self.password_entered(conns, id, text);
+        }
         let named = self.user(id).is_some_and(|u| u.name.is_some());
         if !named {
             return self.pick_name(conns, id, text.trim());
@@ -383,6 +454,23 @@ impl Chat {
     }
 
     fn pick_name(&mut self, conns: &mut Connections<'_>, id: ConnId, name: &str) {
+        if let Some(why) = self.registered(name) {
+            let secure = self.user(id).is_some_and(|u| u.secure);
+            if !secure {
+                self.tell(conns, id, Notice::Error(&why));
+                let _ = conns.send(id, PROMPT);
+                return;
+            }
+            if let Some(user) = self.user_mut(id) {
+                user.login = Some(Login {
+                    name: name.into(),
+                    failures: 0,
+                    busy: false,
+                });
+            }
+            let _ = conns.send(id, PASSWORD_PROMPT);
+            return;
+        }
         if let Err(e) = self.claim_name(id, name) {
             self.tell(conns, id, Notice::Error(&e));
             let _ = conns.send(id, PROMPT);
@@ -390,6 +478,109 @@ impl Chat {
         }
         // The lobby always exists, so this cannot fail.
         let _ = self.enter_room(conns, id, LOBBY);
+    }
+
+    // ----- logging in -----------------------------------------------------
+
+    /// The password line of a login: to the checker, with reading paused
+    /// until it answers.
+    fn password_entered(&mut self, conns: &mut Connections<'_>, id: ConnId, password: &str) {
+        let Some(login) = self
+            .users
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+            .and_then(|u| u.login.as_mut())
+        else {
+            return;
+        };
+        if login.busy {
+            return;
+        }
+        let name = login.name.clone();
+        let hash = self
+            .accounts
+            .as_ref()
+            .and_then(|a| a.hash_of(&name))
+            .map(str::to_string);
+        let (Some(hash), Some((verifier, _))) = (hash, self.verifier.as_mut()) else {
+            return;
+        };
+        login.busy = true;
+        let _ = conns.pause_reading(id);
+        verifier.submit(Check {
+            id,
+            name,
+            password: password.to_string(),
+            hash,
+        });
+    }
+
+    /// The checker's answer for `id`'s login to `name` (called on the loop,
+    /// through the service's handle).
+    pub fn password_checked(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        name: &str,
+        ok: bool,
+    ) {
+        if let Some((verifier, _)) = self.verifier.as_mut() {
+            verifier.next();
+        }
+        let Some(user) = self.users.get_mut(id.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(login) = user.login.as_mut().filter(|l| &*l.name == name) else {
+            return;
+        };
+        if !conns.is_open(id) {
+            return;
+        }
+        if ok {
+            user.login = None;
+            user.verified = Some(fold(name));
+            let _ = conns.resume_reading(id);
+            info!("{name} logged in");
+            if let Err(e) = self.claim_name(id, name) {
+                self.tell(conns, id, Notice::Error(&e));
+                let _ = conns.send(id, PROMPT);
+                return;
+            }
+            let _ = self.enter_room(conns, id, LOBBY);
+            return;
+        }
+        login.failures += 1;
+        let failures = login.failures;
+        info!("{id}: wrong password for {name} ({failures} of {MAX_FAILURES})");
+        self.tell(conns, id, Notice::Error("wrong password"));
+        if failures >= MAX_FAILURES {
+            let _ = conns.close(id);
+            return;
+        }
+        // The next attempt after a delay; reading stays paused until then.
+        let Some((_, me)) = self.verifier.as_ref() else {
+            return;
+        };
+        let me = me.clone();
+        conns.reactor().call_later(FAILURE_DELAY, move |_| {
+            let _ = me.call(move |chat, conns| chat.ask_password_again(conns, id));
+        });
+    }
+
+    fn ask_password_again(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let Some(login) = self
+            .users
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+            .and_then(|u| u.login.as_mut())
+        else {
+            return;
+        };
+        login.busy = false;
+        if conns.is_open(id) {
+            let _ = conns.send(id, PASSWORD_PROMPT);
+            let _ = conns.resume_reading(id);
+        }
     }
 
     fn command(&mut self, conns: &mut Connections<'_>, id: ConnId, command: &str) {
@@ -492,8 +683,12 @@ impl Handler for Chat {
         if self.users.len() <= id.index() {
             self.users.resize_with(id.index() + 1, || None);
         }
+        let secure = matches!(origin, Origin::Accepted(l) if Some(l) == self.tls_listener);
         self.users[id.index()] = Some(User {
             proto,
+            secure,
+            login: None,
+            verified: None,
             lines: LineDecoder::new(self.limits.max_line),
             name: None,
             room: None,
@@ -590,6 +785,9 @@ impl Handler for Chat {
     }
 
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        if let Some((verifier, _)) = self.verifier.as_mut() {
+            verifier.forget(id);
+        }
         self.leave_room(conns, id);
         let Some(user) = self.users.get_mut(id.index()).and_then(Option::take) else {
             return;

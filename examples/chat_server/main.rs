@@ -9,6 +9,7 @@
 //!
 //! `docs/chat.md` describes both protocols with sample sessions.
 
+mod accounts;
 mod chat;
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,6 +18,7 @@ mod text;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use log::{info, warn};
@@ -33,6 +35,13 @@ usage: chat_server [OPTIONS]
 options:
   --addr HOST:PORT        line protocol listener (default 127.0.0.1:9999)
   --json-addr HOST:PORT   NDJSON protocol listener (default 127.0.0.1:8083)
+  --tls-addr HOST:PORT    line protocol over TLS (default off; needs --cert and --key)
+  --cert FILE             the TLS certificate chain, PEM
+  --key FILE              the TLS private key, PEM
+  --users FILE            accounts: 'name:argon2id-hash' lines; a registered name can only
+                          be used by logging in with its password over TLS
+  --hash-password NAME    read a password from standard input and print the line to add
+                          to a --users file, then exit
   --max-clients N         clients at once over both listeners (default 10000)
   --max-rooms N           rooms at once, the lobby included (default 1000)
   --max-line SIZE         longest line accepted (default 4096)
@@ -51,6 +60,10 @@ and disconnects; RUST_LOG=debug logs every message.
 struct Options {
     addr: SocketAddr,
     json_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    users: Option<PathBuf>,
     limits: Limits,
     config: Config,
     grace: Duration,
@@ -69,6 +82,10 @@ fn parse_options() -> Options {
     let mut idle_timeout = None;
     let mut line_timeout = Some(Duration::from_secs(30));
     let mut grace = Duration::from_secs(5);
+    let mut tls_addr = None;
+    let mut cert = None;
+    let mut key = None;
+    let mut users = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -97,6 +114,34 @@ fn parse_options() -> Options {
             Long("line-timeout") => {
                 line_timeout =
                     common::value(&mut parser, "line-timeout", common::parse_optional_duration)
+            }
+            Long("tls-addr") => {
+                tls_addr = Some(common::value(&mut parser, "tls-addr", common::text))
+            }
+            Long("cert") => {
+                cert = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "cert",
+                    common::text,
+                )))
+            }
+            Long("key") => {
+                key = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "key",
+                    common::text,
+                )))
+            }
+            Long("users") => {
+                users = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "users",
+                    common::text,
+                )))
+            }
+            Long("hash-password") => {
+                let name: String = common::value(&mut parser, "hash-password", common::text);
+                hash_password(&name);
             }
             Long("grace") => grace = common::value(&mut parser, "grace", common::parse_duration),
             Long("help") | Short('h') => common::help(USAGE),
@@ -131,12 +176,38 @@ fn parse_options() -> Options {
         // The line decoder consumes overlong lines, so what waits unconsumed
         // is at most one line.
         .input_limit((limits.max_line + 2).max(64 * 1024));
+    if tls_addr.is_some() && (cert.is_none() || key.is_none()) {
+        common::usage_error("--tls-addr needs --cert and --key");
+    }
+    if users.is_some() && tls_addr.is_none() {
+        common::usage_error("--users needs --tls-addr: registered names log in over TLS");
+    }
     Options {
         addr: resolve("addr", &addr),
         json_addr: resolve("json-addr", &json_addr),
+        tls_addr: tls_addr.map(|a: String| resolve("tls-addr", &a)),
+        cert,
+        key,
+        users,
         limits,
         config,
         grace,
+    }
+}
+
+/// `--hash-password NAME`: the users-file line for NAME, from a password
+/// read on standard input (twice, without echo, when it is a terminal).
+fn hash_password(name: &str) -> ! {
+    let result = accounts::read_password_twice().and_then(|password| {
+        accounts::hash_line(name, &password)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    });
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            std::process::exit(0)
+        }
+        Err(e) => common::fail(e),
     }
 }
 
@@ -181,6 +252,27 @@ fn run(options: Options) -> io::Result<()> {
     };
     listen(&mut reactor, options.addr)?;
     let json = listen(&mut reactor, options.json_addr)?;
+    if let (Some(addr), Some(cert), Some(key)) = (options.tls_addr, &options.cert, &options.key) {
+        let tls = reactor::tls::server_config(cert, key)?;
+        let id = service
+            .listen_tls(&mut reactor, addr, tls)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        service.with(&mut reactor, |chat, _| chat.set_tls_listener(id))?;
+        common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
+    }
+    if let Some(path) = &options.users {
+        let accounts = accounts::Accounts::load(path)?;
+        info!(
+            "{} registered name(s) from {}",
+            accounts.len(),
+            path.display()
+        );
+        let me = service.handle(&mut reactor);
+        let verifier = accounts::Verifier::start(me.clone())?;
+        service.with(&mut reactor, |chat, _| {
+            chat.set_accounts(accounts, verifier, me)
+        })?;
+    }
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
     service.set_reject_message(
         json,

@@ -208,3 +208,33 @@ pub fn announce(line: impl Display) {
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
+
+/// Terminal echo off while it lives (for typing a password): standard
+/// input must be a terminal.
+pub struct EchoOff(libc::termios);
+
+impl EchoOff {
+    pub fn new() -> io::Result<EchoOff> {
+        // SAFETY: tcgetattr fills the termios it is given for descriptor 0,
+        // which is a terminal (checked by the caller).
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above; `quiet` is a valid termios copied from the
+        // terminal's own.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(EchoOff(saved))
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
+    }
+}

@@ -143,7 +143,11 @@ impl LineDecoder {
                     return None;
                 }
                 // A trailing '\r' may belong to a "\r\n" still on its way.
-                None if rest.len() > self.max + usize::from(rest.last() == Some(&b'\r')) => {
+                None if rest.len()
+                    > self
+                        .max
+                        .saturating_add(usize::from(rest.last() == Some(&b'\r'))) =>
+                {
                     // No newline within the limit: report it now, skip the rest.
                     *pos = data.len();
                     self.skipping = true;

@@ -53,6 +53,10 @@ impl ShutdownSignal {
 /// before announcing that the server is ready, or a signal sent as soon as
 /// the announcement is read kills the process.
 ///
+/// Keep the registration for the life of the process: the handlers stay
+/// installed when its key is deregistered, so the signals would then be
+/// caught and forgotten, and SIGTERM would no longer stop the process.
+///
 /// # Errors
 ///
 /// Creating the pipe or installing the handlers (`EMFILE`), or registering

@@ -194,9 +194,9 @@ impl<C> TimerQueue<C> {
                 // Keep the schedule (no drift), but if the loop fell behind by
                 // more than an interval, skip the missed ticks instead of
                 // firing a burst to catch up.
-                let mut next = deadline + interval;
+                let mut next = deadline.checked_add(interval).unwrap_or(deadline);
                 if next <= now {
-                    next = now + interval;
+                    next = now.checked_add(interval).unwrap_or(now);
                 }
                 self.push(next, id);
             }

@@ -153,3 +153,15 @@ fn a_four_gibibyte_header_is_refused_without_waiting_for_it() {
     assert!(result.is_some_and(|r| r.is_err()));
     assert_eq!(pos, 0);
 }
+
+/// Regression (outside review): a maximum of `usize::MAX` overflowed when a
+/// partial line ended in `\r`.
+#[test]
+fn a_line_decoder_without_a_practical_limit_does_not_overflow() {
+    let mut lines = reactor::codec::LineDecoder::new(usize::MAX);
+    let mut pos = 0;
+    assert!(lines.next_line(b"hi\r", &mut pos).is_none());
+    let data = b"hi\r\n";
+    pos = 0;
+    assert_eq!(lines.next_line(data, &mut pos).unwrap().unwrap(), b"hi");
+}

@@ -509,3 +509,18 @@ fn call_soon_after_the_reactor_is_gone_drops_the_job_at_once() {
         "the refused job was dropped"
     );
 }
+
+/// Regression (outside review): `Duration::MAX`, meant as "never", made
+/// `Instant + Duration` overflow and panic inside the loop.
+#[test]
+fn a_timer_too_long_for_the_clock_means_never_not_a_panic() {
+    let mut reactor = Reactor::new().unwrap();
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    let never = reactor.call_later(Duration::MAX, move |_| f.set(true));
+    let f = fired.clone();
+    let every = reactor.call_every(Duration::MAX, move |_| f.set(true));
+    reactor.run_once(Some(Duration::ZERO)).unwrap();
+    assert!(!fired.get());
+    assert!(reactor.cancel(never) && reactor.cancel(every));
+}

@@ -1473,3 +1473,23 @@ fn a_connection_exempt_from_the_idle_timeout_outlives_an_idle_one() {
     run_until(&mut reactor, |_| log.borrow().closed.len() == 2);
     assert_eq!(log.borrow().closed[1], (exempt, "idle timeout".to_string()));
 }
+
+/// Regression (outside review): an idle timeout or a shutdown grace of
+/// `Duration::MAX` panicked on the first accept, or at the shutdown.
+#[test]
+fn timeouts_too_long_for_the_clock_mean_never() {
+    let log = Shared::default();
+    let config = Config::default()
+        .idle_timeout(Some(Duration::MAX))
+        .unfinished_input_timeout(Some(Duration::MAX))
+        .close_timeout(Duration::MAX);
+    let (mut reactor, service, addr) = serve(Echo { log: log.clone() }, config);
+    let client = std::thread::spawn(move || support::echo_once(addr, b"forever"));
+    assert_eq!(run_client(&mut reactor, client), b"forever");
+    let done = Rc::new(RefCell::new(false));
+    let d = done.clone();
+    service
+        .shutdown(&mut reactor, Duration::MAX, move |_| *d.borrow_mut() = true)
+        .unwrap();
+    run_until(&mut reactor, |_| *done.borrow());
+}

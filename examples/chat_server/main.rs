@@ -276,7 +276,7 @@ fn run(options: Options) -> io::Result<()> {
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
     service.set_reject_message(
         json,
-        Some(br#"{"type":"error","message":"server full"}"#.as_slice()),
+        Some(b"{\"type\":\"error\",\"message\":\"server full\"}\n".as_slice()),
     )?;
 
     reactor.run()?;

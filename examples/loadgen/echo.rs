@@ -15,6 +15,9 @@ use crate::{Outcome, Window, report};
 
 pub struct Options {
     pub addr: SocketAddr,
+    /// Speak TLS, trusting the certificates in this PEM file (the server's
+    /// name is taken to be `localhost`).
+    pub tls_ca: Option<std::path::PathBuf>,
     pub conns: usize,
     pub size: usize,
     pub pipeline: usize,
@@ -155,8 +158,20 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         .output_limit(64 << 20)
         .input_limit(options.size.max(1) * options.pipeline.max(1) + 64 * 1024);
     let service = Service::new(&mut reactor, handler, config);
+    let tls = match &options.tls_ca {
+        Some(ca) => Some((
+            reactor::tls::ServerName::try_from("localhost").map_err(io::Error::other)?,
+            reactor::tls::client_config(Some(ca))?,
+        )),
+        None => None,
+    };
     for _ in 0..options.conns {
-        service.connect(&mut reactor, options.addr)?;
+        match &tls {
+            Some((name, config)) => {
+                service.connect_tls(&mut reactor, options.addr, name.clone(), config.clone())?
+            }
+            None => service.connect(&mut reactor, options.addr)?,
+        };
     }
     let started = crate::measure(&mut reactor, &service, options.window, |echo, on| {
         echo.measuring = on

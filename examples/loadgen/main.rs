@@ -35,7 +35,7 @@ use reactor::service::{Handler, Service};
 const USAGE: &str = "\
 loadgen: load for echo and chat servers, measured
 
-usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--duration D] [--warmup D]
+usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem] [--duration D] [--warmup D]
        loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
        loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
 
@@ -45,7 +45,8 @@ common options:
   --warmup D          run this long before measuring (default 1s)
   --duration D        the measured window (default 5s)
 
-echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection)
+echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection),
+       --tls CA.pem (speak TLS to a server whose certificate for localhost CA.pem signs)
 chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
        --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit),
        --drain 30s (after the window, how long to wait for lines in flight)
@@ -139,6 +140,7 @@ fn main() {
     };
     let mut addr = None;
     let mut json = false;
+    let mut tls_ca: Option<String> = None;
     let mut window = Window {
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(5),
@@ -153,6 +155,7 @@ fn main() {
         match arg {
             Long("addr") => addr = Some(common::value(&mut parser, "addr", common::text)),
             Long("json") => json = true,
+            Long("tls") => tls_ca = Some(common::value(&mut parser, "tls", common::text)),
             Long("server-pid") => {
                 window.server_pid =
                     Some(common::value(&mut parser, "server-pid", common::count) as u32)
@@ -189,6 +192,7 @@ fn main() {
     let outcome = match mode.as_str() {
         "echo" => echo::run(echo::Options {
             addr,
+            tls_ca: tls_ca.map(std::path::PathBuf::from),
             conns: conns.unwrap_or(100).max(1),
             size: size.unwrap_or(64).max(1),
             pipeline,

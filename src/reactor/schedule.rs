@@ -10,6 +10,15 @@ use crate::key::Key;
 use crate::ready::Ready;
 use crate::timer::TimerId;
 
+/// `delay` from now, or a century from now for a delay too long for the
+/// clock (`Duration::MAX` meant as "never"): never a panic.
+pub(crate) fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 impl Reactor {
     /// Runs `callback` once, `delay` from now (never earlier; the loop's
     /// poll timeout is rounded up to whole milliseconds).
@@ -29,7 +38,7 @@ impl Reactor {
     where
         F: FnOnce(&mut Reactor) + 'static,
     {
-        self.call_at(Instant::now() + delay, callback)
+        self.call_at(after(delay), callback)
     }
 
     /// Runs `callback` once at `deadline` (or in the next turn if it has
@@ -69,11 +78,8 @@ impl Reactor {
         F: FnMut(&mut Reactor) + 'static,
     {
         let interval = interval.max(Duration::from_nanos(1));
-        self.timers.insert(
-            Instant::now() + interval,
-            Some(interval),
-            Box::new(callback),
-        )
+        self.timers
+            .insert(after(interval), Some(interval), Box::new(callback))
     }
 
     /// Cancels a timer. Returns false if it had already fired (one-shot) or

@@ -425,19 +425,22 @@ impl<H: Handler> Engine<H> {
             let conn = &mut self.state.conns[index];
             match conn.transport.read(&mut self.scratch) {
                 Ok(0) => break Ok(()),
-                Ok(n)
+                Ok(n) => {
+                    // Read, though thrown away: it counts as read.
+                    self.state.stats.bytes_in += n as u64;
                     if n < self.scratch.len()
                         && !conn.flags.has(Flags::READ_CLOSED)
-                        && conn.transport.short_read_drains() =>
-                {
-                    conn.flags.clear(Flags::READABLE);
-                    return;
+                        && conn.transport.short_read_drains()
+                    {
+                        conn.flags.clear(Flags::READABLE);
+                        return;
+                    }
+                    if n >= budget {
+                        self.state.queue_read(id);
+                        return;
+                    }
+                    budget -= n;
                 }
-                Ok(n) if n >= budget => {
-                    self.state.queue_read(id);
-                    return;
-                }
-                Ok(n) => budget -= n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.flags.clear(Flags::READABLE);
                     return;

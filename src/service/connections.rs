@@ -433,6 +433,12 @@ impl Connections<'_> {
     }
 
     fn start_connect_over(&mut self, transport: Transport, addr: &Addr) -> io::Result<ConnId> {
+        if self.state.closing.shutdown.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the service is shutting down",
+            ));
+        }
         let id = self
             .state
             .insert(self.reactor, transport, Flags::CONNECTING)?;
@@ -443,7 +449,10 @@ impl Connections<'_> {
         Ok(id)
     }
 
-    /// The number of open connections.
+    /// The number of open connections: accepted or connected, not yet
+    /// closed for the handler (a connection whose graceful close is still
+    /// flushing counts, though [`is_open`](Connections::is_open) already
+    /// says no).
     pub fn len(&self) -> usize {
         self.state.conns.len() - self.state.closing.lingering
     }
@@ -453,7 +462,8 @@ impl Connections<'_> {
         self.len() == 0
     }
 
-    /// The ids of all open connections, in slot order.
+    /// The ids of all open connections, in slot order (as counted by
+    /// [`len`](Connections::len)).
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.state
             .conns

@@ -199,9 +199,12 @@ impl<H: Handler> Engine<H> {
                     // A short read drained the socket (epoll and kqueue raise
                     // a new event for anything that arrives later): skip the
                     // read that would only answer WouldBlock.
-                    // (Not for TLS either: a record may end short of the
-                    // buffer with more behind it.)
-                    let drained = n < want && !conn.flags.any(Flags::READ_CLOSED | Flags::TLS);
+                    // For TLS, a short read of plaintext proves only that
+                    // rustls has none left; the socket's own last read must
+                    // have been short too.
+                    let drained = n < want
+                        && !conn.flags.has(Flags::READ_CLOSED)
+                        && (!conn.flags.has(Flags::TLS) || conn.transport.socket_drained());
                     if drained {
                         conn.flags.clear(Flags::READABLE);
                     }

@@ -102,8 +102,10 @@ impl<H: Handler> ServiceHandle<H> {
     /// Runs `job` on the loop's thread with the handler and the connections,
     /// as [`Service::with`] does there: in the I/O step of the turn in which
     /// the wake arrives (see [`Handle::call_soon`]). Send results back
-    /// through a channel. If the service is gone by then, the job is dropped
-    /// without running.
+    /// through a channel, and wait for them with a timeout: a job sent while
+    /// the loop is not running (after [`Reactor::run`] has returned, before
+    /// the reactor is dropped) waits for the loop to run again. If the
+    /// service is gone by then, the job is dropped without running.
     ///
     /// # Errors
     ///

@@ -265,8 +265,16 @@ impl State {
             return;
         };
         let since = slot.list.since_ms(&mut self.conns, front);
-        let deadline = self.epoch + Duration::from_millis(since) + timeout;
-        let delay = deadline.saturating_duration_since(Instant::now());
+        // Checked: a timeout too long for the clock (`Duration::MAX`) is
+        // "never", not a panic.
+        let delay = match self
+            .epoch
+            .checked_add(Duration::from_millis(since))
+            .and_then(|start| start.checked_add(timeout))
+        {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
         slot.timer = Some(set_timer(
             &self.timers,
             reactor,
@@ -287,9 +295,14 @@ impl State {
         let Some(timeout) = timeout else {
             return due;
         };
-        let timeout_ms = timeout.as_millis() as u64;
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         while let Some(front) = slot.list.front() {
-            if slot.list.since_ms(&mut self.conns, front) + timeout_ms > now {
+            if slot
+                .list
+                .since_ms(&mut self.conns, front)
+                .saturating_add(timeout_ms)
+                > now
+            {
                 break;
             }
             slot.list.unlink(&mut self.conns, front);

@@ -40,6 +40,10 @@ pub(crate) struct TlsTransport {
     write_blocked: bool,
     /// ...and the handshake has finished since: the layer must write again.
     write_ready: bool,
+    /// The last read from the socket returned less than rustls asked for
+    /// (or `WouldBlock`): on epoll and kqueue that proves it drained, the
+    /// same shortcut the plain transport takes.
+    socket_drained: bool,
 }
 
 impl TlsTransport {
@@ -52,6 +56,7 @@ impl TlsTransport {
             socket_eof: false,
             write_blocked: false,
             write_ready: false,
+            socket_drained: false,
         }
     }
 
@@ -93,7 +98,11 @@ impl TlsTransport {
             if self.socket_eof {
                 return Ok(0);
             }
-            match self.conn.read_tls(&mut self.stream) {
+            let mut socket = ShortReadNoted {
+                stream: &mut self.stream,
+                short: &mut self.socket_drained,
+            };
+            match self.conn.read_tls(&mut socket) {
                 Ok(0) => self.socket_eof = true,
                 Ok(_) => {}
                 // WouldBlock: drained, wait for the next event.
@@ -171,6 +180,13 @@ impl TlsTransport {
         Ok(n)
     }
 
+    /// Whether the socket was drained by the last read: with rustls's
+    /// plaintext also used up (a short plaintext read), nothing is left to
+    /// read until the next event.
+    pub(crate) fn socket_drained(&self) -> bool {
+        self.socket_drained
+    }
+
     pub(crate) fn take_write_ready(&mut self) -> bool {
         std::mem::take(&mut self.write_ready)
     }
@@ -204,6 +220,23 @@ impl TlsTransport {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
             other => other,
         }
+    }
+}
+
+/// The socket, as rustls reads it, noting whether a read came back short.
+struct ShortReadNoted<'a> {
+    stream: &'a mut Stream,
+    short: &'a mut bool,
+}
+
+impl Read for ShortReadNoted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.stream.read(buf);
+        *self.short = match &result {
+            Ok(n) => *n < buf.len(),
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        result
     }
 }
 

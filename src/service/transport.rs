@@ -159,6 +159,18 @@ impl Transport {
         }
     }
 
+    /// After a short read of plaintext: whether the socket is drained too
+    /// (for TLS, the last socket read was short). Plain: the short read
+    /// itself was the socket's.
+    #[inline]
+    pub(crate) fn socket_drained(&self) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.socket_drained(),
+        }
+    }
+
     /// Whether a read that returns less than it was offered proves the
     /// socket drained (so the next read can wait for an event). True for the
     /// plain transport on epoll and kqueue; not for one that buffers

@@ -49,12 +49,13 @@ def per_round(server, base, workload, key):
     return [x / y for x, y in zip(a, b) if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y]
 
 
-def ratio_target(text, workload, key, limit, at_most, digits=2):
-    """A target on ours / epoll. Met or missed by the ratio of medians; but
-    when the round-by-round ratios fall on both sides of the limit, the
-    difference is within this machine's noise, and the table says so."""
-    r = ratio(median("ours", workload, key), median("epoll", workload, key))
-    rounds = per_round("ours", "epoll", workload, key)
+def ratio_target(text, workload, key, limit, at_most, digits=2, server="ours", base="epoll"):
+    """A target on server / base (ours / epoll unless said). Met or missed by
+    the ratio of medians; but when the round-by-round ratios fall on both
+    sides of the limit, the difference is within this machine's noise, and
+    the table says so."""
+    r = ratio(median(server, workload, key), median(base, workload, key))
+    rounds = per_round(server, base, workload, key)
     shown = fmt(r, digits) + "x"
     if len(rounds) >= 2:
         shown += f" (rounds {min(rounds):.2f}-{max(rounds):.2f})"
@@ -288,6 +289,26 @@ for s in ("ours", "epoll", "tokio-ct"):
         w(f"| {s} | {fmt(v)} |")
 w("")
 
+w("## TLS echo")
+w("")
+w("`loadgen echo --tls CERT --conns 100 --size S`: the echo above over TLS. Ours is")
+w("`echo_server --tls-addr` (rustls on the connection layer's transport seam); the baseline is")
+w("`benches/baselines/tokio_tls_echo` (tokio current_thread + tokio-rustls), with the same rustls")
+w("version, the ring provider and rustls's defaults on both sides, so the same cipher suite.")
+w("")
+w("| workload | server | round trips/s | MB/s | p50 µs | p99 µs | user µs/rt | total µs/rt | errors |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for label in ("100x64", "100x16384"):
+    for s in ("ours-tls", "tokio-tls"):
+        wl = f"tls-{label}"
+        if not by[(s, wl)]:
+            continue
+        errs = sum((r.get("errors") or 0) + (r.get("mismatches") or 0) for r in by[(s, wl)])
+        w(f"| {label} | {s} | {fmt(median(s, wl, 'round_trips_per_s'))} | {fmt(median(s, wl, 'mb_per_s'), 1)} | "
+          f"{fmt(median(s, wl, 'p50_us'))} | {fmt(median(s, wl, 'p99_us'))} | "
+          f"{fmt(median(s, wl, 'server_user_us_per_round_trip'), 3)} | {fmt(median(s, wl, 'server_cpu_us_per_round_trip'), 2)} | {errs} |")
+w("")
+
 # ----- targets -------------------------------------------------------------------------
 w("## Targets")
 w("")
@@ -326,6 +347,12 @@ target("idle: <= 256 bytes per connection at 10,000", fmt(idle) + " B", None if 
 hm = next(iter(by[("ours", "hold-max")]), {})
 target("as many idle connections as RLIMIT_NOFILE allows", f"{fmt(hm.get('held'))} of {fmt(hm.get('conns'))}",
        None if not hm else hm.get("held") == hm.get("conns"))
+for label in ("100x64", "100x16384"):
+    wl = f"tls-{label}"
+    ratio_target(f"TLS echo {label}: server CPU per round trip <= 1.0x tokio-rustls", wl,
+                 "server_cpu_us_per_round_trip", 1.0, True, server="ours-tls", base="tokio-tls")
+    ratio_target(f"TLS echo {label}: throughput >= 1.0x tokio-rustls", wl,
+                 "round_trips_per_s", 1.0, False, server="ours-tls", base="tokio-tls")
 target("HTTP vs nginx (wrk)", "not measured: http_server is a later issue", None)
 w("")
 w("## Commands")

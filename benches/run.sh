@@ -5,10 +5,14 @@
 # pins each server to CPU 0 and the load
 # generator to CPU 1, and writes docs/benchmarks.md and docs/img/*.svg.
 #
-# usage: benches/run.sh            (about 11 minutes on 2 cores)
+# usage: benches/run.sh            (about 13 minutes on 2 cores)
 #        QUICK=1 benches/run.sh    (one round, short windows: a smoke run)
+#        ONLY="tls callgrind" benches/run.sh
+#                                  (those sections only; the other results of
+#                                   the last run are kept)
 #
-# Needs: taskset, strace, valgrind (callgrind), python3. Results (one JSON
+# Sections: echo chat hold strace callgrind tls.
+# Needs: taskset, strace, valgrind (callgrind), python3, openssl. Results (one JSON
 # line per run) go to benches/results/latest.jsonl; benches/report.py turns
 # them into the document.
 set -euo pipefail
@@ -22,16 +26,41 @@ if [ -n "${QUICK:-}" ]; then rounds=1; window=1s; warmup=0.5s; fi
 
 results=benches/results/latest.jsonl
 mkdir -p benches/results docs/img
-: > "$results"
 log() { echo "[$(date +%T)] $*" >&2; }
+# Which sections run; with ONLY, the results of the others are kept.
+only=${ONLY:-}
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+if [ -z "$only" ]; then
+    : > "$results"
+else
+    touch "$results"
+    python3 - "$results" "$only" <<'PY'
+import json, sys
+path, only = sys.argv[1], sys.argv[2].split()
+def section(r):
+    w = r.get("workload", "")
+    for name in ("echo", "chat", "hold", "strace", "callgrind", "tls"):
+        if w == name or w.startswith(name + "-"):
+            return name
+    return None
+kept = [l for l in open(path) if l.strip() and section(json.loads(l)) not in only]
+open(path, "w").writelines(kept)
+PY
+fi
 
 # ----- build ------------------------------------------------------------------
 log "building (release)"
 cargo build --release --quiet --example echo_server --example chat_server --example loadgen
-for b in epoll_echo tokio_echo tokio_chat; do
+for b in epoll_echo tokio_echo tokio_chat tokio_tls_echo; do
     (cd "benches/baselines/$b" && cargo build --release --quiet)
 done
 loadgen=$root/target/release/examples/loadgen
+
+# A certificate for the TLS runs, made for this run (not the demo pair).
+pki=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 1 -nodes \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" \
+    -addext "basicConstraints=critical,CA:FALSE" -keyout "$pki/key.pem" -out "$pki/cert.pem" 2>/dev/null
 
 # Servers: name, then the command (prints 'listening on ADDR').
 declare -A server=(
@@ -41,6 +70,8 @@ declare -A server=(
     [tokio-mt]="$root/benches/baselines/tokio_echo/target/release/tokio_echo 127.0.0.1:0 multi"
     [ours-chat]="$root/target/release/examples/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
     [tokio-chat]="$root/benches/baselines/tokio_chat/target/release/tokio_chat 127.0.0.1:0"
+    [ours-tls]="$root/target/release/examples/echo_server --tls-addr 127.0.0.1:0 --cert $pki/cert.pem --key $pki/key.pem"
+    [tokio-tls]="$root/benches/baselines/tokio_tls_echo/target/release/tokio_tls_echo 127.0.0.1:0 $pki/cert.pem $pki/key.pem current"
 )
 
 # As many descriptors as allowed, for the servers and the load generator.
@@ -56,7 +87,7 @@ start_server() { # $1 = server name
     # Where the shell interposed a subshell, the server is its child.
     local child; child=$(pgrep -P "$SERVER_PID" | head -1 || true)
     [ -n "$child" ] && SERVER_PID=$child
-    SERVER_ADDR=$(sed -n 's/^listening on //p' "$out" | head -1)
+    SERVER_ADDR=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$out" | head -1)
     rm -f "$out"
     [ -n "$SERVER_ADDR" ] || { log "$1 did not start"; exit 1; }
 }
@@ -85,6 +116,7 @@ rotate() { # $1 = round, then the servers
 }
 
 # ----- echo -------------------------------------------------------------------
+if want echo; then
 echo_workloads=("1x64:1:64:1" "100x64:100:64:1" "100x4096:100:4096:1" "100x64p16:100:64:16" "1000x64:1000:64:1")
 for round in $(seq 1 "$rounds"); do
     for w in "${echo_workloads[@]}"; do
@@ -98,7 +130,10 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
+fi
+
 # ----- chat -------------------------------------------------------------------
+if want chat; then
 for round in $(seq 1 "$rounds"); do
     for clients in 100 1000; do
         for s in $(rotate "$round" ours-chat tokio-chat); do
@@ -118,7 +153,10 @@ for s in ours-chat tokio-chat; do
     stop_server
 done
 
+fi
+
 # ----- idle connections ------------------------------------------------------
+if want hold; then
 for s in ours epoll tokio-ct; do
     log "hold 10000: $s"
     start_server "$s"
@@ -133,7 +171,10 @@ start_server ours
 load ours "hold-max" hold --conns "$most" --seconds 2 --src-ips 127.0.0.2-127.0.0.9
 stop_server
 
+fi
+
 # ----- system calls -----------------------------------------------------------
+if want strace; then
 # strace -c on the server for 3 s under 100 x 64 B: calls per round trip.
 for s in ours epoll tokio-ct; do
     log "strace: $s"
@@ -161,7 +202,10 @@ PY
     rm -f "$out"
 done
 
+fi
+
 # ----- instructions -------------------------------------------------------------
+if want callgrind; then
 for s in ours epoll tokio-ct; do
     log "callgrind: $s"
     # shellcheck disable=SC2086
@@ -169,6 +213,27 @@ for s in ours epoll tokio-ct; do
     read -r n per trips loaded idle <<<"$line"
     echo "{\"server\":\"$n\",\"workload\":\"callgrind\",\"instructions_per_round_trip\":$per,\"round_trips\":$trips,\"loaded_ir\":$loaded,\"idle_ir\":$idle}" >>"$results"
 done
+
+fi
+
+# ----- TLS echo -------------------------------------------------------------------
+# The same rustls (0.23), provider (ring) and defaults on both sides, with
+# the cipher suite the two negotiate (TLS 1.3, AES-128-GCM first by default).
+if want tls; then
+tls_workloads=("100x64:100:64" "100x16384:100:16384")
+for round in $(seq 1 "$rounds"); do
+    for w in "${tls_workloads[@]}"; do
+        IFS=: read -r label conns size <<<"$w"
+        for s in $(rotate "$round" ours-tls tokio-tls); do
+            log "tls echo $label round $round: $s"
+            start_server "$s"
+            load "$s" "tls-$label" echo --tls "$pki/cert.pem" --conns "$conns" --size "$size" --warmup "$warmup" --duration "$window"
+            stop_server
+        done
+    done
+done
+fi
+rm -rf "$pki"
 
 log "writing docs/benchmarks.md"
 python3 benches/report.py "$results" docs/benchmarks.md docs/img

@@ -47,7 +47,12 @@
 //!      (accept, the `EMFILE` pause, connect), `timeouts.rs` (idle,
 //!      unfinished input, and the lists behind them);
 //!    - the seam: `transport.rs` (what a connection's bytes pass through
-//!      between socket and handler), `stream.rs` (TCP and Unix sockets).
+//!      between socket and handler), `tls_transport.rs` (rustls on it, with
+//!      the `tls` feature), `stream.rs` (TCP and Unix sockets).
+//!
+//!    With the `tls` feature, [`tls`] (`src/tls.rs`) holds the
+//!    configurations: rustls's types, and certificates and keys from PEM
+//!    files.
 //! 5. **Sockets** — [`socket`] (`src/socket.rs`): listeners with the options
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
 //! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length

@@ -537,3 +537,120 @@ fn openssl_s_client_talks_to_echo_server_over_tls() {
     // And the plaintext listener is still there beside it.
     assert_eq!(support::echo_once(server.addr(), b"plain"), b"plain");
 }
+
+#[test]
+fn an_expired_certificate_is_refused_with_the_reason() {
+    struct Client {
+        log: Shared,
+    }
+    impl Handler for Client {
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            data.len()
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+            self.log.borrow_mut().closed.push((id, reason.to_string()));
+        }
+    }
+    // A certificate that expired in 2020, trusted as its own root.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let der = cert.der().clone();
+    let server_config = tls::server_config_from(
+        vec![der.clone()],
+        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client_config = tls::client_config_with_roots(roots).unwrap();
+
+    let server_log = Shared::default();
+    let mut reactor = Reactor::new().unwrap();
+    let server = Service::new(
+        &mut reactor,
+        Echo {
+            log: server_log.clone(),
+        },
+        Config::default(),
+    );
+    let listener = server
+        .listen_tls(&mut reactor, "127.0.0.1:0".parse().unwrap(), server_config)
+        .unwrap();
+    let addr = server.tcp_addr(listener).unwrap();
+    let client_log = Shared::default();
+    let client = Service::new(
+        &mut reactor,
+        Client {
+            log: client_log.clone(),
+        },
+        Config::default(),
+    );
+    client
+        .connect_tls(
+            &mut reactor,
+            addr,
+            ServerName::try_from("localhost").unwrap(),
+            client_config,
+        )
+        .unwrap();
+    run_until(&mut reactor, || !client_log.borrow().closed.is_empty());
+    let reason = client_log.borrow().closed[0].1.clone();
+    assert!(
+        reason.starts_with("TLS: ") && reason.contains("expired"),
+        "{reason}"
+    );
+}
+
+/// Regression: output queued while the TLS connect was in progress, and a
+/// write shutdown asked for straight after (a piped `chat_client`), sent
+/// close_notify ahead of the plaintext rustls held for the end of the
+/// handshake: the server saw a broken handshake, and the bytes were lost.
+#[test]
+fn output_and_a_half_close_asked_for_during_the_handshake_keep_their_order() {
+    struct Client {
+        got: Rc<RefCell<Vec<u8>>>,
+        closed: Rc<RefCell<Option<String>>>,
+    }
+    impl Handler for Client {
+        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+            self.got.borrow_mut().extend_from_slice(data);
+            data.len()
+        }
+        fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+            let _ = conns.close(id);
+        }
+        fn on_close(&mut self, _: &mut Connections<'_>, _: ConnId, reason: &CloseReason) {
+            *self.closed.borrow_mut() = Some(reason.to_string());
+        }
+    }
+    let pki = pki();
+    let (mut reactor, _service, addr, log) = serve_tls(&pki, Config::default());
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let closed = Rc::new(RefCell::new(None));
+    let client = Service::new(
+        &mut reactor,
+        Client {
+            got: got.clone(),
+            closed: closed.clone(),
+        },
+        Config::default(),
+    );
+    let config = pki.client.clone();
+    client
+        .with(&mut reactor, |_, conns| {
+            let id = conns
+                .connect_tls(addr, ServerName::try_from("localhost").unwrap(), config)
+                .unwrap();
+            conns.send(id, b"sent before the handshake\n").unwrap();
+            conns.shutdown_write(id).unwrap();
+        })
+        .unwrap();
+    run_until(&mut reactor, || closed.borrow().is_some());
+    assert_eq!(*got.borrow(), b"sent before the handshake\n");
+    assert_eq!(closed.borrow().as_deref(), Some("closed by peer"));
+    run_until(&mut reactor, || !log.borrow().closed.is_empty());
+    assert_eq!(log.borrow().closed[0].1, "closed by peer");
+}

@@ -265,7 +265,10 @@ impl State {
         if let Err(e) = reactor.deregister_routed(&mut conn.transport, conn.key) {
             debug!("{id}: deregister: {e}");
         }
-        if conn.has_output() {
+        // The service's own queue, not what a transport holds: after a TLS
+        // failure the alert rustls queued should reach the peer, not be
+        // destroyed by a reset.
+        if conn.output.is_some() || !conn.turn.is_empty() {
             // Output is being thrown away (a limit, an abort, an error):
             // reset, so the kernel throws away its copy too instead of
             // trickling megabytes to a peer that is not reading.

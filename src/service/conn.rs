@@ -70,7 +70,7 @@ impl Connection {
     pub(crate) fn has_output(&self) -> bool {
         self.output.is_some()
             || !self.turn.is_empty()
-            || (self.flags.has(Flags::TLS) && self.transport.has_pending())
+            || (self.flags.has(Flags::TLS) && self.transport.holds_output())
     }
 
     /// Visible to the handler: open, not lingering.

@@ -40,6 +40,13 @@ pub(crate) struct TlsTransport {
     write_blocked: bool,
     /// ...and the handshake has finished since: the layer must write again.
     write_ready: bool,
+    /// Plaintext was taken during the handshake: rustls holds it until the
+    /// handshake ends, so the connection's output is not written yet (a
+    /// close or write shutdown must wait for it).
+    held_for_handshake: bool,
+    /// rustls reported an error: it has sent its alert, and must not be fed
+    /// again.
+    failed: bool,
     /// The last read from the socket returned less than rustls asked for
     /// (or `WouldBlock`): on epoll and kqueue that proves it drained, the
     /// same shortcut the plain transport takes.
@@ -57,6 +64,8 @@ impl TlsTransport {
             write_blocked: false,
             write_ready: false,
             socket_drained: false,
+            held_for_handshake: false,
+            failed: false,
         }
     }
 
@@ -72,8 +81,46 @@ impl TlsTransport {
         self.conn.is_handshaking()
     }
 
+    /// Bytes to hand to the socket now (records, an alert, a FIN to send).
     pub(crate) fn has_pending(&self) -> bool {
         self.conn.wants_write() || self.fin_after_pending
+    }
+
+    /// Output not delivered yet: what is pending, and plaintext held until
+    /// the handshake ends.
+    pub(crate) fn holds_output(&self) -> bool {
+        self.has_pending() || self.held_for_handshake
+    }
+
+    /// rustls has just processed records: if the handshake is over, what it
+    /// refused or held during the handshake can go now, and the layer must
+    /// be told (no socket event will say so).
+    fn after_processing(&mut self) {
+        if (self.write_blocked || self.held_for_handshake) && !self.conn.is_handshaking() {
+            self.write_blocked = false;
+            self.held_for_handshake = false;
+            self.write_ready = true;
+        }
+    }
+
+    /// `process_new_packets`, once: after an error rustls has sent its alert
+    /// and must not be fed again.
+    fn process(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection has already failed",
+            ));
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            self.failed = true;
+            // rustls has queued an alert that says why: send it if the
+            // socket takes it now.
+            let _ = self.write_pending();
+            return Err(tls_error(e));
+        }
+        self.after_processing();
+        Ok(())
     }
 
     /// Plaintext in. Drains what rustls has decrypted first, then feeds it
@@ -108,16 +155,7 @@ impl TlsTransport {
                 // WouldBlock: drained, wait for the next event.
                 Err(e) => return Err(e),
             }
-            if let Err(e) = self.conn.process_new_packets() {
-                // rustls has queued an alert that says why: send it if the
-                // socket takes it now, then give up on the connection.
-                let _ = self.write_pending();
-                return Err(tls_error(e));
-            }
-            if self.write_blocked && !self.conn.is_handshaking() {
-                self.write_blocked = false;
-                self.write_ready = true;
-            }
+            self.process()?;
         }
     }
 
@@ -133,14 +171,7 @@ impl TlsTransport {
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
-            if let Err(e) = self.conn.process_new_packets() {
-                let _ = self.write_pending();
-                return Err(tls_error(e));
-            }
-        }
-        if self.write_blocked && !self.conn.is_handshaking() {
-            self.write_blocked = false;
-            self.write_ready = true;
+            self.process()?;
         }
         Ok(())
     }
@@ -173,6 +204,9 @@ impl TlsTransport {
         };
         if n < offered && !socket_full {
             self.write_blocked = true;
+        }
+        if n > 0 && self.conn.is_handshaking() {
+            self.held_for_handshake = true;
         }
         if n == 0 && offered > 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -211,7 +245,9 @@ impl TlsTransport {
         Ok(())
     }
 
-    /// `close_notify`, then FIN once it has left.
+    /// `close_notify`, then FIN once it has left. (The layer asks only once
+    /// nothing is pending: never during a handshake with plaintext held,
+    /// where rustls would send the alert ahead of it.)
     #[inline(never)]
     pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();

@@ -138,6 +138,18 @@ impl Transport {
         }
     }
 
+    /// Whether the transport still holds output of the connection's, to
+    /// write now or once its handshake ends: the connection's output is not
+    /// all written while it does (a close or write shutdown waits).
+    #[inline]
+    pub(crate) fn holds_output(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.holds_output(),
+        }
+    }
+
     /// Ends our sending side once everything before it is written (for TLS:
     /// `close_notify` first, and FIN once it has left; until then
     /// [`has_pending`](Transport::has_pending) says so).
@@ -189,7 +201,7 @@ impl Transport {
     pub(crate) fn unsent_bytes(&self) -> io::Result<Option<usize>> {
         // What the transport holds counts as one byte at least: the peer
         // has not got it.
-        let held = usize::from(self.has_pending());
+        let held = usize::from(self.holds_output());
         Ok(self.socket().unsent_bytes()?.map(|n| n + held))
     }
 }

@@ -90,9 +90,6 @@ impl<H: Handler> Engine<H> {
                 }
                 other => other,
             };
-            if conn.transport.has_pending() {
-                conn.flags.clear(Flags::WRITABLE);
-            }
         }
         if !conn.flags.has(Flags::WRITABLE) && written == 0 && result.is_ok() {
             // The socket is full: this turn's bytes join the backlog (as a
@@ -201,8 +198,14 @@ impl<H: Handler> Engine<H> {
             state.resume_if_readable(id);
         }
         let conn = &mut state.conns[index];
-        if remaining > 0 {
-            if conn.flags.has(Flags::WRITABLE) {
+        // (A TLS transport may still hold records, or plaintext waiting for
+        // the handshake: not drained yet either. Held plaintext goes once the
+        // handshake ends, which a read reports; only bytes that can be
+        // written now warrant another flush.)
+        let held = conn.flags.has(Flags::TLS) && conn.transport.holds_output();
+        if remaining > 0 || held {
+            let more_now = remaining > 0 || conn.transport.has_pending();
+            if more_now && conn.flags.has(Flags::WRITABLE) {
                 // The budget ran out with the socket still writable.
                 state.queue_flush(id);
             }

@@ -92,6 +92,10 @@ impl<H: Handler> Engine<H> {
     /// [`flush`](Self::flush) without the copy into the turn buffer. What
     /// the socket does not take is queued as any send would be, and the
     /// general path carries on from there.
+    // Inlined into the read path, its one caller: as a call of its own it
+    // cost about 26 instructions per echo round trip in prologue, epilogue
+    // and spilled registers (callgrind, 100 x 64 B: 474 -> 448).
+    #[inline(always)]
     pub(crate) fn write_in_place(&mut self, reactor: &mut Reactor, reply: ReplyInPlace) {
         let ReplyInPlace { id, offset, len } = reply;
         let bytes = &self.scratch[offset..offset + len];

@@ -106,6 +106,26 @@ fn run_client<T>(reactor: &mut Reactor, client: JoinHandle<T>) -> T {
     client.join().expect("client thread panicked")
 }
 
+/// A client that sends `greeting` on open and logs why it closed.
+struct Client {
+    greeting: &'static [u8],
+    log: Shared,
+}
+
+impl Handler for Client {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+        if !self.greeting.is_empty() {
+            let _ = conns.send(id, self.greeting);
+        }
+    }
+    fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        self.log.borrow_mut().closed.push((id, reason.to_string()));
+    }
+}
+
 #[test]
 fn a_tls_echo_returns_every_byte_of_many_clients() {
     let _heavy = support::heavy();
@@ -249,13 +269,15 @@ fn plaintext_on_a_tls_port_is_refused_without_disturbing_others() {
     let pki = pki();
     let (mut reactor, _service, addr, log) = serve_tls(&pki, Config::default());
     let config = pki.client.clone();
-    // A healthy TLS client, connected before and served after.
+    // A healthy TLS client, connected before and served after: it goes on
+    // once the plaintext client has been refused.
+    let (go_on, wait) = std::sync::mpsc::channel::<()>();
     let healthy = std::thread::spawn(move || {
         let mut tls = tls_client(addr, config);
         tls.write_all(b"before").unwrap();
         let mut got = [0; 6];
         tls.read_exact(&mut got).unwrap();
-        std::thread::sleep(Duration::from_millis(200)); // pacing, not sync
+        wait.recv_timeout(Duration::from_secs(20)).unwrap();
         tls.write_all(b"after!").unwrap();
         tls.read_exact(&mut got).unwrap();
         got
@@ -271,6 +293,7 @@ fn plaintext_on_a_tls_port_is_refused_without_disturbing_others() {
     });
     let alert = run_client(&mut reactor, plain);
     assert_eq!(alert.first(), Some(&21), "a TLS alert record: {alert:?}");
+    go_on.send(()).unwrap();
     assert_eq!(&run_client(&mut reactor, healthy), b"after!");
     let closed = log.borrow().closed.clone();
     let refused: Vec<_> = closed
@@ -295,20 +318,6 @@ fn a_stalled_handshake_is_closed_at_the_deadline() {
 
 #[test]
 fn a_client_that_does_not_trust_the_certificate_is_told_why() {
-    struct Client {
-        log: Shared,
-    }
-    impl Handler for Client {
-        fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
-            let _ = conns.send(id, b"hello");
-        }
-        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
-            data.len()
-        }
-        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
-            self.log.borrow_mut().closed.push((id, reason.to_string()));
-        }
-    }
     let ours = pki();
     let (mut reactor, _service, addr, server_log) = serve_tls(&ours, Config::default());
     // Trusts another certificate, not the server's (self-signed) one.
@@ -317,6 +326,7 @@ fn a_client_that_does_not_trust_the_certificate_is_told_why() {
     let client = Service::new(
         &mut reactor,
         Client {
+            greeting: b"hello",
             log: client_log.clone(),
         },
         Config::default(),
@@ -540,17 +550,6 @@ fn openssl_s_client_talks_to_echo_server_over_tls() {
 
 #[test]
 fn an_expired_certificate_is_refused_with_the_reason() {
-    struct Client {
-        log: Shared,
-    }
-    impl Handler for Client {
-        fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
-            data.len()
-        }
-        fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
-            self.log.borrow_mut().closed.push((id, reason.to_string()));
-        }
-    }
     // A certificate that expired in 2020, trusted as its own root.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
@@ -584,6 +583,7 @@ fn an_expired_certificate_is_refused_with_the_reason() {
     let client = Service::new(
         &mut reactor,
         Client {
+            greeting: b"hello",
             log: client_log.clone(),
         },
         Config::default(),

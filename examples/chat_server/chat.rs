@@ -482,6 +482,10 @@ impl Chat {
 
     // ----- logging in -----------------------------------------------------
 
+    fn login_mut(&mut self, id: ConnId) -> Option<&mut Login> {
+        self.user_mut(id).and_then(|u| u.login.as_mut())
+    }
+
     /// The password line of a login: to the checker, with reading paused
     /// until it answers.
     fn password_entered(&mut self, conns: &mut Connections<'_>, id: ConnId, password: &str) {
@@ -568,12 +572,7 @@ impl Chat {
     }
 
     fn ask_password_again(&mut self, conns: &mut Connections<'_>, id: ConnId) {
-        let Some(login) = self
-            .users
-            .get_mut(id.index())
-            .and_then(Option::as_mut)
-            .and_then(|u| u.login.as_mut())
-        else {
+        let Some(login) = self.login_mut(id) else {
             return;
         };
         login.busy = false;

@@ -190,6 +190,11 @@ pub trait Handler: 'static {
     /// many bytes you consumed from the front; the rest is kept and handed
     /// back, with whatever arrives next, on the following call. (Return
     /// `data.len()` for a byte stream; stop before a partial line or frame.)
+    /// A value larger than `data.len()` counts as `data.len()`.
+    ///
+    /// What is left unconsumed is also how the service knows a message is
+    /// unfinished, for the
+    /// [`unfinished_input_timeout`](super::Config::unfinished_input_timeout).
     ///
     /// Unconsumed bytes may not exceed the service's
     /// [`input_limit`](super::Config::input_limit); past it the connection

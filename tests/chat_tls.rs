@@ -346,3 +346,64 @@ with socket.create_connection((host, port), timeout=20) as raw:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A flood of logins (their checks queued for the server's helper thread)
+/// is answered, every one, while the chat goes on. (This shows liveness, not
+/// that the loop never waits for a check: the answers come back through the
+/// loop, so a server that hashed on its loop would pass it too, only
+/// slower.)
+#[test]
+fn a_flood_of_logins_is_answered_while_the_chat_goes_on() {
+    let _heavy = support::heavy();
+    let pki = pki("flood");
+    let server = start(&pki);
+    let mut bob = plain_user(addr(&server, 0));
+    bob.expect_bytes(PROMPT);
+    bob.send("bob");
+    bob.expect(&welcome("bob"));
+    let mut carol = plain_user(addr(&server, 0));
+    carol.expect_bytes(PROMPT);
+    carol.send("carol");
+    carol.expect(&welcome("carol"));
+    bob.expect("carol joined lobby");
+
+    const FLOOD: usize = 8;
+    let (answered, answers) = std::sync::mpsc::channel();
+    let (sent, sends) = std::sync::mpsc::channel();
+    let tls_addr = addr(&server, 2);
+    let floods: Vec<_> = (0..FLOOD)
+        .map(|_| {
+            let config = pki.client.clone();
+            let (answered, sent) = (answered.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut guess = tls_user(tls_addr, &config);
+                guess.expect_bytes(PROMPT);
+                guess.send("alice");
+                guess.expect_bytes(PASSWORD);
+                guess.send("not the password");
+                sent.send(()).unwrap();
+                guess.expect("error: wrong password");
+                answered.send(()).unwrap();
+            })
+        })
+        .collect();
+    drop((answered, sent));
+    // Every password is on its way before the chat starts: a server that
+    // checked them on its loop would answer the chat only after them.
+    for _ in 0..FLOOD {
+        sends.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    // The chat, while the checks are queued and running.
+    for i in 0..10 {
+        bob.send(&format!("line {i}"));
+        carol.expect(&format!("bob: line {i}"));
+    }
+    for flood in floods {
+        flood.join().unwrap();
+    }
+    assert_eq!(
+        answers.try_iter().count(),
+        FLOOD,
+        "every login was answered"
+    );
+}

@@ -607,10 +607,12 @@ impl Chat {
                 let _ = conns.close(id);
             }
             "join" | "nick" | "me" => {
-                let usage = format!(
-                    "usage: /{verb} {}",
-                    if verb == "me" { "ACTION" } else { "NAME" }
-                );
+                let what = match verb {
+                    "me" => "ACTION",
+                    "join" => "ROOM",
+                    _ => "NAME",
+                };
+                let usage = format!("usage: /{verb} {what}");
                 self.tell(conns, id, Notice::Error(&usage));
             }
             _ => {

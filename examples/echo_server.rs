@@ -144,6 +144,9 @@ fn parse_options() -> Options {
     if !tls_addrs.is_empty() && (options.cert.is_none() || options.key.is_none()) {
         common::usage_error("--tls-addr needs --cert and --key");
     }
+    if tls_addrs.is_empty() && (options.cert.is_some() || options.key.is_some()) {
+        common::usage_error("--cert and --key need --tls-addr");
+    }
     if addrs.is_empty()
         && tls_addrs.is_empty()
         && options.dual_stack.is_none()
@@ -178,17 +181,21 @@ fn run(options: Options) -> io::Result<()> {
     // `listening on`: whoever waits for that line may signal at once.
     service.shutdown_on_signal(&mut reactor, options.grace)?;
 
+    // The certificate and key are read before anything listens: a bad file
+    // stops the server before it announces itself.
+    let tls = match (&options.cert, &options.key) {
+        (Some(cert), Some(key)) if !options.tls_addrs.is_empty() => {
+            Some(reactor::tls::server_config(cert, key)?)
+        }
+        _ => None,
+    };
     for addr in &options.addrs {
         let id = service
             .listen(&mut reactor, *addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
-    if !options.tls_addrs.is_empty() {
-        let (Some(cert), Some(key)) = (&options.cert, &options.key) else {
-            unreachable!("checked when parsing the options");
-        };
-        let tls = reactor::tls::server_config(cert, key)?;
+    if let Some(tls) = tls {
         for addr in &options.tls_addrs {
             let id = service
                 .listen_tls(&mut reactor, *addr, tls.clone())

@@ -48,7 +48,13 @@ pub fn load_certs(path: impl AsRef<Path>) -> io::Result<Vec<CertificateDer<'stat
 /// As for [`load_certs`]: unreadable, or no key in it.
 pub fn load_private_key(path: impl AsRef<Path>) -> io::Result<PrivateKeyDer<'static>> {
     let path = path.as_ref();
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: no private key in it", path.display()),
+        ),
+        e => pem_error(path, e),
+    })
 }
 
 /// A server configuration from a certificate chain and its key, in PEM

@@ -273,7 +273,7 @@ fn a_users_file_with_a_plaintext_password_is_refused() {
     let pki = pki("badfile");
     let users = pki.dir.join("users");
     std::fs::write(&users, "alice:correct horse\n").unwrap();
-    let (status, _out, err) = support::run_example(
+    let (status, out, err) = support::run_example(
         "chat_server",
         &[
             "--addr",
@@ -406,4 +406,67 @@ fn a_flood_of_logins_is_answered_while_the_chat_goes_on() {
         FLOOD,
         "every login was answered"
     );
+}
+
+/// Regression (outside review): lines sent in the same write as the
+/// password (a piped `chat_client`) were thrown away while it was checked.
+#[test]
+fn lines_sent_with_the_password_wait_for_the_check_and_are_not_lost() {
+    let pki = pki("pipelined");
+    let server = start(&pki);
+    let mut bob = plain_user(addr(&server, 0));
+    bob.expect_bytes(PROMPT);
+    bob.send("bob");
+    bob.expect(&welcome("bob"));
+    let mut alice = tls_user(addr(&server, 2), &pki.client);
+    alice.expect_bytes(PROMPT);
+    // Everything in one write: name, password, and what to say after.
+    alice.send("alice\ncorrect horse\nhello after logging in");
+    alice.expect_bytes(PASSWORD);
+    alice.expect(&welcome("alice"));
+    bob.expect("alice joined lobby");
+    bob.expect("alice: hello after logging in");
+}
+
+/// Regression (outside review): a truncated hash, or a name registered
+/// twice, was accepted at start, and then refused every password.
+#[test]
+fn a_users_file_with_a_truncated_hash_or_a_name_twice_is_refused() {
+    let pki = pki("badfile2");
+    let good = hash_line("alice", "correct horse");
+    let hash = good.split_once(':').unwrap().1;
+    for (content, why) in [
+        (
+            "alice:$argon2id$v=19$m=19456\n".to_string(),
+            "not an argon2id hash",
+        ),
+        (format!("alice:{hash}\nALICE:{hash}\n"), "registered twice"),
+    ] {
+        let users = pki.dir.join("users");
+        std::fs::write(&users, content).unwrap();
+        let (status, out, err) = support::run_example(
+            "chat_server",
+            &[
+                "--addr",
+                "127.0.0.1:0",
+                "--json-addr",
+                "127.0.0.1:0",
+                "--tls-addr",
+                "127.0.0.1:0",
+                "--cert",
+                pki.cert.to_str().unwrap(),
+                "--key",
+                pki.key.to_str().unwrap(),
+                "--users",
+                users.to_str().unwrap(),
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(!status.success());
+        assert!(err.contains(why), "{err}");
+        assert!(
+            !out.contains("listening on"),
+            "announced before failing: {out}"
+        );
+    }
 }

@@ -56,10 +56,19 @@ impl Accounts {
             let (name, hash) = line.split_once(':').ok_or_else(|| bad("not name:hash"))?;
             check_name(name, "name").map_err(|e| bad(&e))?;
             let parsed = PasswordHash::new(hash).map_err(|_| bad("not an argon2id hash"))?;
-            if parsed.algorithm.as_str() != "argon2id" {
+            // A whole hash: the algorithm, and a salt and a digest to check
+            // against (a truncated line would refuse every password).
+            if parsed.algorithm.as_str() != "argon2id"
+                || parsed.salt.is_none()
+                || parsed.hash.is_none()
+            {
                 return Err(bad("not an argon2id hash"));
             }
-            hashes.insert(fold(name), hash.to_string());
+            if hashes.insert(fold(name), hash.to_string()).is_some() {
+                return Err(bad(&format!(
+                    "{name} is registered twice (names ignore case)"
+                )));
+            }
         }
         Ok(Accounts { hashes })
     }

@@ -750,6 +750,16 @@ impl Handler for Chat {
                 // `/quit`: whatever follows is not read.
                 return data.len();
             }
+            if self
+                .user(id)
+                .and_then(|u| u.login.as_ref())
+                .is_some_and(|l| l.busy)
+            {
+                // A password is being checked, and reading is paused: what
+                // came after it waits, unconsumed, and is handed back when
+                // reading resumes (after the check, or the failure's delay).
+                break;
+            }
         }
         // Still waiting for a name, or inside an overlong line whose bytes
         // the decoder consumes: the line timeout keeps running.

@@ -250,18 +250,26 @@ fn run(options: Options) -> io::Result<()> {
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
         Ok::<_, io::Error>(id)
     };
+    // Files are read before anything listens: a bad certificate, key or
+    // users file stops the server before it announces itself.
+    let tls = match (&options.cert, &options.key) {
+        (Some(cert), Some(key)) => Some(reactor::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let accounts = match &options.users {
+        Some(path) => Some((accounts::Accounts::load(path)?, path)),
+        None => None,
+    };
     listen(&mut reactor, options.addr)?;
     let json = listen(&mut reactor, options.json_addr)?;
-    if let (Some(addr), Some(cert), Some(key)) = (options.tls_addr, &options.cert, &options.key) {
-        let tls = reactor::tls::server_config(cert, key)?;
+    if let (Some(addr), Some(tls)) = (options.tls_addr, tls) {
         let id = service
             .listen_tls(&mut reactor, addr, tls)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         service.with(&mut reactor, |chat, _| chat.set_tls_listener(id))?;
         common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
     }
-    if let Some(path) = &options.users {
-        let accounts = accounts::Accounts::load(path)?;
+    if let Some((accounts, path)) = accounts {
         info!(
             "{} registered name(s) from {}",
             accounts.len(),

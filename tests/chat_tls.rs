@@ -273,7 +273,7 @@ fn a_users_file_with_a_plaintext_password_is_refused() {
     let pki = pki("badfile");
     let users = pki.dir.join("users");
     std::fs::write(&users, "alice:correct horse\n").unwrap();
-    let (status, out, err) = support::run_example(
+    let (status, _out, err) = support::run_example(
         "chat_server",
         &[
             "--addr",

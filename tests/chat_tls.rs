@@ -75,24 +75,33 @@ fn start(pki: &Pki) -> Server {
     let line = hash_line("alice", "correct horse");
     let users = pki.dir.join("users");
     std::fs::write(&users, format!("# test accounts\n{line}\n")).unwrap();
-    Server::start(
-        "chat_server",
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--json-addr",
-            "127.0.0.1:0",
-            "--tls-addr",
-            "127.0.0.1:0",
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--users",
-            users.to_str().unwrap(),
-        ],
-        3,
-    )
+    let args = server_args(pki, &users);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start("chat_server", &args, 3)
+}
+
+/// chat_server's arguments: every listener on a free port, TLS with the
+/// test certificate, accounts from `users`.
+fn server_args(pki: &Pki, users: &std::path::Path) -> Vec<String> {
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let mut args: Vec<String> = [
+        "--addr",
+        "127.0.0.1:0",
+        "--json-addr",
+        "127.0.0.1:0",
+        "--tls-addr",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend([
+        "--cert".into(),
+        path(&pki.cert),
+        "--key".into(),
+        path(&pki.key),
+    ]);
+    args.extend(["--users".into(), path(users)]);
+    args
 }
 
 fn addr(server: &Server, i: usize) -> SocketAddr {
@@ -273,24 +282,9 @@ fn a_users_file_with_a_plaintext_password_is_refused() {
     let pki = pki("badfile");
     let users = pki.dir.join("users");
     std::fs::write(&users, "alice:correct horse\n").unwrap();
-    let (status, _out, err) = support::run_example(
-        "chat_server",
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--json-addr",
-            "127.0.0.1:0",
-            "--tls-addr",
-            "127.0.0.1:0",
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--users",
-            users.to_str().unwrap(),
-        ],
-        Duration::from_secs(20),
-    );
+    let args = server_args(&pki, &users);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _out, err) = support::run_example("chat_server", &args, Duration::from_secs(20));
     assert!(!status.success());
     assert!(err.contains("not an argon2id hash"), "{err}");
 }
@@ -444,24 +438,10 @@ fn a_users_file_with_a_truncated_hash_or_a_name_twice_is_refused() {
     ] {
         let users = pki.dir.join("users");
         std::fs::write(&users, content).unwrap();
-        let (status, out, err) = support::run_example(
-            "chat_server",
-            &[
-                "--addr",
-                "127.0.0.1:0",
-                "--json-addr",
-                "127.0.0.1:0",
-                "--tls-addr",
-                "127.0.0.1:0",
-                "--cert",
-                pki.cert.to_str().unwrap(),
-                "--key",
-                pki.key.to_str().unwrap(),
-                "--users",
-                users.to_str().unwrap(),
-            ],
-            Duration::from_secs(20),
-        );
+        let args = server_args(&pki, &users);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, out, err) =
+            support::run_example("chat_server", &args, Duration::from_secs(20));
         assert!(!status.success());
         assert!(err.contains(why), "{err}");
         assert!(

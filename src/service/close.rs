@@ -20,6 +20,7 @@ use log::{debug, info, warn};
 use super::engine::Engine;
 use super::flags::Flags;
 use super::handler::{CloseReason, ConnId, Handler};
+use super::input::short_read_drained;
 use super::state::{State, TimerKind, not_open, visible_mut};
 use super::timeouts::Clock;
 use crate::reactor::Reactor;
@@ -431,10 +432,7 @@ impl<H: Handler> Engine<H> {
                 Ok(n) => {
                     // Read, though thrown away: it counts as read.
                     self.state.stats.bytes_in += n as u64;
-                    if n < self.scratch.len()
-                        && !conn.flags.has(Flags::READ_CLOSED)
-                        && conn.transport.short_read_drains()
-                    {
+                    if n < self.scratch.len() && short_read_drained(conn) {
                         conn.flags.clear(Flags::READABLE);
                         return;
                     }

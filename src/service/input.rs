@@ -46,6 +46,19 @@ fn after_transport_read(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id
     }
 }
 
+/// Whether a read that returned less than it was offered proves the socket
+/// drained, so the next read can wait for an event (epoll and kqueue raise
+/// one for anything that arrives later). Not after an event that reported
+/// the peer's FIN: the end of stream still waits behind the data. For TLS, a
+/// short read of plaintext proves only that rustls has none left: the
+/// socket's own last read must have been short too. The one statement of the
+/// rule, asked by the read loop here and the discard loop of `close.rs`.
+#[inline(always)]
+pub(crate) fn short_read_drained(conn: &Connection) -> bool {
+    !conn.flags.has(Flags::READ_CLOSED)
+        && (!conn.flags.has(Flags::TLS) || conn.transport.socket_drained())
+}
+
 /// Connections to read again before the loop sleeps.
 #[derive(Default)]
 pub(crate) struct Input {
@@ -199,12 +212,7 @@ impl<H: Handler> Engine<H> {
                     // A short read drained the socket (epoll and kqueue raise
                     // a new event for anything that arrives later): skip the
                     // read that would only answer WouldBlock.
-                    // For TLS, a short read of plaintext proves only that
-                    // rustls has none left; the socket's own last read must
-                    // have been short too.
-                    let drained = n < want
-                        && !conn.flags.has(Flags::READ_CLOSED)
-                        && (!conn.flags.has(Flags::TLS) || conn.transport.socket_drained());
+                    let drained = n < want && short_read_drained(conn);
                     if drained {
                         conn.flags.clear(Flags::READABLE);
                     }

@@ -27,9 +27,9 @@
 //!   with or without output of the handler's ([`write_pending`](Transport::write_pending)
 //!   comes first, to keep the order), and a close waits for them. Plain:
 //!   never.
-//! - [`short_read_drains`](Transport::short_read_drains): whether a short
-//!   read proves the socket drained (the plain transport's edge-triggered
-//!   shortcut; a buffering transport must be read to `WouldBlock`).
+//! - [`socket_drained`](Transport::socket_drained): after a short read of
+//!   plaintext, whether the socket's own last read was short too (the
+//!   edge-triggered shortcut; for plain sockets the two are one read).
 //! - [`shutdown_write`](Transport::shutdown_write) ends our sending side:
 //!   FIN (TLS: `send_close_notify` first).
 //! - [`writes_in_place`](Transport::writes_in_place): whether a reply may be
@@ -180,19 +180,6 @@ impl Transport {
             Transport::Plain(_) => true,
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => tls.socket_drained(),
-        }
-    }
-
-    /// Whether a read that returns less than it was offered proves the
-    /// socket drained (so the next read can wait for an event). True for the
-    /// plain transport on epoll and kqueue; not for one that buffers
-    /// (a TLS record may end short of the buffer with more behind it).
-    #[inline(always)]
-    pub(crate) fn short_read_drains(&self) -> bool {
-        match self {
-            Transport::Plain(_) => true,
-            #[cfg(feature = "tls")]
-            Transport::Tls(_) => false,
         }
     }
 

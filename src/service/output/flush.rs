@@ -198,12 +198,11 @@ impl<H: Handler> Engine<H> {
             state.resume_if_readable(id);
         }
         let conn = &mut state.conns[index];
-        // (A TLS transport may still hold records, or plaintext waiting for
-        // the handshake: not drained yet either. Held plaintext goes once the
-        // handshake ends, which a read reports; only bytes that can be
-        // written now warrant another flush.)
-        let held = conn.flags.has(Flags::TLS) && conn.transport.holds_output();
-        if remaining > 0 || held {
+        // Not drained while the transport still holds output too (TLS records,
+        // or plaintext waiting for the handshake). Held plaintext goes once
+        // the handshake ends, which a read reports; only bytes that can be
+        // written now warrant another flush.
+        if conn.has_output() {
             let more_now = remaining > 0 || conn.transport.has_pending();
             if more_now && conn.flags.has(Flags::WRITABLE) {
                 // The budget ran out with the socket still writable.

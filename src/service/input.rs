@@ -19,6 +19,7 @@ use super::engine::{Engine, with_handler};
 use super::flags::Flags;
 use super::handler::{CloseReason, ConnId, Handler};
 use super::output::backlog::CHUNK;
+use super::output::send::join_flush_queue;
 use super::state::{State, visible_mut};
 use crate::reactor::Reactor;
 
@@ -37,12 +38,8 @@ fn after_transport_read(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id
     if ready {
         conn.flags.set(Flags::WRITABLE);
     }
-    if (ready || conn.transport.has_pending())
-        && conn.flags.has(Flags::WRITABLE)
-        && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
-    {
-        conn.flags.set(Flags::IN_FLUSH_QUEUE);
-        flush_queue.push(id);
+    if ready || conn.transport.has_pending() {
+        join_flush_queue(conn, flush_queue, id);
     }
 }
 

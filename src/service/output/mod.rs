@@ -27,7 +27,7 @@ mod agreement;
 pub(crate) mod backlog;
 mod flush;
 mod in_place;
-mod send;
+pub(crate) mod send;
 pub(crate) mod turn;
 
 use backlog::BufferPool;

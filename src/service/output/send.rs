@@ -73,7 +73,7 @@ pub(super) fn append(
 /// Writable connections are flushed before the loop sleeps; so are those
 /// holding turn-buffer bytes, which must leave it by then.
 #[inline]
-pub(super) fn join_flush_queue(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id: ConnId) {
+pub(crate) fn join_flush_queue(conn: &mut Connection, flush_queue: &mut Vec<ConnId>, id: ConnId) {
     if (conn.flags.has(Flags::WRITABLE) || !conn.turn.is_empty())
         && !conn.flags.any(Flags::IN_FLUSH_QUEUE | Flags::CONNECTING)
     {

@@ -1,0 +1,247 @@
+//! The rules, and nothing about the network: a `width` × `height` grid,
+//! coins that appear at random, and a spatial index that answers "who is
+//! near this cell" for snapshots.
+//!
+//! The arena knows players only as positions handed to it each tick; who a
+//! player is (name, token, address) is `players.rs`'s business.
+
+use crate::game::Dir;
+
+/// A small, fast pseudo-random generator (xorshift64*): the game's
+/// randomness is for coin places, not for secrets (tokens come from the
+/// kernel, see `players.rs`).
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is replaced: xorshift never leaves 0).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u32) -> u32 {
+        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+    }
+}
+
+/// The side of a square of cells in the spatial index: big enough that a
+/// snapshot's worth of neighbours sits in a few squares, small enough that a
+/// crowded field does not put everyone in one.
+const BUCKET: u16 = 16;
+
+/// The field: its size, its coins, and where they are.
+#[derive(Debug)]
+pub struct Arena {
+    pub width: u16,
+    pub height: u16,
+    /// The coins, in no order.
+    coins: Vec<(u16, u16)>,
+    /// For each cell, 1 + the index of its coin in `coins`, or 0: taking a
+    /// coin is one look-up, not a scan.
+    coin_at: Vec<u32>,
+    pub rng: Rng,
+}
+
+impl Arena {
+    /// An empty field.
+    pub fn new(width: u16, height: u16, seed: u64) -> Arena {
+        Arena {
+            width,
+            height,
+            coins: Vec::new(),
+            coin_at: vec![0; usize::from(width) * usize::from(height)],
+            rng: Rng::new(seed),
+        }
+    }
+
+    fn cell(&self, (x, y): (u16, u16)) -> usize {
+        usize::from(y) * usize::from(self.width) + usize::from(x)
+    }
+
+    /// A random cell.
+    pub fn random_cell(&mut self) -> (u16, u16) {
+        let x = self.rng.below(u32::from(self.width)) as u16;
+        let y = self.rng.below(u32::from(self.height)) as u16;
+        (x, y)
+    }
+
+    /// The coins on the field.
+    pub fn coins(&self) -> &[(u16, u16)] {
+        &self.coins
+    }
+
+    /// Adds coins at random free cells until there are `target` (a field
+    /// with no free cell left gets no more).
+    pub fn fill_coins(&mut self, target: usize) {
+        let cells = self.coin_at.len();
+        while self.coins.len() < target.min(cells) {
+            // A few tries at random, then the first free cell: a nearly full
+            // field must not loop for ever.
+            let mut at = self.random_cell();
+            for _ in 0..8 {
+                if self.coin_at[self.cell(at)] == 0 {
+                    break;
+                }
+                at = self.random_cell();
+            }
+            if self.coin_at[self.cell(at)] != 0 {
+                let Some(free) = self.coin_at.iter().position(|&c| c == 0) else {
+                    return;
+                };
+                at = (
+                    (free % usize::from(self.width)) as u16,
+                    (free / usize::from(self.width)) as u16,
+                );
+            }
+            let cell = self.cell(at);
+            self.coins.push(at);
+            self.coin_at[cell] = self.coins.len() as u32;
+        }
+    }
+
+    /// Takes the coin at `at`, if there is one.
+    pub fn take_coin(&mut self, at: (u16, u16)) -> bool {
+        let cell = self.cell(at);
+        let Some(index) = self.coin_at[cell].checked_sub(1) else {
+            return false;
+        };
+        self.coin_at[cell] = 0;
+        self.coins.swap_remove(index as usize);
+        if let Some(&moved) = self.coins.get(index as usize) {
+            let moved_cell = self.cell(moved);
+            self.coin_at[moved_cell] = index + 1;
+        }
+        true
+    }
+
+    /// Removes every coin (a new round).
+    pub fn clear_coins(&mut self) {
+        for at in std::mem::take(&mut self.coins) {
+            let cell = self.cell(at);
+            self.coin_at[cell] = 0;
+        }
+    }
+
+    /// One step of a player: where it ends up, and whether it took a coin.
+    pub fn step(&mut self, from: (u16, u16), dir: Dir) -> ((u16, u16), bool) {
+        let to = dir.step(from, self.width, self.height);
+        let took = to != from && self.take_coin(to);
+        (to, took)
+    }
+}
+
+/// Items (players or coins) sorted by the square of the field they are in,
+/// rebuilt each tick in O(n) (a counting sort), so that "the ones nearest
+/// to this cell" costs a few squares' worth of work, not a scan of
+/// everyone: with 5,000 players a scan per receiver would be 25 million
+/// distance checks a tick.
+#[derive(Debug, Default)]
+pub struct Nearby {
+    columns: usize,
+    rows: usize,
+    /// `start[b]..start[b + 1]` are the items of square `b` in `items`.
+    start: Vec<u32>,
+    /// (position, the caller's index), grouped by square.
+    items: Vec<((u16, u16), u32)>,
+}
+
+impl Nearby {
+    /// Indexes `items` on a `width` × `height` field.
+    pub fn rebuild(
+        &mut self,
+        width: u16,
+        height: u16,
+        items: impl Iterator<Item = ((u16, u16), u32)> + Clone,
+    ) {
+        self.columns = usize::from(width.div_ceil(BUCKET)).max(1);
+        self.rows = usize::from(height.div_ceil(BUCKET)).max(1);
+        let squares = self.columns * self.rows;
+        self.start.clear();
+        self.start.resize(squares + 1, 0);
+        for (at, _) in items.clone() {
+            let square = self.square(at);
+            self.start[square + 1] += 1;
+        }
+        for b in 0..squares {
+            self.start[b + 1] += self.start[b];
+        }
+        self.items.clear();
+        self.items.resize(self.start[squares] as usize, ((0, 0), 0));
+        // `start[b]` is used as square b's write position, then restored.
+        for (at, index) in items {
+            let square = self.square(at);
+            let slot = &mut self.start[square];
+            self.items[*slot as usize] = (at, index);
+            *slot += 1;
+        }
+        for b in (1..=squares).rev() {
+            self.start[b] = self.start[b - 1];
+        }
+        self.start[0] = 0;
+    }
+
+    fn square(&self, (x, y): (u16, u16)) -> usize {
+        usize::from(y / BUCKET) * self.columns + usize::from(x / BUCKET)
+    }
+
+    /// Puts into `out` at least `want` items (or all there are) near `at`,
+    /// nearest first by grid distance (the larger of |dx| and |dy|). Squares
+    /// are visited in rings around `at`'s; once `want` are found, one more
+    /// ring is taken, since an item in the next ring may be nearer than one
+    /// in a corner of this one.
+    pub fn nearest(&self, at: (u16, u16), want: usize, out: &mut Vec<((u16, u16), u32)>) {
+        out.clear();
+        if self.items.is_empty() {
+            return;
+        }
+        let (cx, cy) = (
+            usize::from(at.0 / BUCKET) as isize,
+            usize::from(at.1 / BUCKET) as isize,
+        );
+        let max_ring = self.columns.max(self.rows) as isize;
+        let mut last_ring = None;
+        for ring in 0..=max_ring {
+            if last_ring.is_some_and(|last| ring > last) {
+                break;
+            }
+            for (bx, by) in ring_squares(cx, cy, ring) {
+                if bx < 0 || by < 0 || bx >= self.columns as isize || by >= self.rows as isize {
+                    continue;
+                }
+                let b = by as usize * self.columns + bx as usize;
+                let range = self.start[b] as usize..self.start[b + 1] as usize;
+                out.extend_from_slice(&self.items[range]);
+            }
+            if last_ring.is_none() && out.len() >= want {
+                last_ring = Some(ring + 1);
+            }
+        }
+        let distance = |&((x, y), _): &((u16, u16), u32)| at.0.abs_diff(x).max(at.1.abs_diff(y));
+        out.sort_unstable_by_key(distance);
+    }
+}
+
+/// The squares at Chebyshev distance `ring` from square `(cx, cy)`.
+fn ring_squares(cx: isize, cy: isize, ring: isize) -> impl Iterator<Item = (isize, isize)> {
+    (-ring..=ring).flat_map(move |d| {
+        let edges = [(cx + d, cy - ring), (cx + d, cy + ring)];
+        let sides = [(cx - ring, cy + d), (cx + ring, cy + d)];
+        // The corners belong to the top and bottom edges; a ring of 0 is
+        // one square.
+        let sides_count = if ring == 0 || d.abs() == ring { 0 } else { 2 };
+        let edges_count = if ring == 0 { 1 } else { 2 };
+        edges
+            .into_iter()
+            .take(edges_count)
+            .chain(sides.into_iter().take(sides_count))
+    })
+}

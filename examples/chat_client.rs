@@ -25,13 +25,12 @@ mod common;
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use common::{Fd, NonBlocking};
 use log::debug;
-use mio::event::Source;
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::Interest;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 use reactor::{Event, Key, Reactor, Ready};
 
@@ -135,61 +134,6 @@ impl Handler for Client {
             other => *self.failed.borrow_mut() = Some(other.to_string()),
         }
         conns.reactor().stop();
-    }
-}
-
-/// A borrowed descriptor (stdin or stdout) as a mio source.
-struct Fd(RawFd);
-
-impl Source for Fd {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.0).register(registry, token, interests)
-    }
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.0).reregister(registry, token, interests)
-    }
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.0).deregister(registry)
-    }
-}
-
-/// Puts a descriptor in non-blocking mode and restores its flags when
-/// dropped.
-struct NonBlocking {
-    fd: RawFd,
-    original: i32,
-}
-
-impl NonBlocking {
-    fn set(fd: RawFd) -> io::Result<NonBlocking> {
-        // SAFETY: fcntl on a descriptor we were given; F_GETFL has no memory
-        // effects.
-        let original = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if original < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above; F_SETFL only changes the file status flags.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, original | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(NonBlocking { fd, original })
-    }
-}
-
-impl Drop for NonBlocking {
-    fn drop(&mut self) {
-        // SAFETY: restores the flags read in `set` on the same descriptor.
-        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.original) };
     }
 }
 

@@ -238,3 +238,58 @@ impl Drop for EchoOff {
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
     }
 }
+
+/// A borrowed descriptor (stdin or stdout) as a mio source.
+pub struct Fd(pub std::os::fd::RawFd);
+
+impl mio::event::Source for Fd {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).register(registry, token, interests)
+    }
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).reregister(registry, token, interests)
+    }
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).deregister(registry)
+    }
+}
+
+/// Puts a descriptor in non-blocking mode and restores its flags when
+/// dropped.
+pub struct NonBlocking {
+    fd: std::os::fd::RawFd,
+    original: i32,
+}
+
+impl NonBlocking {
+    pub fn set(fd: std::os::fd::RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on a descriptor we were given; F_GETFL has no memory
+        // effects.
+        let original = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if original < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above; F_SETFL only changes the file status flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, original | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, original })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        // SAFETY: restores the flags read in `set` on the same descriptor.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.original) };
+    }
+}

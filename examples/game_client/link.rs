@@ -1,0 +1,142 @@
+//! A player's UDP side, the same for a person and for a bot: a socket of its
+//! own, inputs numbered in sequence, a keep-alive, and snapshots taken in
+//! tick order (an older or repeated tick is dropped, as UDP may reorder and
+//! duplicate).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reactor::Reactor;
+use reactor::udp::UdpEndpoint;
+
+use crate::game::{Dir, Input, Snapshot, Welcome};
+
+/// An input is re-sent at least this often, so that a player standing
+/// still is not taken for one whose UDP was cut (the server's
+/// `--udp-timeout` is 5 s by default).
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// One player's UDP link to the server.
+pub struct Link {
+    pub welcome: Welcome,
+    pub udp: UdpEndpoint,
+    pub server: SocketAddr,
+    /// The sequence number of the last input sent.
+    pub seq: u32,
+    /// The direction last sent.
+    pub dir: Dir,
+    last_sent: Instant,
+    /// The newest snapshot.
+    pub snapshot: Snapshot,
+    /// Its tick, once one has arrived.
+    pub last_tick: Option<u64>,
+    datagram: String,
+    parsed: Snapshot,
+}
+
+/// What a datagram was, to the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// A newer snapshot, now in [`Link::snapshot`]; `skipped` ticks came
+    /// between it and the one before (lost, or still on their way).
+    Newer { skipped: u64 },
+    /// A snapshot of a tick already seen or passed: dropped.
+    Stale,
+    /// Not a snapshot.
+    Garbage,
+}
+
+impl Link {
+    /// Binds a UDP socket on the loopback or any address of the server's
+    /// family, and sends the first input (which tells the server where to
+    /// send snapshots). `on_datagram` is the endpoint's callback.
+    ///
+    /// # Errors
+    ///
+    /// Binding or registering the socket, or sending the first input.
+    pub fn open<F>(
+        reactor: &mut Reactor,
+        welcome: Welcome,
+        server: SocketAddr,
+        on_datagram: F,
+    ) -> io::Result<Link>
+    where
+        F: FnMut(&mut Reactor, &UdpEndpoint, SocketAddr, &[u8]) + 'static,
+    {
+        let server = SocketAddr::new(server.ip(), welcome.udp_port);
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().expect("an address")
+        } else {
+            "[::]:0".parse().expect("an address")
+        };
+        let udp = UdpEndpoint::bind(reactor, local, on_datagram)?;
+        let mut link = Link {
+            welcome,
+            udp,
+            server,
+            seq: 0,
+            dir: Dir::Stop,
+            last_sent: reactor.now(),
+            snapshot: Snapshot::default(),
+            last_tick: None,
+            datagram: String::new(),
+            parsed: Snapshot::default(),
+        };
+        link.send(Dir::Stop, reactor.now())?;
+        Ok(link)
+    }
+
+    /// Sends `dir` as the next input.
+    ///
+    /// # Errors
+    ///
+    /// As for [`UdpEndpoint::send_to`] (a full queue drops the input: the
+    /// next one, or the keep-alive, carries the direction again).
+    pub fn send(&mut self, dir: Dir, now: Instant) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        self.dir = dir;
+        self.last_sent = now;
+        Input {
+            token: self.welcome.token,
+            seq: self.seq,
+            dir,
+        }
+        .write(&mut self.datagram);
+        self.udp.send_to(self.datagram.as_bytes(), self.server)
+    }
+
+    /// Re-sends the current direction if nothing was sent for
+    /// [`KEEPALIVE`].
+    pub fn keep_alive(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sent) >= KEEPALIVE {
+            let _ = self.send(self.dir, now);
+        }
+    }
+
+    /// Takes a datagram from the server.
+    pub fn arrive(&mut self, data: &[u8]) -> Arrival {
+        if self.parsed.parse_into(data).is_none() {
+            return Arrival::Garbage;
+        }
+        let tick = self.parsed.tick;
+        let skipped = match self.last_tick {
+            Some(last) if tick <= last => return Arrival::Stale,
+            Some(last) => tick - last - 1,
+            None => 0,
+        };
+        self.last_tick = Some(tick);
+        std::mem::swap(&mut self.snapshot, &mut self.parsed);
+        Arrival::Newer { skipped }
+    }
+
+    /// The player's own position in the newest snapshot (the receiver comes
+    /// first).
+    pub fn position(&self) -> Option<(u16, u16)> {
+        self.snapshot
+            .players
+            .first()
+            .filter(|p| p.id == self.welcome.id)
+            .map(|p| (p.x, p.y))
+    }
+}

@@ -28,6 +28,7 @@ pub enum Strategy {
     /// Towards the nearest coin in its snapshot.
     SeekCoins,
     /// A random direction, changed about every ten ticks.
+    #[allow(dead_code)] // `loadgen game` plays SeekCoins only
     Wander,
 }
 
@@ -49,6 +50,9 @@ pub struct Counts {
     /// Intervals between one bot's consecutive snapshots, in microseconds.
     pub intervals: Vec<u32>,
 }
+
+/// Intervals kept at most (16 MiB of them): a bound on a long window.
+const MAX_INTERVALS: usize = 1 << 22;
 
 struct Bot {
     name: String,
@@ -115,6 +119,7 @@ impl Bots {
         };
         let config = reactor::service::Config::default()
             .input_limit(MAX_LINE + 2)
+            .connect_timeout(Duration::from_secs(60))
             .max_connections(count + 16);
         let service = Service::new(reactor, bots, config);
         let me = service.clone();
@@ -207,9 +212,13 @@ impl Bots {
                 Arrival::Newer { skipped } => {
                     self.counts.snapshots += 1;
                     self.counts.skipped += skipped;
-                    if let Some(last) = bot.last_arrival {
+                    if let Some(last) = bot.last_arrival
+                        && self.counts.intervals.len() < MAX_INTERVALS
+                    {
                         let us = now.saturating_duration_since(last).as_micros();
-                        self.counts.intervals.push(us.min(u128::from(u32::MAX)) as u32);
+                        self.counts
+                            .intervals
+                            .push(us.min(u128::from(u32::MAX)) as u32);
                     }
                 }
                 Arrival::Stale => self.counts.stale += 1,

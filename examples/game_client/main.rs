@@ -403,7 +403,9 @@ impl Session {
             typing: self.typing.as_deref(),
         };
         screen::draw(&view, &mut self.frame.text);
-        self.frame.pending.extend_from_slice(self.frame.text.as_bytes());
+        self.frame
+            .pending
+            .extend_from_slice(self.frame.text.as_bytes());
         self.frame.flush();
     }
 

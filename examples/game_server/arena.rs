@@ -29,7 +29,7 @@ impl Rng {
 
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 
@@ -131,10 +131,11 @@ impl Arena {
         }
     }
 
-    /// One step of a player: where it ends up, and whether it took a coin.
+    /// One step of a player: where it ends up, and whether it took a coin
+    /// there (also when it stood still: a coin may appear under a player).
     pub fn step(&mut self, from: (u16, u16), dir: Dir) -> ((u16, u16), bool) {
         let to = dir.step(from, self.width, self.height);
-        let took = to != from && self.take_coin(to);
+        let took = self.take_coin(to);
         (to, took)
     }
 }

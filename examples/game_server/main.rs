@@ -167,17 +167,23 @@ fn run(addr: SocketAddr, settings: Settings, seed: u64) -> io::Result<()> {
 /// late each tick starts is its jitter, recorded in the stats; a loop more
 /// than a tick behind skips the ticks it missed rather than running them in
 /// a burst.
-fn schedule_tick(reactor: &mut Reactor, service: Service<GameServer>, due: Instant, tick: Duration) {
+fn schedule_tick(
+    reactor: &mut Reactor,
+    service: Service<GameServer>,
+    due: Instant,
+    tick: Duration,
+) {
     reactor.call_at(due, move |reactor| {
         // The clock now, not the turn's cached time: lateness is the point.
         let started = Instant::now();
         let late = started.saturating_duration_since(due);
-        let _ = service.with(reactor, |game, conns| {
-            game.run_tick(conns, started, late);
-            let behind = (late.as_nanos() / tick.as_nanos()) as u64;
-            game.stats.missed_ticks += behind;
-            due + tick * (behind as u32 + 1)
-        })
-        .map(|next| schedule_tick(reactor, service, next, tick));
+        let _ = service
+            .with(reactor, |game, conns| {
+                game.run_tick(conns, started, late);
+                let behind = (late.as_nanos() / tick.as_nanos()) as u64;
+                game.stats.missed_ticks += behind;
+                due + tick * (behind as u32 + 1)
+            })
+            .map(|next| schedule_tick(reactor, service, next, tick));
     });
 }

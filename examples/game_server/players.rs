@@ -55,7 +55,9 @@ impl Player {
     /// rate (the bucket refills at [`INPUTS_PER_SECOND`], holding at most a
     /// second's worth).
     pub fn admit_input(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.allowance_at).as_secs_f32();
+        let elapsed = now
+            .saturating_duration_since(self.allowance_at)
+            .as_secs_f32();
         self.allowance = (self.allowance + elapsed * INPUTS_PER_SECOND).min(INPUTS_PER_SECOND);
         self.allowance_at = now;
         if self.allowance >= 1.0 {

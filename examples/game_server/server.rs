@@ -83,7 +83,12 @@ impl GameServer {
 
     /// The number of coins the field should hold: players / 2 + 3.
     pub fn coin_target(&self) -> usize {
-        let on_field = self.players.all.iter().filter(|(_, p)| p.on_field()).count();
+        let on_field = self
+            .players
+            .all
+            .iter()
+            .filter(|(_, p)| p.on_field())
+            .count();
         on_field / 2 + 3
     }
 
@@ -120,7 +125,12 @@ impl GameServer {
                 return false;
             }
             ("STATS", _) => {
-                let on_field = self.players.all.iter().filter(|(_, p)| p.on_field()).count();
+                let on_field = self
+                    .players
+                    .all
+                    .iter()
+                    .filter(|(_, p)| p.on_field())
+                    .count();
                 Ok(Some(self.stats.line(on_field)))
             }
             ("SAY" | "PLAYERS", None) => Err("join first: JOIN NAME".to_string()),
@@ -222,7 +232,11 @@ impl GameServer {
             debug!("udp {from}: unknown token");
             return;
         };
-        if self.players.by_addr(from).is_some_and(|owner| owner != player) {
+        if self
+            .players
+            .by_addr(from)
+            .is_some_and(|owner| owner != player)
+        {
             // This address belongs to another player: someone else's token.
             self.stats.spoofed += 1;
             debug!("udp {from}: another player's token");

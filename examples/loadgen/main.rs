@@ -7,6 +7,8 @@
 //! - `chat`: N chat clients answer the name prompt, M of them send lines;
 //!   lines sent and delivered per second, and whether every line reached
 //!   every other client.
+//! - `game`: N bots (`game_client`'s) play on a `game_server`; snapshots
+//!   received against those due, and the server's own tick jitter.
 //! - `hold`: N idle connections, spread over source addresses 127.0.0.x to
 //!   get past the ephemeral ports of one address; how many held.
 //!
@@ -17,11 +19,18 @@
 //! `/proc/PID/stat` at the exact start and end of the measured window, and
 //! reports CPU per unit of work (round trip, delivery).
 
+#[path = "../game_client/bot.rs"]
+mod bot;
 mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod echo;
+#[path = "../game/mod.rs"]
+mod game;
+mod game_load;
 mod hold;
+#[path = "../game_client/link.rs"]
+mod link;
 mod report;
 mod server;
 
@@ -38,6 +47,7 @@ loadgen: load for echo and chat servers, measured
 usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem] [--duration D] [--warmup D]
        loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
        loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
+       loadgen game --addr A [--players N] [--tick D] [--duration D]
 
 common options:
   --json              print one JSON line instead of a human summary
@@ -50,10 +60,11 @@ echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection),
 chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
        --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit),
        --drain 30s (after the window, how long to wait for lines in flight)
+game:  --players 100, --tick 50ms (the server's --tick: how many snapshots are due)
 hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
 
-Exit status 1 if any byte came back wrong, a connection failed, or a chat
-line was lost.
+Exit status 1 if any byte came back wrong, a connection failed, a chat
+line was lost, or game bots got fewer than 99% of the snapshots due.
 ";
 
 /// The measurement window.
@@ -136,7 +147,7 @@ fn main() {
     let mode = match common::next_arg(&mut parser) {
         Some(lexopt::Arg::Value(mode)) => mode.to_string_lossy().into_owned(),
         Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h')) => common::help(USAGE),
-        _ => common::usage_error("the first argument is the mode: echo, chat or hold"),
+        _ => common::usage_error("the first argument is the mode: echo, chat, game or hold"),
     };
     let mut addr = None;
     let mut json = false;
@@ -150,6 +161,7 @@ fn main() {
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
     let (mut seconds, mut src_ips) = (Duration::from_secs(5), None);
     let mut drain = Duration::from_secs(30);
+    let (mut players, mut tick) = (100, Duration::from_millis(50));
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
         match arg {
@@ -176,6 +188,8 @@ fn main() {
             Long("max-in-flight") => {
                 in_flight = common::value(&mut parser, "max-in-flight", common::count)
             }
+            Long("players") => players = common::value(&mut parser, "players", common::count),
+            Long("tick") => tick = common::value(&mut parser, "tick", common::parse_duration),
             Long("drain") => drain = common::value(&mut parser, "drain", common::parse_duration),
             Long("seconds") => {
                 seconds = common::value(&mut parser, "seconds", common::parse_duration)
@@ -219,7 +233,13 @@ fn main() {
             src_ips: src_ips.unwrap_or(([127, 0, 0, 1], [127, 0, 0, 1])),
             server_pid: window.server_pid,
         }),
-        other => common::usage_error(format!("unknown mode '{other}': echo, chat or hold")),
+        "game" => game_load::run(game_load::Options {
+            addr,
+            players: players.max(1),
+            tick,
+            window,
+        }),
+        other => common::usage_error(format!("unknown mode '{other}': echo, chat, game or hold")),
     };
     match outcome {
         Ok(report) => {

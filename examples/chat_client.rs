@@ -23,7 +23,7 @@
 mod common;
 
 use std::cell::RefCell;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -67,23 +67,7 @@ struct Output {
 impl Output {
     /// Writes what stdout takes now; the rest waits for a writable event.
     fn flush(&mut self) {
-        let mut stdout = io::stdout().lock();
-        while !self.pending.is_empty() {
-            match stdout.write(&self.pending) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // stdout closed (`| head`): nothing more can be shown.
-                Err(_) => {
-                    self.pending.clear();
-                    break;
-                }
-            }
-        }
-        let _ = stdout.flush();
+        common::flush_stdout(&mut self.pending);
     }
 
     fn print(&mut self, bytes: &[u8]) {

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use game::{Dir, Input, Snapshot, Welcome};
-use support::{Server, connect, heavy, run_example};
+use support::{Server, connect, heavy, run_example, tool};
 
 /// A server with a fast tick on a small field; `extra` adds or overrides.
 fn start(extra: &[&str]) -> Server {
@@ -521,23 +521,6 @@ fn loadgen_game_counts_every_snapshot() {
         report["server_cpu_us_per_player_tick"].is_number(),
         "{report}"
     );
-}
-
-/// A tool the test needs: present, or the test is skipped with a reason,
-/// unless `REQUIRE_ALL=1` (as in CI), where its absence fails the test.
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
-            "{name} is required (REQUIRE_ALL=1) but not installed"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
 }
 
 /// One tmux server of our own (`-L`), killed when dropped.

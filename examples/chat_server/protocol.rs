@@ -217,18 +217,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     })
 }
 
-/// User and room names: 1 to 32 letters, digits, `_`, `-` or `.`.
-pub fn check_name(name: &str, what: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
-    if (1..=32).contains(&count) && name.chars().all(allowed) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid {what} '{name}': use 1 to 32 letters, digits, '_', '-' or '.'"
-        ))
-    }
-}
+/// User and room names: the rule every example shares (`common::check_name`).
+pub use crate::common::check_name;
 
 /// Names are unique without regard to case: this is the key they are
 /// compared by.

@@ -201,6 +201,43 @@ pub fn listen_tcp_and_udp<H: reactor::service::Handler>(
     Ok((tcp_addr, udp))
 }
 
+/// Names of users, rooms and players: 1 to 32 letters, digits, `_`, `-` or
+/// `.` (one word on the wire, and safe on a terminal). `what` names the
+/// thing in the error.
+pub fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let count = name.chars().count();
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if (1..=32).contains(&count) && name.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} '{name}': use 1 to 32 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// Writes what a non-blocking stdout takes now of `pending`, and removes
+/// it; the rest waits for a writable event. A stdout that is gone (`| head`)
+/// drops everything: nothing more can be shown.
+pub fn flush_stdout(pending: &mut Vec<u8>) {
+    let mut stdout = io::stdout().lock();
+    while !pending.is_empty() {
+        match stdout.write(pending) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                pending.clear();
+                break;
+            }
+        }
+    }
+    let _ = stdout.flush();
+}
+
 /// Prints a line on stdout and flushes it at once (tests and scripts wait
 /// for lines such as `listening on ...`).
 pub fn announce(line: impl Display) {

@@ -79,20 +79,6 @@ pub fn seq_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 1 << 31
 }
 
-/// Player names: 1 to 32 letters, digits, `_`, `-` or `.`, the chat's rule
-/// (a name is one word on the wire, and safe on a terminal).
-pub fn check_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
-    if (1..=32).contains(&count) && name.chars().all(allowed) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name '{name}': use 1 to 32 letters, digits, '_', '-' or '.'"
-        ))
-    }
-}
-
 /// A client's input datagram: `INPUT TOKEN SEQ DIR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Input {

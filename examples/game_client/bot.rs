@@ -183,10 +183,8 @@ impl Bots {
             conns.reactor(),
             welcome,
             self.server,
-            move |reactor, _, _, data| {
-                let now = Instant::now();
-                let _ = service.with(reactor, |bots, _| bots.on_datagram(index, data, now));
-            },
+            service,
+            move |bots: &mut Bots, _, data| bots.on_datagram(index, data, Instant::now()),
         );
         match opened {
             Ok(link) => {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use reactor::Reactor;
+use reactor::service::{Connections, Handler, Service};
 use reactor::udp::UdpEndpoint;
 
 use crate::game::{Dir, Input, Snapshot, Welcome};
@@ -48,21 +49,25 @@ pub enum Arrival {
 }
 
 impl Link {
-    /// Binds a UDP socket on the loopback or any address of the server's
-    /// family, and sends the first input (which tells the server where to
-    /// send snapshots). `on_datagram` is the endpoint's callback.
+    /// Binds a UDP socket on any address of the server's family, and sends
+    /// the first input (which tells the server where to send snapshots).
+    /// Each datagram that arrives is handed to `on_datagram` with the
+    /// handler of `service` (the player's TCP side), through
+    /// [`Service::with`]: the one way into a handler from outside it.
     ///
     /// # Errors
     ///
     /// Binding or registering the socket, or sending the first input.
-    pub fn open<F>(
+    pub fn open<H, F>(
         reactor: &mut Reactor,
         welcome: Welcome,
         server: SocketAddr,
-        on_datagram: F,
+        service: Service<H>,
+        mut on_datagram: F,
     ) -> io::Result<Link>
     where
-        F: FnMut(&mut Reactor, &UdpEndpoint, SocketAddr, &[u8]) + 'static,
+        H: Handler,
+        F: FnMut(&mut H, &mut Connections<'_>, &[u8]) + 'static,
     {
         let server = SocketAddr::new(server.ip(), welcome.udp_port);
         let local: SocketAddr = if server.is_ipv4() {
@@ -70,7 +75,10 @@ impl Link {
         } else {
             "[::]:0".parse().expect("an address")
         };
-        let udp = UdpEndpoint::bind(reactor, local, on_datagram)?;
+        let udp = UdpEndpoint::bind(reactor, local, move |reactor, _, _, data| {
+            // The UDP callback runs outside the handler: `with` is not refused.
+            let _ = service.with(reactor, |handler, conns| on_datagram(handler, conns, data));
+        })?;
         let mut link = Link {
             welcome,
             udp,

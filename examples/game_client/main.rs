@@ -25,7 +25,7 @@ mod screen;
 mod terminal;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, ErrorKind, IsTerminal, Read, Write};
+use std::io::{self, ErrorKind, IsTerminal, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -103,7 +103,7 @@ fn main() {
         }
         None => {
             let name = name.unwrap_or_else(|| common::usage_error("--name is required to play"));
-            if let Err(e) = game::check_name(&name) {
+            if let Err(e) = common::check_name(&name, "name") {
                 common::usage_error(e);
             }
             if !io::stdin().is_terminal() {
@@ -173,28 +173,6 @@ struct Frame {
     pending: Vec<u8>,
 }
 
-impl Frame {
-    /// Writes what stdout takes now.
-    fn flush(&mut self) {
-        let mut stdout = io::stdout().lock();
-        while !self.pending.is_empty() {
-            match stdout.write(&self.pending) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.pending.clear();
-                    break;
-                }
-            }
-        }
-        let _ = stdout.flush();
-    }
-}
-
 impl Session {
     fn say(&mut self, line: String) {
         // The server's text goes to a terminal: no control characters.
@@ -255,11 +233,8 @@ impl Session {
             conns.reactor(),
             welcome,
             self.server,
-            move |reactor, _, _, data| {
-                let _ = service.with(reactor, |session, conns| {
-                    session.on_datagram(conns.reactor(), data)
-                });
-            },
+            service,
+            |session: &mut Session, conns, data| session.on_datagram(conns.reactor(), data),
         );
         match opened {
             Ok(link) => {
@@ -406,12 +381,12 @@ impl Session {
         self.frame
             .pending
             .extend_from_slice(self.frame.text.as_bytes());
-        self.frame.flush();
+        common::flush_stdout(&mut self.frame.pending);
     }
 
     /// stdout is writable again: the rest of a frame, then any newer one.
     fn on_writable(&mut self) {
-        self.frame.flush();
+        common::flush_stdout(&mut self.frame.pending);
         if self.frame.pending.is_empty() && self.frame.dirty {
             self.draw();
         }

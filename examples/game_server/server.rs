@@ -81,15 +81,18 @@ impl GameServer {
         conns.broadcast(to, line.as_bytes());
     }
 
-    /// The number of coins the field should hold: players / 2 + 3.
-    pub fn coin_target(&self) -> usize {
-        let on_field = self
-            .players
+    /// Players in the arena (playing or away).
+    pub fn on_field(&self) -> usize {
+        self.players
             .all
             .iter()
             .filter(|(_, p)| p.on_field())
-            .count();
-        on_field / 2 + 3
+            .count()
+    }
+
+    /// The number of coins the field should hold: players / 2 + 3.
+    pub fn coin_target(&self) -> usize {
+        self.on_field() / 2 + 3
     }
 
     /// Answers one line; false once the connection is closing (`QUIT`), so
@@ -125,12 +128,7 @@ impl GameServer {
                 return false;
             }
             ("STATS", _) => {
-                let on_field = self
-                    .players
-                    .all
-                    .iter()
-                    .filter(|(_, p)| p.on_field())
-                    .count();
+                let on_field = self.on_field();
                 Ok(Some(self.stats.line(on_field)))
             }
             ("SAY" | "PLAYERS", None) => Err("join first: JOIN NAME".to_string()),
@@ -163,7 +161,7 @@ impl GameServer {
         if words.next().is_some() {
             return Err("usage: JOIN NAME [TOKEN]".to_string());
         }
-        game::check_name(name)?;
+        crate::common::check_name(name, "name")?;
         let now = conns.reactor().now();
         let (player, news) = match token {
             None => {

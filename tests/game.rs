@@ -571,6 +571,103 @@ fn my_x(screen: &str) -> Option<u16> {
     at.split(',').next()?.parse().ok()
 }
 
+/// `game_client --name NAME` in a pane of its own tmux server, inside a
+/// shell that records the terminal's mode before and after it, and its
+/// exit status. The shell survives Ctrl-C and SIGTERM (traps, not ignores:
+/// the client gets the default dispositions).
+struct TmuxClient {
+    tmux: Tmux,
+    dir: std::path::PathBuf,
+}
+
+impl TmuxClient {
+    fn start(tag: &str, addr: SocketAddr, name: &str, env: &str) -> TmuxClient {
+        let dir = std::env::temp_dir().join(format!("reactor-game-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |f: &str| dir.join(f).display().to_string();
+        // `exec` keeps the pid the inner shell wrote down: the client's.
+        let script = format!(
+            "trap true INT TERM; stty -a > {before}; \
+             sh -c 'echo $$ > {pid}; exec env {env} {client} --addr {addr} --name {name} 2>{err}'; \
+             echo status=$? > {after}; stty -a >> {after}; sleep 60",
+            before = file("before.txt"),
+            pid = file("pid.txt"),
+            client = support::example("game_client").display(),
+            err = file("stderr.txt"),
+            after = file("after.txt"),
+        );
+        let tmux = Tmux(format!("reactor-game-{tag}-{}", std::process::id()));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        tmux.wait_for("the arena", |s| s.contains(&format!("{name} (you are @)")));
+        TmuxClient { tmux, dir }
+    }
+
+    fn pid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pid.txt"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Waits (at most 10 s) for the client to exit; checks that the
+    /// terminal's modes are as before it started, and returns its exit
+    /// status and stderr.
+    #[track_caller]
+    fn exited_and_restored(&self) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let text = std::fs::read_to_string(self.dir.join("after.txt")).unwrap_or_default();
+            if text.contains("speed") {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "the client did not exit");
+            // A file written by the shell: nothing to wait on but the file.
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let before = std::fs::read_to_string(self.dir.join("before.txt")).unwrap();
+        let modes = |s: &str| -> Vec<String> {
+            s.split_whitespace()
+                .filter(|w| {
+                    ["icanon", "echo", "isig", "ixon", "icrnl", "iexten"]
+                        .contains(&w.trim_start_matches('-'))
+                })
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            modes(&after),
+            modes(&before),
+            "the terminal's mode is restored"
+        );
+        assert!(modes(&after).contains(&"icanon".to_string()));
+        // The alternate screen is left: the shell's own output is visible.
+        let screen = self.tmux.run(&["capture-pane", "-p"]);
+        assert!(
+            !screen.contains("(you are @)"),
+            "still the game's screen: {screen}"
+        );
+        let status = after.lines().next().unwrap_or("").to_string();
+        let stderr = std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+impl Drop for TmuxClient {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn game_client_under_tmux_moves_chats_and_restores_the_terminal() {
     if !tool("tmux") {
@@ -579,37 +676,9 @@ fn game_client_under_tmux_moves_chats_and_restores_the_terminal() {
     let _heavy = heavy();
     // The normal tick: the test watches the screen, not the clock.
     let server = start(&["--tick", "50ms", "--width", "40", "--height", "10"]);
-    let dir = std::env::temp_dir().join(format!("reactor-game-tmux-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let after = dir.join("after.txt");
-    let client = support::example("game_client");
-    // The shell survives Ctrl-C (a trap, not an ignore: the client gets
-    // SIGINT's default disposition) and records the terminal's mode after
-    // the client has gone.
-    let script = format!(
-        "trap true INT; stty -a > {before}; {client} --addr {addr} --name alice 2>{err}; \
-         echo status=$? > {after}; stty -a >> {after}; sleep 60",
-        before = dir.join("before.txt").display(),
-        client = client.display(),
-        addr = server.addr(),
-        err = dir.join("stderr.txt").display(),
-        after = after.display(),
-    );
-    let tmux = Tmux(format!("reactor-game-{}", std::process::id()));
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let screen = tmux.wait_for("the arena", |s| {
-        s.contains("alice (you are @)") && s.contains('@')
-    });
+    let client = TmuxClient::start("play", server.addr(), "alice", "");
+    let tmux = &client.tmux;
+    let screen = tmux.wait_for("the arena", |s| my_x(s).is_some() && s.contains('@'));
     assert!(screen.contains("+----"), "a border: {screen}");
     let x0 = my_x(&screen).expect("a position");
     // A key moves the player (and the server keeps it moving).
@@ -626,33 +695,37 @@ fn game_client_under_tmux_moves_chats_and_restores_the_terminal() {
     });
     // Ctrl-C ends the client; the terminal is as it was.
     tmux.run(&["send-keys", "C-c"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = std::fs::read_to_string(&after).unwrap_or_default();
-        if text.contains("speed") {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the client did not exit on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(text.starts_with("status=0"), "{text}");
-    let before = std::fs::read_to_string(dir.join("before.txt")).unwrap();
-    let modes = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .filter(|w| {
-                ["icanon", "echo", "ixon", "icrnl", "iexten"].contains(&w.trim_start_matches('-'))
-            })
-            .map(String::from)
-            .collect()
-    };
-    assert_eq!(
-        modes(&text),
-        modes(&before),
-        "the terminal's mode is restored"
-    );
-    assert!(modes(&text).contains(&"icanon".to_string()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (status, _) = client.exited_and_restored();
+    assert_eq!(status, "status=0");
+    bob.expect("LEFT alice closed");
+}
+
+#[test]
+fn game_client_restores_the_terminal_on_sigterm_a_lost_server_and_a_panic() {
+    if !tool("tmux") {
+        return;
+    }
+    let _heavy = heavy();
+    let server = start(&["--tick", "50ms"]);
+    // SIGTERM.
+    let client = TmuxClient::start("term", server.addr(), "terry", "");
+    let killed = Command::new("kill")
+        .args(["-TERM", &client.pid()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(client.exited_and_restored().0, "status=0");
+    // A panic (the test-only fault `REACTOR_GAME_TEST_PANIC`: the key '!'
+    // panics): the hook restores before the message is printed.
+    let client = TmuxClient::start("panic", server.addr(), "pam", "REACTOR_GAME_TEST_PANIC=1");
+    client.tmux.run(&["send-keys", "!"]);
+    let (status, stderr) = client.exited_and_restored();
+    assert_eq!(status, "status=101", "{stderr}");
+    assert!(stderr.contains("panicked"), "{stderr}");
+    // The server goes away: exit status 1, the cause on stderr.
+    let client = TmuxClient::start("lost", server.addr(), "lou", "");
+    drop(server);
+    let (status, stderr) = client.exited_and_restored();
+    assert_eq!(status, "status=1");
+    assert!(stderr.contains("lost the server"), "{stderr}");
 }

@@ -302,6 +302,11 @@ impl Session {
                     self.quit(conns);
                     continue;
                 }
+                // A fault for the tests of the panic path (and nothing else):
+                // with REACTOR_GAME_TEST_PANIC=1, '!' panics in a callback.
+                Key::Char('!') if std::env::var_os("REACTOR_GAME_TEST_PANIC").is_some() => {
+                    panic!("REACTOR_GAME_TEST_PANIC: '!' pressed")
+                }
                 _ => continue,
             };
             self.turn(conns.reactor().now(), dir);

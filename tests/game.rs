@@ -7,6 +7,9 @@
 //! The servers run with a fast tick (`--tick 10ms`) and small targets
 //! (`--win-score 3`) so that the whole file runs in seconds.
 
+#[allow(dead_code)] // the server's rules: the tests use the spatial index
+#[path = "../examples/game_server/arena.rs"]
+mod arena;
 #[path = "../examples/game/mod.rs"]
 mod game;
 mod support;
@@ -189,6 +192,49 @@ fn stat(player: &mut Player, key: &str) -> u64 {
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn sequence_numbers_compare_across_the_wrap() {
+    assert!(game::seq_newer(1, 0));
+    assert!(game::seq_newer(0, u32::MAX), "0 follows the largest");
+    assert!(game::seq_newer(5, u32::MAX - 5));
+    assert!(!game::seq_newer(u32::MAX, 0));
+    assert!(!game::seq_newer(7, 7), "a duplicate is not newer");
+}
+
+#[test]
+fn the_spatial_index_finds_the_same_nearest_as_a_scan() {
+    let mut rng = support::Rng::new(17);
+    let (width, height) = (300u16, 120u16);
+    for round in 0..20 {
+        let count = [0, 1, 5, 50, 500, 3000][round % 6];
+        let items: Vec<((u16, u16), u32)> = (0..count)
+            .map(|i| {
+                let x = rng.range(0, width as usize - 1) as u16;
+                let y = rng.range(0, height as usize - 1) as u16;
+                ((x, y), i as u32)
+            })
+            .collect();
+        let mut index = arena::Nearby::default();
+        index.rebuild(width, height, items.iter().copied());
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            let at = (
+                rng.range(0, width as usize - 1) as u16,
+                rng.range(0, height as usize - 1) as u16,
+            );
+            let want = rng.range(1, 120);
+            index.nearest(at, want, &mut found);
+            let distance =
+                |&((x, y), _): &((u16, u16), u32)| at.0.abs_diff(x).max(at.1.abs_diff(y));
+            let mut all: Vec<u16> = items.iter().map(distance).collect();
+            all.sort_unstable();
+            all.truncate(want);
+            let got: Vec<u16> = found.iter().map(distance).collect();
+            assert_eq!(got, all, "{count} items, the {want} nearest to {at:?}");
+        }
+    }
 }
 
 /// Runs `game_client --bots N` against the server until one round is won.

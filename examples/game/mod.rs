@@ -157,6 +157,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Reads only a snapshot's `TICK` and `ACK`.
+    pub fn peek(data: &[u8]) -> Option<(u64, u32)> {
+        let head = data.get(..data.len().min(40))?;
+        let mut words = head.split(|&b| b == b' ');
+        if words.next()? != b"STATE" {
+            return None;
+        }
+        let mut number = || std::str::from_utf8(words.next()?).ok()?.parse::<u64>().ok();
+        let tick = number()?;
+        let ack = number()?.try_into().ok()?;
+        Some((tick, ack))
+    }
+
     /// Parses a snapshot datagram into `self` (its vectors reused).
     pub fn parse_into(&mut self, data: &[u8]) -> Option<()> {
         let text = std::str::from_utf8(data).ok()?;

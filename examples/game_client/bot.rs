@@ -27,7 +27,7 @@ use crate::link::{Arrival, KEEPALIVE, Link};
 pub enum Strategy {
     /// Towards the nearest coin in its snapshot.
     SeekCoins,
-    /// A random direction, changed about every ten ticks.
+    /// A random direction, changed now and then.
     #[allow(dead_code)] // `loadgen game` plays SeekCoins only
     Wander,
 }
@@ -204,7 +204,10 @@ impl Bots {
         let Some(link) = bot.link.as_mut() else {
             return;
         };
-        let arrival = link.arrive(data);
+        // A decision every fourth tick (bots take turns), and a count of
+        // every snapshot.
+        let decide = link.last_tick.is_none_or(|t| (t + index as u64) % 4 == 3);
+        let arrival = link.arrive(data, decide);
         if self.measuring {
             match arrival {
                 Arrival::Newer { skipped } => {
@@ -227,6 +230,9 @@ impl Bots {
             return;
         }
         bot.last_arrival = Some(now);
+        if !decide {
+            return;
+        }
         let Some(me) = link.position() else { return };
         let dir = match strategy {
             Strategy::SeekCoins => game::steer(me, &link.snapshot.coins),

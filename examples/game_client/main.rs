@@ -254,7 +254,7 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        if !matches!(link.arrive(data), Arrival::Newer { .. }) {
+        if !matches!(link.arrive(data, true), Arrival::Newer { .. }) {
             return;
         }
         let ack = link.snapshot.ack;

@@ -33,10 +33,11 @@ impl Rng {
     }
 }
 
-/// The side of a square of cells in the spatial index: big enough that a
-/// snapshot's worth of neighbours sits in a few squares, small enough that a
-/// crowded field does not put everyone in one.
-const BUCKET: u16 = 16;
+/// The side of a square of cells in the spatial index: small, so that the
+/// rings of squares searched overshoot the circle of the nearest by little
+/// (16 visited 60% more candidates at 1,000 players), and large enough
+/// that a search does not spend its time on empty squares.
+const BUCKET: u16 = 8;
 
 /// The field: its size, its coins, and where they are.
 #[derive(Debug)]
@@ -153,6 +154,10 @@ pub struct Nearby {
     start: Vec<u32>,
     /// (position, the caller's index), grouped by square.
     items: Vec<((u16, u16), u32)>,
+    /// Scratch for `nearest`: candidates with their distance, and the
+    /// counting sort's counts.
+    candidates: Vec<(u16, ((u16, u16), u32))>,
+    counts: Vec<u32>,
 }
 
 impl Nearby {
@@ -194,55 +199,89 @@ impl Nearby {
         usize::from(y / BUCKET) * self.columns + usize::from(x / BUCKET)
     }
 
-    /// Puts into `out` at least `want` items (or all there are) near `at`,
-    /// nearest first by grid distance (the larger of |dx| and |dy|). Squares
-    /// are visited in rings around `at`'s; once `want` are found, one more
-    /// ring is taken, since an item in the next ring may be nearer than one
-    /// in a corner of this one.
-    pub fn nearest(&self, at: (u16, u16), want: usize, out: &mut Vec<((u16, u16), u32)>) {
+    /// Puts into `out` the `want` items nearest to `at` (or all there are),
+    /// nearest first by grid distance (the larger of |dx| and |dy|).
+    ///
+    /// Squares are visited in rings around `at`'s. After ring `r`, every
+    /// item not yet visited is more than `r` × 8 cells away, so once
+    /// `want` of the visited are at most that far, they are the nearest and
+    /// the search stops. Distances are small whole numbers, so the visited
+    /// are counted by distance as they are found (which also says when to
+    /// stop), and ordered by a counting sort: linear, where a comparison
+    /// sort of the candidates took half the server's time at 1,000 players.
+    pub fn nearest(&mut self, at: (u16, u16), want: usize, out: &mut Vec<((u16, u16), u32)>) {
         out.clear();
-        if self.items.is_empty() {
+        let (candidates, counts) = (&mut self.candidates, &mut self.counts);
+        candidates.clear();
+        counts.clear();
+        if self.items.is_empty() || want == 0 {
             return;
         }
-        let (cx, cy) = (
-            usize::from(at.0 / BUCKET) as isize,
-            usize::from(at.1 / BUCKET) as isize,
-        );
+        let distance = |(x, y): (u16, u16)| at.0.abs_diff(x).max(at.1.abs_diff(y));
+        let (cx, cy) = ((at.0 / BUCKET) as isize, (at.1 / BUCKET) as isize);
         let max_ring = self.columns.max(self.rows) as isize;
-        let mut last_ring = None;
+        // How many of the visited are at most `summed` away: after ring r,
+        // those at most r × BUCKET away, who are sure to be the nearest (an
+        // item that near lies in ring r or inside it).
+        let (mut sure, mut summed) = (0usize, None::<usize>);
+        let (columns, rows) = (self.columns as isize, self.rows as isize);
         for ring in 0..=max_ring {
-            if last_ring.is_some_and(|last| ring > last) {
+            // Ring `ring` is two rows of squares (top and bottom, each one
+            // run of `items`, since squares are stored row by row) and two
+            // columns of single squares between them; parts off the field
+            // are skipped, not visited.
+            let (x0, x1) = ((cx - ring).max(0), (cx + ring).min(columns - 1));
+            let row_run = |y: isize| {
+                (0..rows)
+                    .contains(&y)
+                    .then_some((y * columns + x0, y * columns + x1))
+            };
+            // Ring 0 is one square: its top row is its bottom row.
+            let runs = [row_run(cy - ring), row_run(cy + ring).filter(|_| ring > 0)];
+            let sides = ((cy - ring + 1).max(0)..=(cy + ring - 1).min(rows - 1)).flat_map(|y| {
+                [cx - ring, cx + ring]
+                    .into_iter()
+                    .filter(|x| (0..columns).contains(x))
+                    .map(move |x| (y * columns + x, y * columns + x))
+            });
+            for (first, last) in runs.into_iter().flatten().chain(sides) {
+                let items = &self.items
+                    [self.start[first as usize] as usize..self.start[last as usize + 1] as usize];
+                for &item in items {
+                    let d = usize::from(distance(item.0));
+                    if counts.len() <= d {
+                        counts.resize(d + 1, 0);
+                    }
+                    counts[d] += 1;
+                    candidates.push((d as u16, item));
+                }
+            }
+            let bound = ring as usize * usize::from(BUCKET);
+            let from = summed.map_or(0, |s| s + 1);
+            sure += counts
+                .get(from..=bound.min(counts.len().saturating_sub(1)))
+                .map_or(0, |c| c.iter().map(|&n| n as usize).sum());
+            summed = Some(bound);
+            if sure >= want {
                 break;
             }
-            for (bx, by) in ring_squares(cx, cy, ring) {
-                if bx < 0 || by < 0 || bx >= self.columns as isize || by >= self.rows as isize {
-                    continue;
-                }
-                let b = by as usize * self.columns + bx as usize;
-                let range = self.start[b] as usize..self.start[b + 1] as usize;
-                out.extend_from_slice(&self.items[range]);
-            }
-            if last_ring.is_none() && out.len() >= want {
-                last_ring = Some(ring + 1);
-            }
         }
-        let distance = |&((x, y), _): &((u16, u16), u32)| at.0.abs_diff(x).max(at.1.abs_diff(y));
-        out.sort_unstable_by_key(distance);
+        // Counting sort: each distance's first place, then each candidate
+        // to its place; only the first `want` places are kept.
+        let mut place = 0u32;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = place;
+            place += n;
+        }
+        let keep = want.min(candidates.len());
+        out.resize(keep, ((0, 0), 0));
+        for &(d, item) in candidates.iter() {
+            let slot = &mut counts[usize::from(d)];
+            if (*slot as usize) < keep {
+                out[*slot as usize] = item;
+            }
+            *slot += 1;
+        }
     }
-}
-
-/// The squares at Chebyshev distance `ring` from square `(cx, cy)`.
-fn ring_squares(cx: isize, cy: isize, ring: isize) -> impl Iterator<Item = (isize, isize)> {
-    (-ring..=ring).flat_map(move |d| {
-        let edges = [(cx + d, cy - ring), (cx + d, cy + ring)];
-        let sides = [(cx - ring, cy + d), (cx + ring, cy + d)];
-        // The corners belong to the top and bottom edges; a ring of 0 is
-        // one square.
-        let sides_count = if ring == 0 || d.abs() == ring { 0 } else { 2 };
-        let edges_count = if ring == 0 { 1 } else { 2 };
-        edges
-            .into_iter()
-            .take(edges_count)
-            .chain(sides.into_iter().take(sides_count))
-    })
 }

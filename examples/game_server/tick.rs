@@ -16,10 +16,17 @@ use crate::server::GameServer;
 /// the coins get the rest (and all of it when few players are near).
 const PLAYER_BYTES: usize = 800;
 
-/// Candidates asked of the spatial index: more than fit in a snapshot, so
-/// that the nearest that fit are among them.
-const PLAYER_CANDIDATES: usize = PLAYER_BYTES / 8;
-const COIN_CANDIDATES: usize = MAX_SNAPSHOT / 6;
+/// How many of the nearest to ask the spatial index for, to fill `room`
+/// bytes with entries that take `text_len / count` bytes on average this
+/// tick (and a space each), and a few more. Asking for as many as the
+/// shortest entries would allow (`1,2 `: 4 bytes) made the search visit
+/// twice the squares for entries never sent; with entries shorter than the
+/// average near a receiver, its snapshot is a little less full than it
+/// could be.
+fn how_many(room: usize, text_len: usize, count: usize) -> usize {
+    let average = text_len / count.max(1) + 1;
+    room / average.max(1) + 4
+}
 
 /// What one tick's snapshots are made of, kept between ticks for its
 /// memory: every player's and every coin's text written once per tick, so
@@ -125,6 +132,7 @@ impl GameServer {
         let Some(udp) = self.udp.clone() else { return };
         self.index_field();
         let snap = &mut self.snap;
+        let players_wanted = how_many(PLAYER_BYTES, snap.players_text.len(), snap.ids.len());
         for (index, &id) in snap.ids.iter().enumerate() {
             let p = &self.players.all[id];
             let (Presence::Playing, Some(to)) = (p.presence, p.udp) else {
@@ -135,7 +143,7 @@ impl GameServer {
             let _ = write!(out, "STATE {} {} P ", self.tick, p.last_seq.unwrap_or(0));
             push_span(out, &snap.players_text, snap.player_spans[index]);
             self.nearby_players
-                .nearest(p.pos, PLAYER_CANDIDATES, &mut snap.found);
+                .nearest(p.pos, players_wanted, &mut snap.found);
             for &(_, other) in &snap.found {
                 let span = snap.player_spans[other as usize];
                 if other as usize == index {
@@ -148,8 +156,10 @@ impl GameServer {
                 push_span(out, &snap.players_text, span);
             }
             out.push_str(" C");
+            let room = MAX_SNAPSHOT.saturating_sub(out.len());
+            let coins_wanted = how_many(room, snap.coins_text.len(), snap.coin_spans.len());
             self.nearby_coins
-                .nearest(p.pos, COIN_CANDIDATES, &mut snap.found);
+                .nearest(p.pos, coins_wanted, &mut snap.found);
             for &(_, coin) in &snap.found {
                 let span = snap.coin_spans[coin as usize];
                 if out.len() + 1 + span_len(span) > MAX_SNAPSHOT {

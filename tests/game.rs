@@ -204,6 +204,51 @@ fn sequence_numbers_compare_across_the_wrap() {
 }
 
 #[test]
+fn snapshots_and_inputs_parse_and_garbage_does_not() {
+    let mut s = Snapshot::default();
+    s.parse_into(b"STATE 12 7 P 3,4,5,2 1,0,0,9 C 6,7 8,9")
+        .unwrap();
+    assert_eq!((s.tick, s.ack, s.players.len()), (12, 7, 2));
+    assert_eq!(s.coins, [(6, 7), (8, 9)]);
+    assert_eq!(
+        s.players[0],
+        game::PlayerView {
+            id: 3,
+            x: 4,
+            y: 5,
+            score: 2
+        }
+    );
+    let (tick, ack, me) = Snapshot::peek(b"STATE 12 7 P 3,4,5,2 C").unwrap();
+    assert_eq!((tick, ack, me.id), (12, 7, 3));
+    for junk in [
+        &b"STATE 12 7 P C"[..],
+        b"STATE 12 7 P 3,4,5 C",
+        b"STATE 12 7 P 3,4,5,2,1 C",
+        b"STATE 12 7 P 3,4,5,2",
+        b"STATE x 7 P 3,4,5,2 C",
+        b"STATE 12 7 P 3,4,5,2 C 6",
+        b"\xff",
+    ] {
+        assert!(
+            s.parse_into(junk).is_none(),
+            "{:?}",
+            String::from_utf8_lossy(junk)
+        );
+    }
+    let input = Input::parse(b"INPUT 00000000000000ff 4294967295 -\n").unwrap();
+    assert_eq!(
+        (input.token, input.seq, input.dir),
+        (255, u32::MAX, Dir::Stop)
+    );
+    assert!(Input::parse(b"INPUT 00000000000000ff 1 R extra").is_none());
+    assert!(
+        Input::parse(b"INPUT ff 1 R").is_none(),
+        "a token is 16 digits"
+    );
+}
+
+#[test]
 fn the_spatial_index_finds_the_same_nearest_as_a_scan() {
     let mut rng = support::Rng::new(17);
     let (width, height) = (300u16, 120u16);

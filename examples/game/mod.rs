@@ -156,53 +156,61 @@ pub struct Snapshot {
     pub coins: Vec<(u16, u16)>,
 }
 
+impl PlayerView {
+    /// Reads `id,x,y,score`.
+    fn parse(word: &str) -> Option<PlayerView> {
+        let mut fields = word.split(',');
+        let mut next = || fields.next()?.parse::<u32>().ok();
+        let (id, x, y, score) = (next()?, next()?, next()?, next()?);
+        fields.next().is_none().then_some(())?;
+        Some(PlayerView {
+            id,
+            x: x.try_into().ok()?,
+            y: y.try_into().ok()?,
+            score,
+        })
+    }
+}
+
+/// The words of a snapshot up to the receiver's own entry: `TICK`, `ACK`
+/// and the receiver, with the words that follow.
+fn head(data: &[u8]) -> Option<(u64, u32, PlayerView, std::str::SplitAsciiWhitespace<'_>)> {
+    let mut words = std::str::from_utf8(data).ok()?.split_ascii_whitespace();
+    if words.next()? != "STATE" {
+        return None;
+    }
+    let tick = words.next()?.parse().ok()?;
+    let ack = words.next()?.parse().ok()?;
+    if words.next()? != "P" {
+        return None;
+    }
+    let me = PlayerView::parse(words.next()?)?;
+    Some((tick, ack, me, words))
+}
+
 impl Snapshot {
-    /// Reads only a snapshot's `TICK` and `ACK`.
-    pub fn peek(data: &[u8]) -> Option<(u64, u32)> {
-        let head = data.get(..data.len().min(40))?;
-        let mut words = head.split(|&b| b == b' ');
-        if words.next()? != b"STATE" {
-            return None;
-        }
-        let mut number = || std::str::from_utf8(words.next()?).ok()?.parse::<u64>().ok();
-        let tick = number()?;
-        let ack = number()?.try_into().ok()?;
-        Some((tick, ack))
+    /// Reads only a snapshot's `TICK`, `ACK` and the receiver's own entry
+    /// (the rest of the datagram is checked to be text, not parsed).
+    pub fn peek(data: &[u8]) -> Option<(u64, u32, PlayerView)> {
+        head(data).map(|(tick, ack, me, _)| (tick, ack, me))
     }
 
     /// Parses a snapshot datagram into `self` (its vectors reused).
     pub fn parse_into(&mut self, data: &[u8]) -> Option<()> {
-        let text = std::str::from_utf8(data).ok()?;
-        let mut words = text.split_ascii_whitespace();
-        if words.next()? != "STATE" {
-            return None;
-        }
-        self.tick = words.next()?.parse().ok()?;
-        self.ack = words.next()?.parse().ok()?;
-        if words.next()? != "P" {
-            return None;
-        }
+        let (tick, ack, me, words) = head(data)?;
+        (self.tick, self.ack) = (tick, ack);
         self.players.clear();
         self.coins.clear();
+        self.players.push(me);
         let mut in_coins = false;
         for word in words {
             if word == "C" {
                 in_coins = true;
-                continue;
-            }
-            let mut fields = word.split(',');
-            let mut next = || fields.next()?.parse::<u32>().ok();
-            if in_coins {
-                let (x, y) = (next()?, next()?);
-                self.coins.push((x.try_into().ok()?, y.try_into().ok()?));
+            } else if in_coins {
+                let (x, y) = word.split_once(',')?;
+                self.coins.push((x.parse().ok()?, y.parse().ok()?));
             } else {
-                let (id, x, y, score) = (next()?, next()?, next()?, next()?);
-                self.players.push(PlayerView {
-                    id,
-                    x: x.try_into().ok()?,
-                    y: y.try_into().ok()?,
-                    score,
-                });
+                self.players.push(PlayerView::parse(word)?);
             }
         }
         in_coins.then_some(())

@@ -204,10 +204,11 @@ impl Bots {
         let Some(link) = bot.link.as_mut() else {
             return;
         };
-        // A decision every fourth tick (bots take turns), and a count of
-        // every snapshot.
-        let decide = link.last_tick.is_none_or(|t| (t + index as u64) % 4 == 3);
-        let arrival = link.arrive(data, decide);
+        // A look around every fourth tick (bots take turns); a count of
+        // every snapshot, and a decision on each from the bot's own
+        // position.
+        let look = link.last_tick.is_none_or(|t| (t + index as u64) % 4 == 3);
+        let arrival = link.arrive(data, look);
         if self.measuring {
             match arrival {
                 Arrival::Newer { skipped } => {
@@ -230,17 +231,19 @@ impl Bots {
             return;
         }
         bot.last_arrival = Some(now);
-        if !decide {
-            return;
-        }
         let Some(me) = link.position() else { return };
         let dir = match strategy {
-            Strategy::SeekCoins => game::steer(me, &link.snapshot.coins),
+            Strategy::SeekCoins => {
+                // A coin the bot stands on is taken (the list may be a few
+                // ticks old).
+                link.snapshot.coins.retain(|&coin| coin != me);
+                game::steer(me, &link.snapshot.coins)
+            }
             Strategy::Wander => {
                 bot.rng ^= bot.rng << 13;
                 bot.rng ^= bot.rng >> 7;
                 bot.rng ^= bot.rng << 17;
-                if bot.rng % 10 == 0 {
+                if look && bot.rng % 10 == 0 {
                     Dir::ALL[(bot.rng >> 8) as usize % Dir::ALL.len()]
                 } else {
                     link.dir

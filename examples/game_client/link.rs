@@ -28,7 +28,8 @@ pub struct Link {
     /// The direction last sent.
     pub dir: Dir,
     last_sent: Instant,
-    /// The newest snapshot read whole (its tick and ACK are the newest's).
+    /// The newest snapshot read whole (its tick, ACK and the receiver's own
+    /// entry are the newest's).
     pub snapshot: Snapshot,
     /// Its tick, once one has arrived.
     pub last_tick: Option<u64>,
@@ -122,11 +123,12 @@ impl Link {
         }
     }
 
-    /// Takes a datagram from the server. Only its header is read unless
-    /// `whole` (or until a first snapshot is in): a bot that decides a few
-    /// times a second need not read every coin twenty times a second.
+    /// Takes a datagram from the server. Unless `whole` (or until a first
+    /// snapshot is in), only its header and the receiver's own entry are
+    /// read: a bot needs its own position every tick, but the others and
+    /// the coins only when it looks around.
     pub fn arrive(&mut self, data: &[u8], whole: bool) -> Arrival {
-        let Some((tick, ack)) = Snapshot::peek(data) else {
+        let Some((tick, ack, me)) = Snapshot::peek(data) else {
             return Arrival::Garbage;
         };
         let skipped = match self.last_tick {
@@ -141,6 +143,10 @@ impl Link {
             std::mem::swap(&mut self.snapshot, &mut self.parsed);
         } else {
             (self.snapshot.tick, self.snapshot.ack) = (tick, ack);
+            match self.snapshot.players.first_mut() {
+                Some(first) => *first = me,
+                None => self.snapshot.players.push(me),
+            }
         }
         self.last_tick = Some(tick);
         Arrival::Newer { skipped }

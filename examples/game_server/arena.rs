@@ -146,6 +146,9 @@ impl Arena {
 /// to this cell" costs a few squares' worth of work, not a scan of
 /// everyone: with 5,000 players a scan per receiver would be 25 million
 /// distance checks a tick.
+/// An item in the index: its cell, and the caller's number for it.
+pub type Placed = ((u16, u16), u32);
+
 #[derive(Debug, Default)]
 pub struct Nearby {
     columns: usize,
@@ -153,10 +156,10 @@ pub struct Nearby {
     /// `start[b]..start[b + 1]` are the items of square `b` in `items`.
     start: Vec<u32>,
     /// (position, the caller's index), grouped by square.
-    items: Vec<((u16, u16), u32)>,
+    items: Vec<Placed>,
     /// Scratch for `nearest`: candidates with their distance, and the
     /// counting sort's counts.
-    candidates: Vec<(u16, ((u16, u16), u32))>,
+    candidates: Vec<(u16, Placed)>,
     counts: Vec<u32>,
 }
 
@@ -166,7 +169,7 @@ impl Nearby {
         &mut self,
         width: u16,
         height: u16,
-        items: impl Iterator<Item = ((u16, u16), u32)> + Clone,
+        items: impl Iterator<Item = Placed> + Clone,
     ) {
         self.columns = usize::from(width.div_ceil(BUCKET)).max(1);
         self.rows = usize::from(height.div_ceil(BUCKET)).max(1);
@@ -209,7 +212,7 @@ impl Nearby {
     /// are counted by distance as they are found (which also says when to
     /// stop), and ordered by a counting sort: linear, where a comparison
     /// sort of the candidates took half the server's time at 1,000 players.
-    pub fn nearest(&mut self, at: (u16, u16), want: usize, out: &mut Vec<((u16, u16), u32)>) {
+    pub fn nearest(&mut self, at: (u16, u16), want: usize, out: &mut Vec<Placed>) {
         out.clear();
         let (candidates, counts) = (&mut self.candidates, &mut self.counts);
         candidates.clear();

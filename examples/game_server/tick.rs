@@ -41,7 +41,7 @@ pub struct SnapshotScratch {
     /// `x,y` of each coin, likewise.
     coins_text: String,
     coin_spans: Vec<(u32, u32)>,
-    found: Vec<((u16, u16), u32)>,
+    found: Vec<crate::arena::Placed>,
     datagram: String,
     expired: Vec<(usize, Presence)>,
 }

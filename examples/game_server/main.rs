@@ -50,6 +50,8 @@ options:
   --grace D            how long an away or disconnected player keeps its
                        name and score (default 30s)
   --max-players N      players at most (default 1000)
+  --udp-rcvbuf SIZE    the UDP socket's receive buffer (default 4MiB; the
+                       kernel caps it at net.core.rmem_max)
   --seed N             seed of the coins' randomness (default: from the clock)
   -h, --help           show this text
 
@@ -73,6 +75,7 @@ fn main() {
         max_players: 1000,
     };
     let mut seed = None;
+    let mut rcvbuf = 4 << 20;
     let side = |s: &str| match common::count(s)? {
         n @ 1..=MAX_SIDE => Ok(n as u16),
         _ => Err(format!("use 1 to {MAX_SIDE}")),
@@ -102,6 +105,9 @@ fn main() {
             Long("max-players") => {
                 settings.max_players = common::value(&mut parser, "max-players", common::count)
             }
+            Long("udp-rcvbuf") => {
+                rcvbuf = common::value(&mut parser, "udp-rcvbuf", common::parse_size)
+            }
             Long("seed") => seed = Some(common::value(&mut parser, "seed", common::count) as u64),
             Long("help") | Short('h') => common::help(USAGE),
             _ => common::usage_error(arg.unexpected()),
@@ -113,12 +119,12 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    if let Err(e) = run(addr, settings, seed) {
+    if let Err(e) = run(addr, settings, seed, rcvbuf) {
         common::fail(e);
     }
 }
 
-fn run(addr: SocketAddr, settings: Settings, seed: u64) -> io::Result<()> {
+fn run(addr: SocketAddr, settings: Settings, seed: u64, rcvbuf: usize) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let tick = settings.tick;
     let config = Config::default()
@@ -126,6 +132,11 @@ fn run(addr: SocketAddr, settings: Settings, seed: u64) -> io::Result<()> {
         .max_connections(settings.max_players + 64);
     let service = Service::new(&mut reactor, GameServer::new(settings, seed), config);
     let (tcp_addr, udp) = common::listen_tcp_and_udp(&mut reactor, &service, addr)?;
+    // Every player's inputs arrive on this one socket, and none is read
+    // while a tick runs: at 5,000 players the default buffer (some 270
+    // small datagrams) overflowed during every tick, keep-alives were lost,
+    // and players were taken for away.
+    socket2::SockRef::from(&udp).set_recv_buffer_size(rcvbuf)?;
     let for_datagrams = service.clone();
     // A tick's snapshots leave in one burst: room for a few thousand in
     // the queue if the socket's buffer fills.

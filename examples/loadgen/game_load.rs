@@ -102,10 +102,19 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         "not every bot joined within 120 s",
         |b| b.joined == players,
     )?;
-    // Starts the server's timing samples afresh: they cover the warm-up
-    // and the window, both with every player in.
+    // The warm-up first (the join's announcements take a while to settle),
+    // then `STATS`, which starts the server's timing samples afresh: they
+    // and the tick count cover the measured window exactly.
+    if !options.window.warmup.is_zero() {
+        reactor.call_later(options.window.warmup, |r| r.stop());
+        reactor.run()?;
+    }
     let before = server_stats(&mut reactor, &bots)?;
-    let measured = crate::measure(&mut reactor, &bots, options.window, |b, on| {
+    let window = Window {
+        warmup: Duration::ZERO,
+        ..options.window
+    };
+    let measured = crate::measure(&mut reactor, &bots, window, |b, on| {
         if on {
             b.counts = Default::default();
         }

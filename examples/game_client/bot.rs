@@ -61,6 +61,7 @@ struct Bot {
     lines: LineDecoder,
     link: Option<Link>,
     last_arrival: Option<Instant>,
+    joins_heard: u64,
     rng: u64,
 }
 
@@ -68,6 +69,8 @@ struct Bot {
 pub struct Bots {
     server: SocketAddr,
     strategy: Strategy,
+    /// How many bots there will be.
+    count: usize,
     bots: Vec<Bot>,
     by_conn: HashMap<ConnId, usize>,
     /// The service the bots' connections live in, for the UDP callbacks.
@@ -79,6 +82,12 @@ pub struct Bots {
     pub stop_after_rounds: Option<u64>,
     pub rounds: u64,
     pub joined: usize,
+    /// How many bots have heard every join after their own: then the
+    /// join's announcements (one to every player for every player, N²/2
+    /// lines) have been delivered. (Ids are given in the order of joining,
+    /// so the bot with id k hears N - k `JOINED`, its own included, in a
+    /// game of these bots alone.)
+    pub settled: usize,
     pub measuring: bool,
     pub counts: Counts,
     /// The last `STATS` line the first bot got.
@@ -105,6 +114,7 @@ impl Bots {
         let bots = Bots {
             server,
             strategy,
+            count,
             bots: Vec::with_capacity(count),
             by_conn: HashMap::new(),
             me: None,
@@ -112,6 +122,7 @@ impl Bots {
             stop_after_rounds: None,
             rounds: 0,
             joined: 0,
+            settled: 0,
             measuring: false,
             counts: Counts::default(),
             stats_line: None,
@@ -163,6 +174,16 @@ impl Bots {
             "ERROR" => {
                 let name = &self.bots[index].name;
                 self.fail(conns, format!("{name}: {rest}"))
+            }
+            "JOINED" => {
+                let bot = &mut self.bots[index];
+                bot.joins_heard += 1;
+                let total = self.count as u64;
+                if let Some(link) = &bot.link
+                    && bot.joins_heard == total.saturating_sub(u64::from(link.welcome.id))
+                {
+                    self.settled += 1;
+                }
             }
             "WINNER" if index == 0 => {
                 self.rounds += 1;
@@ -285,6 +306,7 @@ fn connect_batch(
                 lines: LineDecoder::new(MAX_LINE),
                 link: None,
                 last_arrival: None,
+                joins_heard: 0,
                 rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
             });
         }

@@ -102,6 +102,15 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         "not every bot joined within 120 s",
         |b| b.joined == players,
     )?;
+    // Every bot has heard every join: the N² announcements are delivered,
+    // and what follows is the steady state.
+    run_until(
+        &mut reactor,
+        &bots,
+        Duration::from_secs(300),
+        "the join's announcements were not delivered within 300 s",
+        |b| b.settled == players,
+    )?;
     // The warm-up first (the join's announcements take a while to settle),
     // then `STATS`, which starts the server's timing samples afresh: they
     // and the tick count cover the measured window exactly.

@@ -170,6 +170,8 @@ pub fn run(options: Options) -> io::Result<Outcome> {
             u64::from(counts.intervals.last().copied().unwrap_or(0)),
         )
         .int("inputs", counts.inputs);
+    // Timings are the server's since the `STATS` at the window's start;
+    // counters are cumulative, so the window's share is a difference.
     for key in [
         "jitter_p50_us",
         "jitter_p99_us",
@@ -177,11 +179,12 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         "work_p50_us",
         "work_p99_us",
         "work_max_us",
-        "missed_ticks",
-        "snapshots_dropped",
-        "rate_limited",
     ] {
         report.int(&format!("server_{key}"), stat(&after, key));
+    }
+    for key in ["missed_ticks", "snapshots_dropped", "rate_limited", "stale", "spoofed"] {
+        let delta = stat(&after, key).saturating_sub(stat(&before, key));
+        report.int(&format!("server_{key}"), delta);
     }
     // CPU per player per tick: the server's CPU over the window, shared out.
     measured.add_server_figures(&mut report, ticks * players as u64, "player_tick");

@@ -97,7 +97,8 @@ pub struct Bots {
 }
 
 impl Bots {
-    /// Starts `count` bots named `PREFIX1`, `PREFIX2`...: connects them (a
+    /// Starts `count` bots named `PREFIX1`, `PREFIX2`... (one bot is just
+    /// `PREFIX`): connects them (a
     /// batch per turn, so that a thousand connects do not overflow the
     /// server's listen backlog at once) and joins each as it connects.
     ///
@@ -301,7 +302,11 @@ fn connect_batch(
             let conn = conns.connect(bots.server)?;
             bots.by_conn.insert(conn, bots.bots.len());
             bots.bots.push(Bot {
-                name: format!("{prefix}{}", i + 1),
+                name: if count == 1 {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}{}", i + 1)
+                },
                 conn,
                 lines: LineDecoder::new(MAX_LINE),
                 link: None,

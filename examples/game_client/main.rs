@@ -49,7 +49,8 @@ usage: game_client [--addr HOST:PORT] --name NAME
 
 options:
   --addr HOST:PORT     the server's TCP address (default 127.0.0.1:7777)
-  --name NAME          the player's name (for bots: the prefix, default 'bot')
+  --name NAME          the player's name (for several bots: the prefix of
+                       NAME1, NAME2...; default 'bot')
   --bot                one bot, without a terminal
   --bots N             N bots on one reactor
   --strategy S         how bots move: seek (the nearest coin, the default) or wander

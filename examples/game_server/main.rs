@@ -127,8 +127,12 @@ fn main() {
 fn run(addr: SocketAddr, settings: Settings, seed: u64, rcvbuf: usize) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
     let tick = settings.tick;
+    // No idle timeout: a player's TCP connection may be silent for a whole
+    // game (the game is on UDP). A line, though, must be finished within
+    // 30 s of its first byte (slowloris).
     let config = Config::default()
         .input_limit(game::MAX_LINE + 2)
+        .unfinished_input_timeout(Some(Duration::from_secs(30)))
         .max_connections(settings.max_players + 64);
     let service = Service::new(&mut reactor, GameServer::new(settings, seed), config);
     let (tcp_addr, udp) = common::listen_tcp_and_udp(&mut reactor, &service, addr)?;

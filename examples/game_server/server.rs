@@ -308,6 +308,11 @@ impl Handler for GameServer {
         pos
     }
 
+    fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        // The service closes gracefully after this.
+        let _ = conns.send(id, b"ERROR line not finished within 30s\n");
+    }
+
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
         let Some(player) = self.players.by_conn(id) else {
             return;

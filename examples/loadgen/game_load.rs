@@ -77,6 +77,15 @@ fn stat(line: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long the process has waited on a run queue, runnable but not
+/// running (`/proc/PID/schedstat`, second field): on a shared machine, the
+/// part of a late tick that is someone else's.
+fn run_queue_wait(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 fn percentile(sorted: &[u32], q: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -119,6 +128,7 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         reactor.run()?;
     }
     let before = server_stats(&mut reactor, &bots)?;
+    let waited_before = options.window.server_pid.and_then(run_queue_wait);
     let window = Window {
         warmup: Duration::ZERO,
         ..options.window
@@ -130,6 +140,12 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         b.measuring = on;
     })?;
     let after = server_stats(&mut reactor, &bots)?;
+    let waited = options
+        .window
+        .server_pid
+        .and_then(run_queue_wait)
+        .zip(waited_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let failure = bots.with(&mut reactor, |b, _| b.failure.clone())?;
     if let Some(why) = failure {
         return Err(io::Error::other(why));
@@ -182,9 +198,18 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     ] {
         report.int(&format!("server_{key}"), stat(&after, key));
     }
-    for key in ["missed_ticks", "snapshots_dropped", "rate_limited", "stale", "spoofed"] {
+    for key in [
+        "missed_ticks",
+        "snapshots_dropped",
+        "rate_limited",
+        "stale",
+        "spoofed",
+    ] {
         let delta = stat(&after, key).saturating_sub(stat(&before, key));
         report.int(&format!("server_{key}"), delta);
+    }
+    if let Some(waited) = waited {
+        report.num("server_run_queue_wait_s", waited.as_secs_f64());
     }
     // CPU per player per tick: the server's CPU over the window, shared out.
     measured.add_server_figures(&mut report, ticks * players as u64, "player_tick");

@@ -69,6 +69,13 @@ const FRAME: Duration = Duration::from_millis(16);
 /// The longest chat line one can type.
 const MAX_SAY: usize = 200;
 
+/// Inputs remembered until acknowledged, at most.
+const MAX_UNACKED: usize = 64;
+
+/// Names kept from one `PLAYERS` listing, at most (the server's
+/// `--max-players` is 1,000 by default).
+const MAX_LISTED: usize = 100_000;
+
 fn main() {
     common::init_logging();
     let mut addr = "127.0.0.1:7777".to_string();
@@ -216,7 +223,9 @@ impl Session {
             "WINNER" => self.say(format!("*** {rest} wins the round ***")),
             "PLAYER" => {
                 let mut words = rest.split(' ');
-                if let (Some(Ok(pid)), Some(name)) = (words.next().map(str::parse), words.next()) {
+                if let (Some(Ok(pid)), Some(name)) = (words.next().map(str::parse), words.next())
+                    && self.listing.len() < MAX_LISTED
+                {
                     self.listing.insert(pid, name.to_string());
                 }
             }
@@ -321,6 +330,11 @@ impl Session {
             return;
         };
         if link.send(dir, now).is_ok() {
+            // Bounded: a server that never acknowledges (its UDP lost) must
+            // not grow the list; only the newest inputs matter anyway.
+            if self.unacked.len() == MAX_UNACKED {
+                self.unacked.remove(0);
+            }
             self.unacked.push((link.seq, dir));
             let (width, height) = (link.welcome.width, link.welcome.height);
             self.predicted = self.predicted.map(|at| dir.step(at, width, height));

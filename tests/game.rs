@@ -820,3 +820,49 @@ fn game_client_restores_the_terminal_on_sigterm_a_lost_server_and_a_panic() {
     assert_eq!(status, "status=1");
     assert!(stderr.contains("lost the server"), "{stderr}");
 }
+
+#[test]
+fn bad_arguments_exit_2_with_a_reason() {
+    for (name, args, says) in [
+        (
+            "game_server",
+            &["--width", "0"][..],
+            "invalid value '0' for --width",
+        ),
+        (
+            "game_server",
+            &["--tick", "soon"][..],
+            "invalid value 'soon' for --tick",
+        ),
+        ("game_server", &["--dance"][..], "--dance"),
+        ("game_client", &[][..], "--name is required"),
+        ("game_client", &["--name", "a/b"][..], "invalid name"),
+        // stdin is /dev/null here: the terminal client refuses, bots do not need one.
+        (
+            "game_client",
+            &["--name", "alice"][..],
+            "stdin is not a terminal",
+        ),
+        (
+            "game_client",
+            &["--bots", "2", "--strategy", "sleep"][..],
+            "use seek or wander",
+        ),
+    ] {
+        let (status, _, err) = run_example(name, args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{name} {args:?}: {err}");
+        assert!(err.contains(says), "{name} {args:?}: {err}");
+    }
+}
+
+#[test]
+fn bots_exit_1_when_the_server_is_not_there() {
+    let addr = support::unused_addr().to_string();
+    let (status, _, err) = run_example(
+        "game_client",
+        &["--addr", &addr, "--bot", "--name", "lonely"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("lonely"), "{err}");
+}

@@ -1,0 +1,313 @@
+//! Request targets and URLs: where the path and query are, decoding them
+//! once, and the absolute URLs that clients and proxies use.
+
+use std::fmt;
+
+use super::{Error, bad_request};
+
+/// The path and the query (without its `?`) of a request target. An
+/// absolute-form target (`http://host/p?q`) gives its path too; a
+/// fragment, which clients should not send, is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::http::split_target;
+///
+/// assert_eq!(split_target("/a/b?x=1"), ("/a/b", Some("x=1")));
+/// assert_eq!(split_target("http://example.com"), ("/", None));
+/// assert_eq!(split_target("http://example.com/p#top"), ("/p", None));
+/// ```
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    let target = target.split('#').next().unwrap_or_default();
+    let origin_form = match target.find("://") {
+        Some(scheme_end) if !target.starts_with('/') => {
+            let after = &target[scheme_end + 3..];
+            after.find(['/', '?']).map_or("/", |at| &after[at..])
+        }
+        _ => target,
+    };
+    match origin_form.split_once('?') {
+        Some(("", query)) => ("/", Some(query)),
+        Some((path, query)) => (path, Some(query)),
+        None => (origin_form, None),
+    }
+}
+
+/// Percent-decodes a path once, and refuses what could reach outside the
+/// directory it names: a `..` segment (403), an encoded `/` or `\` or a
+/// raw `\` (403, so that decoding cannot create a separator), `%00` and
+/// malformed escapes or UTF-8 (400). `.` and empty segments are dropped.
+///
+/// Returns the decoded segments joined by `/`, without a leading one: a
+/// relative path to join to a root.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::http::decode_path;
+///
+/// assert_eq!(decode_path("/docs/a%20b.txt").unwrap(), "docs/a b.txt");
+/// assert_eq!(decode_path("/./x//y/").unwrap(), "x/y");
+/// assert_eq!(decode_path("/%2e%2e/etc/passwd").unwrap_err().status(), 403);
+/// assert_eq!(decode_path("/a%2fb").unwrap_err().status(), 403);
+/// assert_eq!(decode_path("/a%00").unwrap_err().status(), 400);
+/// ```
+pub fn decode_path(path: &str) -> Result<String, Error> {
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut bytes = path.bytes();
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'%' => {
+                let high = bytes.next().and_then(hex_value);
+                let low = bytes.next().and_then(hex_value);
+                let (Some(high), Some(low)) = (high, low) else {
+                    return Err(bad_request("malformed percent-encoding"));
+                };
+                match high << 4 | low {
+                    0 => return Err(bad_request("encoded NUL in path")),
+                    b'/' | b'\\' => return Err(Error::new(403, "encoded separator in path")),
+                    other => decoded.push(other),
+                }
+            }
+            b'\\' => return Err(Error::new(403, "backslash in path")),
+            other => decoded.push(other),
+        }
+    }
+    let decoded = String::from_utf8(decoded).map_err(|_| bad_request("path is not UTF-8"))?;
+    let mut segments = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => return Err(Error::new(403, "'..' in path")),
+            _ if segment.chars().any(char::is_control) => {
+                return Err(bad_request("control character in path"));
+            }
+            _ => segments.push(segment),
+        }
+    }
+    Ok(segments.join("/"))
+}
+
+/// The pairs of a query string (`a=1&b=two+words`), form-decoded: `+` is
+/// a space, escapes are decoded, bytes that are not UTF-8 are replaced.
+/// A key without `=` has an empty value.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::http::parse_query;
+///
+/// let pairs = parse_query("q=rust+loop&x=%41&flag");
+/// assert_eq!(pairs, [("q".into(), "rust loop".into()), ("x".into(), "A".into()), ("flag".into(), String::new())]);
+/// ```
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(key), form_decode(value))
+        })
+        .collect()
+}
+
+/// Decodes one form field; a malformed escape is kept as it is.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'+' => out.push(b' '),
+            b'%' if at + 2 < bytes.len() => {
+                match (hex_value(bytes[at + 1]), hex_value(bytes[at + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        at += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        at += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// An absolute `http://` or `https://` URL, as a client or a proxy needs
+/// it: where to connect, and what to ask for.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::http::Url;
+///
+/// let url = Url::parse("http://[::1]:8080/a?b=1").unwrap();
+/// assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("::1", 8080, "/a?b=1"));
+/// assert_eq!(url.authority(), "[::1]:8080");
+///
+/// let url = Url::parse("HTTPS://Example.com").unwrap();
+/// assert!(url.https);
+/// assert_eq!((url.port, url.path.as_str(), url.authority()), (443, "/", "example.com".to_string()));
+///
+/// assert!(Url::parse("ftp://example.com/").unwrap_err().to_string().contains("scheme"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// Whether the scheme is `https`.
+    pub https: bool,
+    /// The host name or address, lowercase, without brackets.
+    pub host: String,
+    /// The port, the scheme's default when none is given.
+    pub port: u16,
+    /// The path and query (`/` when the URL has none); never a fragment.
+    pub path: String,
+}
+
+/// Why a URL could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlError(String);
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+impl Url {
+    /// Reads an absolute URL.
+    ///
+    /// # Errors
+    ///
+    /// A scheme other than `http` and `https`, user information
+    /// (`user@host`), an empty host, a bad port, or whitespace.
+    pub fn parse(text: &str) -> Result<Url, UrlError> {
+        let fail = |why: &str| UrlError(format!("{why}: {text}"));
+        if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(fail("whitespace or control character in URL"));
+        }
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| fail("not an absolute URL"))?;
+        let https = match scheme.to_ascii_lowercase().as_str() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(UrlError(format!(
+                    "unsupported scheme '{other}' (only http and https)"
+                )));
+            }
+        };
+        let rest = rest.split('#').next().unwrap_or_default();
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest[at..].starts_with('?') => (&rest[..at], format!("/{}", &rest[at..])),
+            Some(at) => (&rest[..at], rest[at..].to_string()),
+            None => (rest, "/".to_string()),
+        };
+        if authority.contains('@') {
+            return Err(fail("user information in URL is not supported"));
+        }
+        let (host, port) =
+            split_authority(authority).ok_or_else(|| fail("malformed host or port"))?;
+        let port = match port {
+            Some(port) => port
+                .parse()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| fail("bad port"))?,
+            None if https => 443,
+            None => 80,
+        };
+        if host.is_empty() {
+            return Err(fail("no host in URL"));
+        }
+        Ok(Url {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+            path,
+        })
+    }
+
+    /// `host[:port]` as the `Host` field carries it: the port only when it
+    /// is not the scheme's default, an IPv6 address in brackets.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// `host[:port]` or `[v6]:port`, split.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        return match rest {
+            "" => Some((host, None)),
+            _ => Some((host, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, Some(port))),
+        Some(_) => None,
+        None => Some((authority, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_shapes_are_refused() {
+        for (path, status) in [
+            ("/..", 403),
+            ("/a/../../b", 403),
+            ("/%2E%2E/x", 403),
+            ("/.%2e/x", 403),
+            ("/a%5cb", 403),
+            ("/a\\b", 403),
+            ("/%zz", 400),
+            ("/%4", 400),
+            ("/%ff", 400),
+            ("/a%0ab", 400),
+        ] {
+            assert_eq!(decode_path(path).unwrap_err().status(), status, "{path}");
+        }
+        assert_eq!(decode_path("/").unwrap(), "");
+        assert_eq!(decode_path("/caf%C3%A9/..x").unwrap(), "café/..x");
+    }
+
+    #[test]
+    fn form_fields_decode() {
+        assert_eq!(form_decode("a%2"), "a%2");
+        assert_eq!(form_decode("%"), "%");
+        assert_eq!(form_decode("%e2%82%ac+1"), "€ 1");
+    }
+
+    #[test]
+    fn urls() {
+        assert!(Url::parse("http://user@h/").is_err());
+        assert!(Url::parse("http://h:99999/").is_err());
+        assert!(Url::parse("http://:80/").is_err());
+        assert!(Url::parse("http:/h").is_err());
+        assert_eq!(Url::parse("http://h?q").unwrap().path, "/?q");
+        assert_eq!(Url::parse("http://h:81").unwrap().authority(), "h:81");
+    }
+}

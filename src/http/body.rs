@@ -64,6 +64,10 @@ enum State {
         size: u64,
         digits: u8,
     },
+    /// Spaces after a chunk size: only a `;` may follow them.
+    ChunkSpace {
+        size: u64,
+    },
     /// Skipping a chunk extension, `len` bytes so far.
     ChunkExt {
         size: u64,
@@ -175,8 +179,14 @@ impl BodyDecoder {
                         digits: digits.saturating_add(1),
                     }
                 }
-                b';' | b' ' | b'\t' if digits > 0 => ChunkExt { size, len: 1 },
+                b';' if digits > 0 => ChunkExt { size, len: 1 },
+                b' ' | b'\t' if digits > 0 => ChunkSpace { size },
                 b'\r' if digits > 0 => ChunkSizeLf { size },
+                _ => return Err(bad_request("malformed chunk size")),
+            },
+            ChunkSpace { size } => match byte {
+                b' ' | b'\t' => ChunkSpace { size },
+                b';' => ChunkExt { size, len: 1 },
                 _ => return Err(bad_request("malformed chunk size")),
             },
             ChunkExt { size, len } => match byte {
@@ -299,7 +309,7 @@ mod tests {
 
     #[test]
     fn chunks_split_at_every_boundary() {
-        let wire = b"3\r\nabc\r\nA;name=\"v\"\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\nnext";
+        let wire = b"3\r\nabc\r\nA \t; name=\"v\"\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\nnext";
         for piece in 1..wire.len() {
             let (payload, used, done) = decode(Framing::Chunked, wire, piece).unwrap();
             assert_eq!(payload, b"abc0123456789", "piece {piece}");
@@ -319,6 +329,8 @@ mod tests {
             b"3\r\nabc\n0\r\n\r\n",
             b"fffffffffffffffff\r\n",
             b"0\r\n\r\r",
+            b"3 \r\nabc\r\n0\r\n\r\n",
+            b" 3\r\nabc\r\n0\r\n\r\n",
         ] {
             assert_eq!(
                 decode(Framing::Chunked, bad, 1),

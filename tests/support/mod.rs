@@ -7,6 +7,8 @@
 //! deadline of its own.
 #![allow(dead_code)]
 
+pub mod http_client;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -213,14 +215,20 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Runs an example to completion (bounded) and returns status, stdout, stderr.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = Command::new(example(name))
-        .args(args)
-        .env("RUST_LOG", "warn")
+    let mut command = Command::new(example(name));
+    command.args(args).env("RUST_LOG", "warn");
+    run_command(command, limit)
+}
+
+/// Runs a command to completion (bounded, stdin closed) and returns
+/// status, stdout, stderr.
+pub fn run_command(mut command: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = thread::spawn(move || {
@@ -462,4 +470,22 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} line"))
+}
+
+/// Whether a tool the test needs is installed. Without it the test is
+/// skipped with a printed reason, unless `REQUIRE_ALL=1` (as in CI), where
+/// its absence fails the test.
+pub fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
+            "{name} is required (REQUIRE_ALL=1) but not installed"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
 }

@@ -366,6 +366,14 @@ w("taskset -c 1 target/release/examples/loadgen hold --addr ADDR --conns 10000 -
 w("benches/callgrind.sh ours 4 -- target/release/examples/echo_server --addr 127.0.0.1:0")
 w("```")
 w("")
+# Sections written by the programs' own runners (benches/http.sh, ...),
+# each a Markdown file of its own, kept from their last run.
+sections = os.path.join(root, "benches", "sections")
+if os.path.isdir(sections):
+    for name in sorted(os.listdir(sections)):
+        if name.endswith(".md"):
+            w(open(os.path.join(sections, name)).read().rstrip())
+            w("")
 analysis = os.path.join(root, "benches", "analysis.md")
 if os.path.exists(analysis):
     w(open(analysis).read().rstrip())

@@ -33,7 +33,15 @@ pub struct CachedFile {
     path: PathBuf,
 }
 
-/// What a path names.
+/// What a path names: a file, or a directory to redirect to.
+#[derive(Debug)]
+pub enum Found {
+    File(Resource),
+    /// A directory asked for without its trailing slash: where to go.
+    Redirect(String),
+}
+
+/// A file to serve.
 #[derive(Debug)]
 pub enum Resource {
     /// A file small enough to keep, in memory.
@@ -46,8 +54,6 @@ pub enum Resource {
         modified: SystemTime,
         last_modified: String,
     },
-    /// A directory asked for without its trailing slash: where to go.
-    Redirect(String),
 }
 
 /// The root and the small-file cache.
@@ -90,10 +96,10 @@ impl Site {
     /// Finds what `relative` (a decoded path without its leading `/`) names;
     /// `slash` says whether the request path ended in `/`. Errors are the
     /// status to answer with.
-    pub fn open(&mut self, relative: &str, slash: bool) -> Result<Resource, u16> {
+    pub fn open(&mut self, relative: &str, slash: bool) -> Result<Found, u16> {
         if let Some(hit) = self.cache.get(relative) {
             if hit.checked.get().elapsed() < REVALIDATE {
-                return Ok(Resource::Cached(Rc::clone(hit)));
+                return Ok(Found::File(Resource::Cached(Rc::clone(hit))));
             }
         }
         if relative
@@ -106,7 +112,7 @@ impl Site {
         let mut meta = fs::metadata(&path).map_err(status_of)?;
         if meta.is_dir() {
             if !slash && !relative.is_empty() {
-                return Ok(Resource::Redirect(format!("/{relative}/")));
+                return Ok(Found::Redirect(format!("/{relative}/")));
             }
             path = self.inside_root(&path.join("index.html"))?;
             meta = fs::metadata(&path).map_err(status_of)?;
@@ -119,7 +125,7 @@ impl Site {
         if let Some(hit) = self.cache.get(relative) {
             if hit.modified == modified && hit.body.len() as u64 == meta.len() && hit.path == path {
                 hit.checked.set(Instant::now());
-                return Ok(Resource::Cached(Rc::clone(hit)));
+                return Ok(Found::File(Resource::Cached(Rc::clone(hit))));
             }
             self.forget(relative);
         }
@@ -138,15 +144,15 @@ impl Site {
             });
             self.cached_bytes += cached.body.len();
             self.cache.insert(relative.to_string(), Rc::clone(&cached));
-            return Ok(Resource::Cached(cached));
+            return Ok(Found::File(Resource::Cached(cached)));
         }
-        Ok(Resource::Disk {
+        Ok(Found::File(Resource::Disk {
             file,
             len,
             content_type,
             modified,
             last_modified,
-        })
+        }))
     }
 
     fn forget(&mut self, relative: &str) {

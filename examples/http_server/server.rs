@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use reactor::http::{self, BodyDecoder, Request};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, Origin};
 
-use crate::files::{self, RangeAsk, Resource, Site};
+use crate::files::{self, Found, RangeAsk, Resource, Site};
 use crate::metrics;
 use crate::reply::{Exchange, Replies, Reply};
 
@@ -275,14 +275,8 @@ impl HttpServer {
         slash: bool,
     ) -> Next {
         let resource = match self.site.open(relative, slash) {
-            Ok(resource) => resource,
-            Err(status) => {
-                let body = format!("{status} {}\n", http::reason(status));
-                return self.send(conns, id, &exchange, Reply::text(status, body.as_bytes()));
-            }
-        };
-        let (len, content_type, modified, last_modified) = match &resource {
-            Resource::Redirect(location) => {
+            Ok(Found::File(resource)) => resource,
+            Ok(Found::Redirect(location)) => {
                 let fields = format!("Location: {location}\r\n");
                 let reply = Reply {
                     fields: &fields,
@@ -290,6 +284,12 @@ impl HttpServer {
                 };
                 return self.send(conns, id, &exchange, reply);
             }
+            Err(status) => {
+                let body = format!("{status} {}\n", http::reason(status));
+                return self.send(conns, id, &exchange, Reply::text(status, body.as_bytes()));
+            }
+        };
+        let (len, content_type, modified, last_modified) = match &resource {
             Resource::Cached(file) => (
                 file.body.len() as u64,
                 file.content_type,
@@ -374,7 +374,6 @@ impl HttpServer {
                     },
                 )
             }
-            Resource::Redirect(_) => unreachable!("answered above"),
             Resource::Disk { file, .. } => {
                 let stream = Stream {
                     file,
@@ -465,10 +464,14 @@ impl Handler for HttpServer {
             let Some(slot) = self.slot(id) else {
                 return data.len();
             };
-            match &mut slot.phase {
-                Phase::Sending(_) => break,
-                Phase::Body(upload) => {
-                    let Upload { decoder, body, .. } = &mut **upload;
+            // The phase is taken out and put back unless it changes.
+            match std::mem::replace(&mut slot.phase, Phase::Head) {
+                sending @ Phase::Sending(_) => {
+                    slot.phase = sending;
+                    break;
+                }
+                Phase::Body(mut upload) => {
+                    let Upload { decoder, body, .. } = &mut *upload;
                     let progress =
                         match decoder.feed(&data[at..], |piece| body.extend_from_slice(piece)) {
                             Ok(progress) => progress,
@@ -480,12 +483,9 @@ impl Handler for HttpServer {
                         };
                     at += progress.consumed;
                     if !progress.done {
+                        slot.phase = Phase::Body(upload);
                         break;
                     }
-                    let Phase::Body(upload) = std::mem::replace(&mut slot.phase, Phase::Head)
-                    else {
-                        unreachable!("matched above");
-                    };
                     if let Next::Stop = self.answer_echo(conns, id, *upload) {
                         return data.len();
                     }
@@ -515,11 +515,10 @@ impl Handler for HttpServer {
 
     fn on_drained(&mut self, conns: &mut Connections<'_>, id: ConnId) {
         let Some(slot) = self.slot(id) else { return };
-        if let Phase::Sending(_) = slot.phase {
-            let Phase::Sending(stream) = std::mem::replace(&mut slot.phase, Phase::Head) else {
-                unreachable!("matched above");
-            };
-            self.stream(conns, id, stream);
+        if matches!(slot.phase, Phase::Sending(_)) {
+            if let Phase::Sending(stream) = std::mem::replace(&mut slot.phase, Phase::Head) {
+                self.stream(conns, id, stream);
+            }
         }
     }
 

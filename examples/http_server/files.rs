@@ -29,6 +29,8 @@ pub struct CachedFile {
     pub content_type: &'static str,
     pub modified: SystemTime,
     pub last_modified: String,
+    /// The fields of a whole-file answer, made once (see `file_fields`).
+    pub fields: String,
     checked: Cell<Instant>,
     path: PathBuf,
 }
@@ -138,6 +140,7 @@ impl Site {
                 body,
                 content_type,
                 modified,
+                fields: file_fields(&last_modified),
                 last_modified,
                 checked: Cell::new(Instant::now()),
                 path,
@@ -171,6 +174,11 @@ impl Site {
             Err(403)
         }
     }
+}
+
+/// The fields every file answer carries.
+pub fn file_fields(last_modified: &str) -> String {
+    format!("Last-Modified: {last_modified}\r\nAccept-Ranges: bytes\r\n")
 }
 
 /// The status for a failed file operation.

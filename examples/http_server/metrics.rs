@@ -63,7 +63,7 @@ pub fn render(conns: &mut Connections<'_>, counts: &Counts) -> String {
     );
     page.push_str("# HELP http_requests_total Responses sent, by status code.\n");
     page.push_str("# TYPE http_requests_total counter\n");
-    for (status, count) in &counts.by_status {
+    for (status, count) in counts.by_status() {
         let _ = writeln!(page, "http_requests_total{{status=\"{status}\"}} {count}");
     }
     page

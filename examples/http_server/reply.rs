@@ -2,7 +2,6 @@
 //! server sends, so that the `Date` cache, `Connection: close`, the access
 //! log and the per-status counters are in one place.
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reactor::http;
@@ -63,10 +62,36 @@ impl<'a> Reply<'a> {
 }
 
 /// Counters the replies feed, for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counts {
-    /// Responses sent, by status code.
-    pub by_status: std::collections::BTreeMap<u16, u64>,
+    /// Responses sent, by status code (100 to 599, at `status - 100`).
+    by_status: [u64; 500],
+}
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts {
+            by_status: [0; 500],
+        }
+    }
+}
+
+impl Counts {
+    fn count(&mut self, status: u16) {
+        if let Some(n) = self
+            .by_status
+            .get_mut(usize::from(status).wrapping_sub(100))
+        {
+            *n += 1;
+        }
+    }
+
+    /// Each status sent at least once, with its count, in order.
+    pub fn by_status(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (100..600u16)
+            .zip(self.by_status.iter().copied())
+            .filter(|&(_, n)| n > 0)
+    }
 }
 
 /// The response writer: a reusable buffer for heads and the cached `Date`.
@@ -99,18 +124,24 @@ impl Replies {
         exchange: &Exchange,
         reply: Reply<'_>,
     ) {
+        // Built with plain byte appends: `write!` was a fifth of the
+        // server's instructions per request under callgrind.
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         http::write_status_line(&mut head, reply.status);
-        let date = self.date();
-        // Writing to a Vec cannot fail.
-        let _ = write!(head, "Server: reactor\r\nDate: {date}\r\n");
+        head.extend_from_slice(b"Server: reactor\r\nDate: ");
+        head.extend_from_slice(self.date().as_bytes());
+        head.extend_from_slice(b"\r\n");
         // A 304 describes the client's copy; a length here would be wrong.
         if reply.status != 304 {
-            let _ = write!(head, "Content-Length: {}\r\n", reply.length);
+            head.extend_from_slice(b"Content-Length: ");
+            http::write_decimal(&mut head, reply.length);
+            head.extend_from_slice(b"\r\n");
         }
         if !reply.content_type.is_empty() {
-            let _ = write!(head, "Content-Type: {}\r\n", reply.content_type);
+            head.extend_from_slice(b"Content-Type: ");
+            head.extend_from_slice(reply.content_type.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(reply.fields.as_bytes());
         if !exchange.keep_alive {
@@ -124,7 +155,7 @@ impl Replies {
             let _ = conns.send(id, reply.body);
         }
         self.head = head;
-        *self.counts.by_status.entry(reply.status).or_default() += 1;
+        self.counts.count(reply.status);
         log::info!(
             target: "access",
             "{id} \"{}\" {} {}",

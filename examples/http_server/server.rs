@@ -8,8 +8,10 @@
 //! the file is read from disk only when the last one has been written
 //! (`on_drained`), so a slow client never holds more than one piece.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 
 use reactor::http::{self, BodyDecoder, Request};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, Origin};
@@ -144,11 +146,11 @@ impl HttpServer {
         } else {
             Route::Files
         };
-        let allowed = match route {
-            Route::Echo => "POST",
-            Route::Files | Route::Metrics => "GET, HEAD",
+        let allowed: &[&str] = match route {
+            Route::Echo => &["POST"],
+            Route::Files | Route::Metrics => &["GET", "HEAD"],
         };
-        if !allowed.split(", ").any(|m| m == request.method) {
+        if !allowed.contains(&request.method) {
             let known = [
                 "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
             ];
@@ -157,7 +159,7 @@ impl HttpServer {
             } else {
                 501
             };
-            let fields = format!("Allow: {allowed}\r\n");
+            let fields = format!("Allow: {}\r\n", allowed.join(", "));
             let body = format!("{} {}\n", status, http::reason(status));
             // A body we will not read makes the framing unknown: close.
             let exchange = Exchange {
@@ -334,10 +336,20 @@ impl HttpServer {
                 return self.send(conns, id, &exchange, reply);
             }
         };
-        let mut fields = format!("Last-Modified: {last_modified}\r\nAccept-Ranges: bytes\r\n");
-        if status == 206 {
-            fields += &format!("Content-Range: bytes {start}-{}/{len}\r\n", end - 1);
-        }
+        // (The cached file's own fields outlive `resource`, which moves below.)
+        let cached = match &resource {
+            Resource::Cached(file) => Some(Rc::clone(file)),
+            Resource::Disk { .. } => None,
+        };
+        let fields = match (&cached, status) {
+            (Some(file), 200) => Cow::Borrowed(file.fields.as_str()),
+            (_, 200) => Cow::Owned(files::file_fields(last_modified)),
+            _ => Cow::Owned(format!(
+                "{}Content-Range: bytes {start}-{}/{len}\r\n",
+                files::file_fields(last_modified),
+                end - 1
+            )),
+        };
         let reply = Reply {
             status,
             content_type,

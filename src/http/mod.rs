@@ -68,7 +68,7 @@ pub use body::{BodyDecoder, BodyProgress};
 pub use date::{format_date, parse_date};
 pub use fields::{Framing, connection_has, header, headers};
 pub use request::{Request, parse_request};
-pub use response::{Response, parse_response, reason, write_status_line};
+pub use response::{Response, parse_response, reason, write_decimal, write_status_line};
 pub use target::{Url, decode_path, parse_query, split_target};
 
 /// The limits a message head is read under.

@@ -1,7 +1,5 @@
 //! Reading a response head ([`parse_response`]) and writing a status line.
 
-use std::io::Write;
-
 use super::fields::{connection_has, declared_framing, header};
 use super::{Error, Framing, Header, Limits, bad_request};
 
@@ -107,8 +105,35 @@ pub fn parse_response<'h, 'b>(
 /// assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");
 /// ```
 pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal: what `write!` does, without the formatting
+/// machinery, for the numbers of every response head (a status, a length).
+///
+/// # Examples
+///
+/// ```
+/// let mut out = b"Content-Length: ".to_vec();
+/// reactor::http::write_decimal(&mut out, 1048576);
+/// assert_eq!(out, b"Content-Length: 1048576");
+/// ```
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The reason phrase of a status code (RFC 9110 §15), or `""` for one this
@@ -179,6 +204,15 @@ mod tests {
         let spaced = b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n";
         assert_eq!(framing_of(spaced, false), Err(400));
         assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\n", false), Err(0));
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 99, 100, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -114,6 +114,39 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(client.read_reply(false).body, b"alpha\n");
 }
 
+/// 3,000 pipelined requests for a 60 KiB file sent in one go (180 MB of
+/// answers) by a client that reads only afterwards: the server stops
+/// reading requests while answers are queued instead of queueing all of
+/// them (which would pass the 64 MiB output limit and cut the client).
+#[test]
+fn a_pipelining_client_that_does_not_read_is_paced() {
+    let root = site("pace");
+    let page = Rng::new(3).bytes(60 * 1024);
+    fs::write(root.join("page.bin"), &page).unwrap();
+    let server = start(&root, &[]);
+    let mut client = HttpClient::connect(server.addr());
+    let burst = "GET /page.bin HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3000);
+    let mut writer = client.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(burst.as_bytes()).unwrap();
+    });
+    let before = server.rss_kib();
+    let mut peak = before;
+    for i in 0..3000 {
+        let reply = client.read_reply(false);
+        assert!(reply.status == 200 && reply.body == page, "response {i}");
+        if i % 100 == 0 {
+            peak = peak.max(server.rss_kib());
+        }
+    }
+    sender.join().unwrap();
+    assert!(
+        peak < before + 32 * 1024,
+        "server grew from {before} KiB to {peak} KiB"
+    );
+}
+
 #[test]
 fn paths_never_escape_the_root() {
     let root = site("traversal");

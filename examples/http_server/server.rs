@@ -471,8 +471,16 @@ impl Handler for HttpServer {
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
         let limits = self.settings.limits;
+        let high_water = conns.config().get_high_water();
         let mut at = 0;
         while at < data.len() {
+            // A client that pipelines faster than it reads: once a
+            // high-water mark of answers is queued, the rest of its requests
+            // wait unread (the service pauses reading and hands them back
+            // when the queue drains), instead of their answers piling up.
+            if conns.output_len(id).unwrap_or(0) >= high_water {
+                break;
+            }
             let Some(slot) = self.slot(id) else {
                 return data.len();
             };

@@ -115,9 +115,9 @@ mod selector;
 mod timer;
 
 pub mod codec;
-pub mod resolve;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod resolve;
 pub mod service;
 #[cfg(feature = "signal")]
 pub mod signal;

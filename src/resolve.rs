@@ -198,9 +198,7 @@ impl Resolver {
                     let sent = handle.call_soon(move |reactor| {
                         if let (Some(cache), Ok(addrs)) = (reactor.kept(slot), &resolved) {
                             if let Ok(cache) = cache.downcast::<RefCell<Cache>>() {
-                                cache
-                                    .borrow_mut()
-                                    .insert(host, port, addrs, Instant::now());
+                                cache.borrow_mut().insert(host, port, addrs, Instant::now());
                             }
                         }
                         done(reactor, resolved);

@@ -332,10 +332,10 @@ mod tests {
     fn least_recently_used_goes_first_and_bytes_stay_bounded() {
         let mut cache = Cache::new(1000, 600);
         let now = Instant::now();
-        assert!(cache.insert("a", object(300, 60)));
-        assert!(cache.insert("b", object(300, 60)));
+        assert!(cache.insert("a", object(400, 60)));
+        assert!(cache.insert("b", object(400, 60)));
         assert!(cache.get("a", &[], now).is_some()); // b is now the oldest
-        assert!(cache.insert("c", object(300, 60)));
+        assert!(cache.insert("c", object(400, 60)));
         assert!(cache.get("b", &[], now).is_none());
         assert!(cache.get("a", &[], now).is_some());
         assert!(cache.bytes() <= 1000);

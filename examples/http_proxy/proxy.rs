@@ -284,7 +284,12 @@ impl Proxy {
             let cacheable = cache::request_is_cacheable(request.method, request.fields, has_body);
             let authority = url.authority();
             let key = cacheable.then(|| format!("http://{authority}{}", url.path));
-            if let Some(key) = &key {
+            // `no-cache` (a reload): not answered from the cache, though its
+            // response may refresh it.
+            let reload = http::CacheControl::from_fields(request.fields).no_cache
+                || http::header(request.fields, "pragma")
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"no-cache"));
+            if let (Some(key), false) = (&key, reload) {
                 if let Some(stored) = self.cache.get(key, request.fields, Instant::now()) {
                     info!("{id}: {line} HIT");
                     self.serve(conns, id, stored);
@@ -398,7 +403,7 @@ impl Proxy {
             }
         });
         match answer {
-            Some(resolved) => self.connect(conns, id, fetch, resolved),
+            Some(resolved) => self.connect(conns, id, *fetch, resolved),
             None => {
                 if let Some(client) = self.client(id) {
                     client.state = ClientState::Resolving(fetch);
@@ -418,7 +423,7 @@ impl Proxy {
             else {
                 return;
             };
-            self.connect(conns, id, fetch, resolved);
+            self.connect(conns, id, *fetch, resolved);
         }
     }
 
@@ -427,35 +432,38 @@ impl Proxy {
         &mut self,
         conns: &mut Connections<'_>,
         id: ConnId,
-        fetch: Box<Fetch>,
+        fetch: Fetch,
         resolved: Resolved,
     ) {
-        let addr: SocketAddr = match resolved {
-            Ok(addrs) => addrs[0],
+        let first = resolved.map(|addrs| addrs.first().copied());
+        let addr: SocketAddr = match first {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                let why = format!("no address for {}", fetch.host);
+                return self.fail(conns, id, fetch.fill, &fetch.line, 502, &why);
+            }
             Err(e) => {
                 let why = format!("cannot resolve {}: {e}", fetch.host);
-                return self.fail(conns, id, fetch, 502, &why);
+                return self.fail(conns, id, fetch.fill, &fetch.line, 502, &why);
             }
         };
         let origin = match conns.connect(addr) {
             Ok(origin) => origin,
             Err(e) => {
-                return self.fail(
-                    conns,
-                    id,
-                    fetch,
-                    502,
-                    &format!("cannot connect to {addr}: {e}"),
-                );
+                let why = format!("cannot connect to {addr}: {e}");
+                return self.fail(conns, id, fetch.fill, &fetch.line, 502, &why);
             }
         };
         debug!("{id}: {} via {origin} to {addr}", fetch.line);
         let me = self.me.clone();
         let timeout = self.settings.origin_timeout;
-        let timer = conns.reactor().call_later(timeout, move |_| {
-            if let Some(me) = me {
-                let _ = me.call(move |proxy, conns| proxy.origin_timed_out(conns, origin));
-            }
+        // A tunnel has no response to wait for: only its connect is timed.
+        let timer = (!fetch.tunnel).then(|| {
+            conns.reactor().call_later(timeout, move |_| {
+                if let Some(me) = me {
+                    let _ = me.call(move |proxy, conns| proxy.origin_timed_out(conns, origin));
+                }
+            })
         });
         let Fetch {
             head,
@@ -466,7 +474,7 @@ impl Proxy {
             fill,
             line,
             ..
-        } = *fetch;
+        } = fetch;
         if !tunnel {
             let _ = conns.send(origin, &head);
         }
@@ -478,7 +486,7 @@ impl Proxy {
                 head_request,
                 fill,
                 fields,
-                timer: Some(timer),
+                timer,
                 read_closed: false,
                 paused_for_peer: false,
                 state: if tunnel {
@@ -643,14 +651,15 @@ impl Proxy {
         &mut self,
         conns: &mut Connections<'_>,
         id: ConnId,
-        fetch: Box<Fetch>,
+        fill: Option<(String, Shared)>,
+        line: &str,
         status: u16,
         why: &str,
     ) {
-        if let Some((key, stored)) = fetch.fill {
+        if let Some((key, stored)) = fill {
             self.abandon(conns, &key, &stored);
         }
-        self.answer(conns, id, status, why, &fetch.line);
+        self.answer(conns, id, status, why, line);
     }
 
     /// A response will not be stored after all (not cacheable, too large,
@@ -719,21 +728,32 @@ impl Proxy {
 
     // ---- origins ---------------------------------------------------------
 
+    /// Reads what the origin's state allows from the front of `data` (an
+    /// interim head, then the final one, then its body, may all be here).
     fn origin_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
-        let Some(origin) = self.origin(id) else {
-            return data.len();
-        };
-        match origin.state {
-            OriginState::Head => self.response_head(conns, id, data),
-            OriginState::Body { .. } => self.response_body(conns, id, data),
-            OriginState::Tunnel => {
-                let client = origin.client;
-                let _ = conns.send(client, data);
-                self.hold_back(conns, id, client);
-                data.len()
+        let mut at = 0;
+        while at < data.len() {
+            let Some(origin) = self.origin(id) else {
+                return data.len();
+            };
+            let rest = &data[at..];
+            let n = match origin.state {
+                OriginState::Head => self.response_head(conns, id, rest),
+                OriginState::Body { .. } => self.response_body(conns, id, rest),
+                OriginState::Tunnel => {
+                    let client = origin.client;
+                    let _ = conns.send(client, rest);
+                    self.hold_back(conns, id, client);
+                    rest.len()
+                }
+                OriginState::Done => rest.len(),
+            };
+            if n == 0 {
+                break;
             }
-            OriginState::Done => data.len(),
+            at += n;
         }
+        at
     }
 
     fn response_head(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
@@ -757,9 +777,12 @@ impl Proxy {
                 self.origin_failed(conns, id, 502, "origin switched protocols unasked");
                 return data.len();
             }
-            // 100 Continue (the client asked), 103 Early Hints: passed on.
-            let interim = format!("HTTP/1.1 {} {}\r\n\r\n", response.status, response.reason);
-            let _ = conns.send(client_id, interim.as_bytes());
+            // 100 Continue (the client asked), 103 Early Hints: passed on,
+            // to a client that knows them (HTTP/1.1, RFC 9110 §15.2).
+            if self.client(client_id).is_some_and(|c| c.minor >= 1) {
+                let interim = format!("HTTP/1.1 {} {}\r\n\r\n", response.status, response.reason);
+                let _ = conns.send(client_id, interim.as_bytes());
+            }
             return response.head_len;
         }
         if let Some(timer) = origin.timer.take() {
@@ -830,6 +853,7 @@ impl Proxy {
                     } else if known {
                         let waiters = std::mem::take(&mut stored.borrow_mut().waiters);
                         for waiter in waiters {
+                            info!("{waiter}: {line} HIT (collapsed)");
                             self.serve(conns, waiter, stored.clone());
                         }
                     }
@@ -854,8 +878,7 @@ impl Proxy {
             self.response_done(conns, id);
             return data.len();
         }
-        let head_len = response.head_len;
-        head_len + self.response_body(conns, id, &data[head_len..])
+        response.head_len
     }
 
     fn response_body(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
@@ -941,6 +964,7 @@ impl Proxy {
                 (std::mem::take(&mut s.waiters), s.readers.clone())
             };
             for waiter in waiters {
+                info!("{waiter}: {key} HIT (collapsed)");
                 self.serve(conns, waiter, stored.clone());
             }
             for reader in readers {
@@ -1006,8 +1030,6 @@ impl Proxy {
         if matches!(origin.state, OriginState::Head) {
             let why = format!("no response from the origin within {timeout:?}");
             self.origin_failed(conns, id, 504, &why);
-        } else if matches!(origin.state, OriginState::Tunnel) && !conns.is_open(id) {
-            self.origin_failed(conns, id, 504, "connecting to the origin timed out");
         }
     }
 }

@@ -718,7 +718,7 @@ fn connect_is_refused_unless_its_port_is_allowed() {
 
 #[test]
 fn bad_requests_get_400_and_a_close() {
-    let server = proxy(&[]);
+    let server = proxy(&["--header-timeout", "1s"]);
     for request in [
         "GET /not-absolute HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET http://a/ HTTP/1.1\r\n\r\n",
@@ -738,4 +738,14 @@ fn bad_requests_get_400_and_a_close() {
             "closed after the answer"
         );
     }
+    // A head trickled and never finished: 408 once the header timeout has
+    // passed since its first byte, then a close.
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"GET http://a/ HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let reply = read_reply(&mut stream);
+    assert_eq!(reply.status, 408);
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
 }

@@ -218,19 +218,6 @@ fn proxy(args: &[&str]) -> Server {
     Server::start("http_proxy", &all, 1)
 }
 
-/// Whether curl is here; without it a test skips, unless `REQUIRE_ALL=1`.
-fn have_curl() -> bool {
-    let found = Command::new("curl").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
-            "curl is required (REQUIRE_ALL=1) but not installed"
-        );
-        eprintln!("skipped: curl is not installed");
-    }
-    found
-}
-
 /// A response as a client saw it.
 #[derive(Debug)]
 struct Reply {
@@ -355,7 +342,7 @@ fn status_hwm_kib(pid: u32) -> u64 {
 
 #[test]
 fn repeated_requests_are_hits_with_an_age() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();
@@ -397,6 +384,16 @@ fn repeated_requests_are_hits_with_an_age() {
         ("HIT", Some("9"))
     );
 
+    // A stored body larger than the high-water mark goes out in pieces,
+    // as the client drains them.
+    let big = "/big/1048576";
+    let first = curl(server.addr(), &origin.url(big), &[]);
+    let hit = curl(server.addr(), &origin.url(big), &[]);
+    assert_eq!((first.cache(), hit.cache()), ("MISS", "HIT"));
+    assert_eq!(hit.body.len(), 1 << 20);
+    assert!(hit.body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+    assert_eq!(origin.count(big), 1);
+
     // HEAD: no body, the representation's length passed on.
     let head = curl(server.addr(), &origin.url("/plain/h"), &["-I"]);
     assert_eq!(
@@ -437,7 +434,7 @@ fn repeated_requests_are_hits_with_an_age() {
 
 #[test]
 fn uncacheable_responses_are_never_stored() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();
@@ -471,7 +468,7 @@ fn uncacheable_responses_are_never_stored() {
 
 #[test]
 fn request_bodies_stream_to_the_origin() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();
@@ -511,7 +508,7 @@ fn request_bodies_stream_to_the_origin() {
 
 #[test]
 fn hop_by_hop_fields_are_removed_and_via_added() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();
@@ -553,27 +550,35 @@ fn hop_by_hop_fields_are_removed_and_via_added() {
     assert_eq!(reply.header("via"), Some("1.1 reactor-proxy"));
 }
 
-#[test]
-fn concurrent_misses_make_one_origin_request() {
-    if !have_curl() {
-        return;
-    }
-    let origin = Arc::new(TestOrigin::start());
-    let server = proxy(&[]);
-    let addr = server.addr();
-    let url = origin.url("/slow/c");
+/// `n` clients asking for `path` at once: the first, and once the origin
+/// has its request, the others (which come while it is under way, or, if
+/// late, after). Their replies, the first one's first.
+fn at_once(proxy: &Server, origin: &TestOrigin, path: &str, n: usize) -> Vec<Reply> {
+    let addr = proxy.addr();
+    let url = origin.url(path);
     let fetch = |url: String| thread::spawn(move || curl(addr, &url, &[]));
     let first = fetch(url.clone());
-    origin.wait_for("/slow/c", 1);
-    // The origin has the first request and answers it slowly: these come
-    // while it is under way (or, if late, find it stored).
-    let later: Vec<_> = (0..5).map(|_| fetch(url.clone())).collect();
-    let first = first.join().unwrap();
-    assert_eq!((first.status, first.cache()), (200, "MISS"));
-    let expected = first.text();
+    origin.wait_for(path, 1);
+    let later: Vec<_> = (1..n).map(|_| fetch(url.clone())).collect();
+    std::iter::once(first)
+        .chain(later)
+        .map(|client| client.join().expect("a client thread"))
+        .collect()
+}
+
+#[test]
+fn concurrent_misses_make_one_origin_request() {
+    if !support::tool("curl") {
+        return;
+    }
+    let origin = TestOrigin::start();
+    // The origin answers slowly: the head and half the body, a pause, the rest.
+    let server = proxy(&[]);
+    let replies = at_once(&server, &origin, "/slow/c", 6);
+    assert_eq!((replies[0].status, replies[0].cache()), (200, "MISS"));
+    let expected = replies[0].text();
     assert!(expected.starts_with("/slow/c #1 "));
-    for reply in later {
-        let reply = reply.join().unwrap();
+    for reply in &replies[1..] {
         assert_eq!((reply.status, reply.cache()), (200, "HIT"));
         assert_eq!(reply.text(), expected);
     }
@@ -586,14 +591,7 @@ fn concurrent_misses_make_one_origin_request() {
     // Too large for the cache: the first client is streamed to, and those
     // waiting make their own requests.
     let server = proxy(&["--max-object", "64KiB"]);
-    let addr = server.addr();
-    let url = origin.url("/bigslow/200000");
-    let fetch = |url: String| thread::spawn(move || curl(addr, &url, &[]));
-    let first = fetch(url.clone());
-    origin.wait_for("/bigslow/200000", 1);
-    let later: Vec<_> = (0..2).map(|_| fetch(url.clone())).collect();
-    for reply in std::iter::once(first).chain(later) {
-        let reply = reply.join().unwrap();
+    for reply in at_once(&server, &origin, "/bigslow/200000", 3) {
         assert_eq!((reply.status, reply.cache()), (200, "MISS"));
         assert_eq!(reply.body.len(), 200_000);
         assert!(reply.body.iter().enumerate().all(|(i, &b)| b == pattern(i)));
@@ -664,7 +662,7 @@ fn a_large_response_streams_through_a_slow_client_in_bounded_memory() {
 
 #[test]
 fn an_origin_that_is_down_is_502_and_one_that_stalls_is_504() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();
@@ -687,7 +685,7 @@ fn an_origin_that_is_down_is_502_and_one_that_stalls_is_504() {
 
 #[test]
 fn connect_is_refused_unless_its_port_is_allowed() {
-    if !have_curl() {
+    if !support::tool("curl") {
         return;
     }
     let origin = TestOrigin::start();

@@ -463,3 +463,20 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} line"))
 }
+
+/// A tool the test needs: present, or the test is skipped with a reason,
+/// unless `REQUIRE_ALL=1` (as in CI), where its absence fails the test.
+pub fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
+            "{name} is required (REQUIRE_ALL=1) but not installed"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}

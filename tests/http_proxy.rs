@@ -305,8 +305,8 @@ fn connect(proxy: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Reads one response with a `Content-Length` body from `stream`.
-fn read_reply(stream: &mut TcpStream) -> Reply {
+/// Reads a response head (a byte at a time: nothing past it is taken).
+fn read_head(stream: &mut TcpStream) -> Reply {
     let mut bytes = Vec::new();
     let mut byte = [0u8; 1];
     while !bytes.ends_with(b"\r\n\r\n") {
@@ -318,7 +318,12 @@ fn read_reply(stream: &mut TcpStream) -> Reply {
         );
         bytes.push(byte[0]);
     }
-    let mut reply = parse_reply(&bytes);
+    parse_reply(&bytes)
+}
+
+/// Reads one response with a `Content-Length` body from `stream`.
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut reply = read_head(stream);
     let len: usize = reply
         .header("content-length")
         .and_then(|v| v.parse().ok())
@@ -600,6 +605,35 @@ fn concurrent_misses_make_one_origin_request() {
 }
 
 #[test]
+fn a_fetch_goes_on_for_its_waiters_when_its_first_client_leaves() {
+    let origin = TestOrigin::start();
+    let server = proxy(&[]);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        origin.url("/slow/left")
+    );
+    let mut first = connect(server.addr());
+    first.write_all(request.as_bytes()).unwrap();
+    origin.wait_for("/slow/left", 1);
+    let mut others: Vec<TcpStream> = (0..3).map(|_| connect(server.addr())).collect();
+    for other in &mut others {
+        other.write_all(request.as_bytes()).unwrap();
+    }
+    // Each has its head: it is attached to the fetch (waiting for it, or
+    // reading it as it arrives). The first client leaves before the end.
+    let heads: Vec<Reply> = others.iter_mut().map(read_head).collect();
+    assert!(heads.iter().all(|h| h.status == 200 && h.cache() == "HIT"));
+    drop(first);
+    for (other, head) in others.iter_mut().zip(heads) {
+        let len: usize = head.header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        other.read_exact(&mut body).expect("the whole body");
+        assert!(body.starts_with(b"/slow/left #1 "));
+    }
+    assert_eq!(origin.count("/slow/left"), 1);
+}
+
+#[test]
 fn a_large_response_streams_through_a_slow_client_in_bounded_memory() {
     let _heavy = support::heavy();
     const LEN: usize = 100 << 20;
@@ -614,13 +648,7 @@ fn a_large_response_streams_through_a_slow_client_in_bounded_memory() {
     // while, then reads in small pieces, pausing now and then.
     origin.wait_for(&path, 1);
     thread::sleep(Duration::from_millis(300));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1);
-        head.push(byte[0]);
-    }
-    let reply = parse_reply(&head);
+    let reply = read_head(&mut stream);
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.header("content-length"),

@@ -791,19 +791,22 @@ impl Proxy {
         let fill = origin.fill.take();
         let request_fields = std::mem::take(&mut origin.fields);
         let line = origin.line.clone();
-        let Some(client) = self.client(client_id) else {
-            let _ = conns.abort(id);
-            return data.len();
-        };
         let declared = match response.framing {
             Framing::None => response
                 .header("content-length")
                 .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
             _ => None,
         };
-        let out = BodyOut::for_client(response.framing, client.minor, declared);
-        client.keep_alive &= out.allows_keep_alive();
-        let keep_alive = client.keep_alive;
+        // The client may have left while others wait for this response
+        // (see `on_close`): it is read for them all the same.
+        let (minor, wanted) = self
+            .client(client_id)
+            .map_or((1, false), |c| (c.minor, c.keep_alive));
+        let out = BodyOut::for_client(response.framing, minor, declared);
+        let keep_alive = wanted && out.allows_keep_alive();
+        if let Some(client) = self.client(client_id) {
+            client.keep_alive = keep_alive;
+        }
         let start = message::response_start(response.status, response.reason, response.fields);
         let mut head = start.clone();
         message::finish_head(&mut head, None, false, &out, keep_alive);
@@ -1196,7 +1199,23 @@ impl Handler for Proxy {
                     ClientState::Serving { stored, .. } => {
                         stored.borrow_mut().readers.retain(|&r| r != id);
                     }
-                    ClientState::Forwarding { origin, .. } => self.body_failed(conns, origin),
+                    ClientState::Forwarding { origin, .. } => {
+                        // Other clients reading or waiting for this response:
+                        // the fetch goes on for them (a cacheable request has
+                        // no body, so nothing of the request is missing).
+                        let others = self
+                            .origin(origin)
+                            .and_then(|o| o.fill.as_ref())
+                            .is_some_and(|(_, s)| {
+                                let s = s.borrow();
+                                !s.waiters.is_empty() || !s.readers.is_empty()
+                            });
+                        if others {
+                            debug!("{origin}: goes on for the clients waiting for it");
+                        } else {
+                            self.body_failed(conns, origin);
+                        }
+                    }
                     ClientState::Tunnel { origin } => {
                         let _ = conns.close(origin);
                     }

@@ -775,3 +775,24 @@ fn bad_requests_get_400_and_a_close() {
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
 }
+
+#[test]
+fn bad_arguments_exit_2_with_a_reason() {
+    let limit = Duration::from_secs(10);
+    for args in [
+        &["--allow-connect", "443,0"][..],
+        &["--cache-size", "lots"],
+        &["--origin-timeout", "soon"],
+        &["--no-such-flag"],
+    ] {
+        let (status, _, err) = support::run_example("http_proxy", args, limit);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines().next().is_some_and(|l| l.contains("http_proxy")),
+            "{err}"
+        );
+    }
+    let (status, out, _) = support::run_example("http_proxy", &["--help"], limit);
+    assert_eq!(status.code(), Some(0));
+    assert!(out.contains("--allow-connect PORTS"));
+}

@@ -457,7 +457,7 @@ fn pem_files(pki: &TestPki, tag: &str) -> (std::path::PathBuf, std::path::PathBu
 
 #[test]
 fn openssl_s_client_talks_to_echo_server_over_tls() {
-    if !tool("openssl") {
+    if !support::tool("openssl") {
         return;
     }
     let pki = pki();

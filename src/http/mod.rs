@@ -31,6 +31,10 @@
 //! - `target.rs`: request targets ([`split_target`], [`decode_path`],
 //!   [`parse_query`]) and absolute URLs ([`Url`]);
 //! - `date.rs`: HTTP dates ([`format_date`], [`parse_date`]).
+//! - `hop_by_hop.rs`: the fields a proxy does not pass on
+//!   ([`is_hop_by_hop`], [`end_to_end`]);
+//! - `cache_control.rs`: the `Cache-Control` directives a shared cache
+//!   acts on ([`CacheControl`]).
 //!
 //! # Examples
 //!
@@ -54,8 +58,10 @@
 //! ```
 
 mod body;
+mod cache_control;
 mod date;
 mod fields;
+mod hop_by_hop;
 mod request;
 mod response;
 mod target;
@@ -65,8 +71,10 @@ use std::fmt;
 pub use httparse::{EMPTY_HEADER, Header};
 
 pub use body::{BodyDecoder, BodyProgress};
+pub use cache_control::CacheControl;
 pub use date::{format_date, parse_date};
 pub use fields::{Framing, connection_has, header, headers};
+pub use hop_by_hop::{HOP_BY_HOP, end_to_end, is_hop_by_hop};
 pub use request::{Request, parse_request};
 pub use response::{Response, parse_response, reason, write_decimal, write_status_line};
 pub use target::{Url, decode_path, parse_query, split_target};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reactor::Reactor;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 use reactor::tls::{self, CertificateDer, PrivateKeyDer, RootCertStore, ServerName};
-use support::{Rng, tool};
+use support::Rng;
 
 /// A self-signed certificate for `localhost`, and the configurations that
 /// serve it and trust it.

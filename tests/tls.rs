@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reactor::Reactor;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 use reactor::tls::{self, CertificateDer, PrivateKeyDer, RootCertStore, ServerName};
-use support::Rng;
+use support::{Rng, tool};
 
 /// A self-signed certificate for `localhost`, and the configurations that
 /// serve it and trust it.
@@ -443,23 +443,6 @@ fn a_tls_client_that_never_reads_is_cut_off_with_bounded_memory() {
     assert_eq!((stats.open, stats.queued_output), (0, 0));
     stop_tx.send(()).unwrap();
     deaf.join().unwrap();
-}
-
-/// A tool the test needs: present, or the test is skipped with a reason,
-/// unless `REQUIRE_ALL=1` (as in CI), where its absence fails the test.
-fn tool(name: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
-            "{name} is required (REQUIRE_ALL=1) but not installed"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
 }
 
 /// The PEM files of a test certificate, in a fresh directory.

@@ -337,7 +337,7 @@ impl Handler for FileServer {
     fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
         match std::mem::take(self.transfer(id)) {
             Transfer::Receiving { upload, left } => {
-                info!(
+                warn!(
                     "{id}: upload of {} interrupted ({left} bytes missing, {reason}): removed",
                     upload.name
                 );

@@ -514,3 +514,83 @@ fn shutdown_delivers_every_echoed_byte_to_a_slow_reader_that_keeps_sending() {
         got.len()
     );
 }
+
+/// Reads exactly `n` bytes (bounded by the stream's timeout).
+fn read_exactly(stream: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn welcome_greets_each_client_before_the_echo() {
+    let server = start(&["--welcome", "Welcome to the echo server!"]);
+    for _ in 0..2 {
+        let mut stream = connect(server.addr());
+        assert_eq!(read_exactly(&mut stream, 28), b"Welcome to the echo server!\n");
+        stream.write_all(b"ping\n").unwrap();
+        assert_eq!(read_exactly(&mut stream, 5), b"ping\n");
+    }
+}
+
+#[test]
+fn log_file_records_each_line_with_its_client_and_time_and_is_flushed_on_exit() {
+    let dir = support::TempDir::new("echo-log");
+    let path = dir.join("messages.log");
+    let server = start(&["--log-file", path.to_str().unwrap()]);
+    let mut stream = connect(server.addr());
+    let client = stream.local_addr().unwrap();
+    let sent = b"hello\r\nsecond line\n\x01tab\there\nunfinished";
+    stream.write_all(sent).unwrap();
+    assert_eq!(read_exactly(&mut stream, sent.len()), sent);
+    stream.shutdown(Shutdown::Write).unwrap();
+    // The server closes after the peer's FIN; its on_close logs the
+    // unfinished line. Then a signal stops it, and the log is flushed.
+    assert!(closed_within(&mut stream, Duration::from_secs(10)));
+    server.signal(15);
+    let (status, stderr) = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "{stderr}");
+
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let expected = ["hello", "second line", "\\u{1}tab\\there", "unfinished"];
+    assert_eq!(lines.len(), expected.len(), "{log}");
+    for (line, text) in lines.iter().zip(expected) {
+        let mut fields = line.splitn(3, ' ');
+        let time = fields.next().unwrap();
+        assert!(
+            time.len() == 24 && time.starts_with("20") && time.ends_with('Z'),
+            "an RFC 3339 UTC time with milliseconds: {time}"
+        );
+        assert_eq!(fields.next(), Some(client.to_string().as_str()));
+        assert_eq!(fields.next(), Some(text));
+    }
+}
+
+#[test]
+fn a_log_buffer_that_fills_drops_lines_and_says_how_many() {
+    let dir = support::TempDir::new("echo-log-full");
+    let path = dir.join("messages.log");
+    let mut server = start(&["--log-file", path.to_str().unwrap(), "--log-buffer", "2KiB"]);
+    let stderr = server.stderr_lines();
+    // 4000 lines in one write: one read takes far more than 2 KiB of log
+    // lines before the loop's next before-sleep pass can write any.
+    let lines: Vec<u8> = (0..4000).flat_map(|i| format!("line {i:04}\n").into_bytes()).collect();
+    let mut stream = connect(server.addr());
+    stream.write_all(&lines).unwrap();
+    assert_eq!(read_exactly(&mut stream, lines.len()), lines);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = stderr.recv_timeout(left).expect("the server reports dropped lines");
+        if line.contains("line(s) dropped") {
+            break;
+        }
+    }
+    drop(stream);
+    server.signal(15);
+    let (status, _) = server.wait(Duration::from_secs(20));
+    assert!(status.success());
+    let logged = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(logged > 0 && logged < 4000, "{logged} of 4000 lines logged");
+}

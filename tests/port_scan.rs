@@ -4,6 +4,8 @@
 //! block, so that tests running in parallel never see each other's ports.
 
 mod support;
+#[path = "../examples/port_scan/ports.rs"]
+mod ports;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -183,4 +185,17 @@ fn bad_arguments_exit_2_and_an_unknown_host_exits_1() {
     }
     let (code, _, err) = scan(&["no-such-host.invalid", "--ports", "80"]);
     assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn port_lists_take_single_ports_ranges_and_commas() {
+    let ports = |text: &str| ports::PortSet::parse(text).map(|set| set.iter().collect::<Vec<u16>>());
+    assert_eq!(ports("22"), Ok(vec![22]));
+    assert_eq!(ports("22,80,8000-8003"), Ok(vec![22, 80, 8000, 8001, 8002, 8003]));
+    assert_eq!(ports("5-3,1").map(|_| ()).is_err(), true);
+    assert_eq!(ports("3, 1,2-3"), Ok(vec![1, 2, 3]), "sorted, each once");
+    assert_eq!(ports("1-65535").map(|p| p.len()), Ok(65535));
+    for bad in ["", "0", "65536", "a", "1-", "-5", "1,,2", "1-2-3"] {
+        assert!(ports(bad).is_err(), "{bad:?} should be refused");
+    }
 }

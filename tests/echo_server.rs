@@ -527,7 +527,10 @@ fn welcome_greets_each_client_before_the_echo() {
     let server = start(&["--welcome", "Welcome to the echo server!"]);
     for _ in 0..2 {
         let mut stream = connect(server.addr());
-        assert_eq!(read_exactly(&mut stream, 28), b"Welcome to the echo server!\n");
+        assert_eq!(
+            read_exactly(&mut stream, 28),
+            b"Welcome to the echo server!\n"
+        );
         stream.write_all(b"ping\n").unwrap();
         assert_eq!(read_exactly(&mut stream, 5), b"ping\n");
     }
@@ -575,14 +578,18 @@ fn a_log_buffer_that_fills_drops_lines_and_says_how_many() {
     let stderr = server.stderr_lines();
     // 4000 lines in one write: one read takes far more than 2 KiB of log
     // lines before the loop's next before-sleep pass can write any.
-    let lines: Vec<u8> = (0..4000).flat_map(|i| format!("line {i:04}\n").into_bytes()).collect();
+    let lines: Vec<u8> = (0..4000)
+        .flat_map(|i| format!("line {i:04}\n").into_bytes())
+        .collect();
     let mut stream = connect(server.addr());
     stream.write_all(&lines).unwrap();
     assert_eq!(read_exactly(&mut stream, lines.len()), lines);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = stderr.recv_timeout(left).expect("the server reports dropped lines");
+        let line = stderr
+            .recv_timeout(left)
+            .expect("the server reports dropped lines");
         if line.contains("line(s) dropped") {
             break;
         }

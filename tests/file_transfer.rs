@@ -3,9 +3,9 @@
 //! program (through a pipe, and on a pseudo-terminal for the progress bar),
 //! and the protocol spoken over raw sockets where a test needs to misbehave.
 
-mod support;
 #[path = "../examples/file_server/protocol.rs"]
 mod protocol;
+mod support;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -384,20 +384,58 @@ fn the_progress_bar_is_drawn_on_a_terminal_and_plain_lines_go_through_a_pipe() {
 
 #[test]
 fn names_are_one_component_of_printable_utf8_not_starting_with_a_dot() {
-    for good in ["a", "report.pdf", "café-menu.txt", "日本語", "x..y", &"n".repeat(255)] {
+    for good in [
+        "a",
+        "report.pdf",
+        "café-menu.txt",
+        "日本語",
+        "x..y",
+        &"n".repeat(255),
+    ] {
         assert_eq!(protocol::check_name(good), Ok(good), "{good:?}");
     }
     for bad in [
-        "", ".", "..", ".profile", "a/b", "/abs", "nul\0byte", "del\u{7f}", "line\nbreak",
-        "no space", "nbsp\u{a0}", &"n".repeat(256),
+        "",
+        ".",
+        "..",
+        ".profile",
+        "a/b",
+        "/abs",
+        "nul\0byte",
+        "del\u{7f}",
+        "line\nbreak",
+        "no space",
+        "nbsp\u{a0}",
+        &"n".repeat(256),
     ] {
-        assert!(protocol::check_name(bad).is_err(), "{bad:?} should be refused");
+        assert!(
+            protocol::check_name(bad).is_err(),
+            "{bad:?} should be refused"
+        );
     }
     use protocol::{Request, parse_request};
     assert_eq!(parse_request(b"GET a\r"), Ok(Request::Get { name: "a" }));
-    assert_eq!(parse_request(b"PUT a 10"), Ok(Request::Put { name: "a", size: 10 }));
+    assert_eq!(
+        parse_request(b"PUT a 10"),
+        Ok(Request::Put {
+            name: "a",
+            size: 10
+        })
+    );
     assert_eq!(parse_request(b"LIST"), Ok(Request::List));
-    for bad in [&b"GET"[..], b"PUT a", b"PUT a +1", b"PUT a 99999999999999999999", b"LIST x", b"get a", b"GET \xff"] {
-        assert!(parse_request(bad).is_err(), "{:?} should be refused", String::from_utf8_lossy(bad));
+    for bad in [
+        &b"GET"[..],
+        b"PUT a",
+        b"PUT a +1",
+        b"PUT a 99999999999999999999",
+        b"LIST x",
+        b"get a",
+        b"GET \xff",
+    ] {
+        assert!(
+            parse_request(bad).is_err(),
+            "{:?} should be refused",
+            String::from_utf8_lossy(bad)
+        );
     }
 }

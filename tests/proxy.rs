@@ -37,10 +37,15 @@ fn a_hundred_mebibytes_cross_the_relay_both_ways_intact() {
     });
     let mut reader = stream;
     let mut back = Vec::with_capacity(TOTAL);
-    reader.read_to_end(&mut back).expect("the echo, then end of stream");
+    reader
+        .read_to_end(&mut back)
+        .expect("the echo, then end of stream");
     sender.join().unwrap();
     assert_eq!(back.len(), TOTAL);
-    assert!(back == data, "the echo through the relay differs from what was sent");
+    assert!(
+        back == data,
+        "the echo through the relay differs from what was sent"
+    );
 }
 
 #[test]
@@ -51,9 +56,13 @@ fn a_half_close_is_passed_on_and_the_other_direction_goes_on() {
     let upstream_addr = upstream.local_addr().unwrap().to_string();
     let server = thread::spawn(move || {
         let (mut stream, _) = upstream.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut got = Vec::new();
-        stream.read_to_end(&mut got).expect("the client's FIN arrives through the relay");
+        stream
+            .read_to_end(&mut got)
+            .expect("the client's FIN arrives through the relay");
         stream
             .write_all(format!("got {} bytes\n", got.len()).as_bytes())
             .unwrap();
@@ -83,7 +92,9 @@ fn a_reader_that_stalls_holds_the_relay_back_with_bounded_memory() {
     // Write without reading until the writes stall: every buffer on the
     // way is full, and the relay has stopped reading us.
     let mut writer = connect(proxy.addr());
-    writer.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut sent = 0;
     let mut peak = baseline;
     let started = Instant::now();
@@ -94,24 +105,36 @@ fn a_reader_that_stalls_holds_the_relay_back_with_bounded_memory() {
             Err(e) => panic!("write: {e}"),
         }
         peak = peak.max(proxy.rss_kib());
-        assert!(started.elapsed() < Duration::from_secs(60), "writing took too long");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "writing took too long"
+        );
     }
-    assert!(sent < TOTAL, "the relay should have stopped reading before all was sent");
+    assert!(
+        sent < TOTAL,
+        "the relay should have stopped reading before all was sent"
+    );
     peak = peak.max(proxy.rss_kib());
     let growth = peak.saturating_sub(baseline);
-    eprintln!("stalled reader: {sent} bytes taken before the stall; proxy RSS {baseline} -> {peak} KiB");
+    eprintln!(
+        "stalled reader: {sent} bytes taken before the stall; proxy RSS {baseline} -> {peak} KiB"
+    );
     assert!(growth < 8 * 1024, "the relay's memory grew by {growth} KiB");
 
     // Now read everything while writing the rest.
     let reader_stream = writer.try_clone().unwrap();
     let reader = thread::spawn(move || {
         let mut stream = reader_stream;
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut got = Vec::with_capacity(TOTAL);
         stream.read_to_end(&mut got).unwrap();
         got
     });
-    writer.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     writer.write_all(&data[sent..]).unwrap();
     writer.shutdown(Shutdown::Write).unwrap();
     let got = reader.join().unwrap();

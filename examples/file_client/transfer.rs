@@ -222,8 +222,8 @@ impl Handler for FileClient {
             if let Phase::Done = self.phase {
                 return data.len(); // anything after the end is ignored
             }
-            let (line, _) = match split_line(rest) {
-                Ok(Some(split)) => split,
+            let line = match split_line(rest) {
+                Ok(Some(line)) => line,
                 Ok(None) => break, // the rest of the line comes later
                 Err(e) => {
                     self.finish(conns, id, Err(e));

@@ -104,11 +104,12 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply, String> {
     }
 }
 
-/// The line that ends at the first `\n` of `data`, and the bytes after it;
-/// `Ok(None)` if no `\n` has arrived yet, an error past [`MAX_LINE`].
-pub fn split_line(data: &[u8]) -> Result<Option<(&[u8], &[u8])>, String> {
+/// The line that ends at the first `\n` of `data` (without the `\n`: the
+/// next line starts `len + 1` bytes in); `Ok(None)` if no `\n` has arrived
+/// yet, an error past [`MAX_LINE`].
+pub fn split_line(data: &[u8]) -> Result<Option<&[u8]>, String> {
     match data.iter().position(|&b| b == b'\n') {
-        Some(end) if end < MAX_LINE => Ok(Some((&data[..end], &data[end + 1..]))),
+        Some(end) if end < MAX_LINE => Ok(Some(&data[..end])),
         None if data.len() < MAX_LINE => Ok(None),
         _ => Err(format!("line longer than {MAX_LINE} bytes")),
     }

@@ -313,7 +313,7 @@ impl Handler for FileServer {
                 }
             }
             match split_line(&data[used..]) {
-                Ok(Some((line, _))) => {
+                Ok(Some(line)) => {
                     used += line.len() + 1;
                     if !self.request(conns, id, line) {
                         return data.len();

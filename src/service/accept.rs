@@ -262,8 +262,8 @@ impl<H: Handler> Engine<H> {
         // `on_open` may have aborted the connection (a port scanner does),
         // and a connect it started may even hold the slot now: the rest
         // is for this connection only.
-        let same = self.state.conns.get(index);
-        if !same.is_some_and(|c| c.generation == id.generation) {
+        let conn = self.state.conns.get(index);
+        if conn.is_none_or(|c| c.generation != id.generation) {
             return;
         }
         // Output queued before the connect completed (or a write shutdown

@@ -3,11 +3,14 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use support::{Rng, Server, closed_within, connect, echo_once, heavy, run_echo_clients};
+use support::{
+    Rng, Server, closed_within, connect, echo_once, heavy, run_echo_clients, wait_for_line,
+    write_until_stall,
+};
 
 fn start(args: &[&str]) -> Server {
     let mut all = vec!["--addr", "127.0.0.1:0"];
@@ -40,27 +43,12 @@ fn slow_reader_is_held_back_with_bounded_memory_then_gets_every_byte() {
     let data = Rng::new(7).bytes(TOTAL);
 
     // Write without reading until the writes stall: the kernel buffers on
-    // both sides are full and the server has stopped reading us. A send
-    // timeout is the stall signal: no room appeared for half a second.
+    // both sides are full and the server has stopped reading us.
     let mut writer = connect(server.addr());
-    writer
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut sent = 0;
     let mut peak_rss = baseline;
-    let start = Instant::now();
-    while sent < TOTAL {
-        match writer.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
-            Err(e) => panic!("write: {e}"),
-        }
-        peak_rss = peak_rss.max(server.rss_kib());
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "writing took too long"
-        );
-    }
+    let sent = write_until_stall(&mut writer, &data, || {
+        peak_rss = peak_rss.max(server.rss_kib())
+    });
     assert!(
         sent < TOTAL,
         "the server should have stopped reading before all 50 MiB were sent"
@@ -584,16 +572,7 @@ fn a_log_buffer_that_fills_drops_lines_and_says_how_many() {
     let mut stream = connect(server.addr());
     stream.write_all(&lines).unwrap();
     assert_eq!(read_exactly(&mut stream, lines.len()), lines);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = stderr
-            .recv_timeout(left)
-            .expect("the server reports dropped lines");
-        if line.contains("line(s) dropped") {
-            break;
-        }
-    }
+    wait_for_line(&stderr, "line(s) dropped", Duration::from_secs(20));
     drop(stream);
     server.signal(15);
     let (status, _) = server.wait(Duration::from_secs(20));

@@ -13,9 +13,9 @@ use std::net::{Shutdown, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Rng, Server, TempDir, connect, heavy, run_example, tool};
+use support::{Rng, Server, TempDir, connect, heavy, run_example, tool, wait_for_line};
 
 fn start_server(dir: &Path, extra: &[&str]) -> Server {
     let dir = dir.to_str().expect("a UTF-8 path");
@@ -156,16 +156,11 @@ fn an_interrupted_upload_leaves_no_partial_file() {
     stream.write_all(&Rng::new(5).bytes(500_000)).unwrap();
     drop(stream);
     // The server says so when it has removed the temporary file.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = stderr
-            .recv_timeout(left)
-            .expect("the server reports the interruption");
-        if line.contains("upload of half interrupted") {
-            break;
-        }
-    }
+    wait_for_line(
+        &stderr,
+        "upload of half interrupted",
+        Duration::from_secs(20),
+    );
     let left: Vec<_> = fs::read_dir(&served.0).unwrap().collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
     assert_eq!(

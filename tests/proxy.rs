@@ -3,12 +3,12 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Rng, Server, connect, heavy};
+use support::{Rng, Server, connect, heavy, write_until_stall};
 
 /// The proxy in front of `upstream`.
 fn start_proxy(upstream: &str, extra: &[&str]) -> Server {
@@ -92,24 +92,8 @@ fn a_reader_that_stalls_holds_the_relay_back_with_bounded_memory() {
     // Write without reading until the writes stall: every buffer on the
     // way is full, and the relay has stopped reading us.
     let mut writer = connect(proxy.addr());
-    writer
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut sent = 0;
     let mut peak = baseline;
-    let started = Instant::now();
-    while sent < TOTAL {
-        match writer.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
-            Err(e) => panic!("write: {e}"),
-        }
-        peak = peak.max(proxy.rss_kib());
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "writing took too long"
-        );
-    }
+    let sent = write_until_stall(&mut writer, &data, || peak = peak.max(proxy.rss_kib()));
     assert!(
         sent < TOTAL,
         "the relay should have stopped reading before all was sent"

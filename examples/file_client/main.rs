@@ -206,9 +206,10 @@ fn run(addr: SocketAddr, command: Command, timeout: Duration) -> Result<Vec<Stri
         FileClient::new(job, Progress::new(label)),
         config,
     );
-    client
-        .connect(&mut reactor, addr)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    if let Err(e) = client.connect(&mut reactor, addr) {
+        let _ = client.with(&mut reactor, |client, _| client.remove_partial());
+        return Err(format!("cannot connect to {addr}: {e}"));
+    }
     reactor.run().map_err(|e| e.to_string())?;
     client
         .with(&mut reactor, |client, _| {

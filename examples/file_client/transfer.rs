@@ -79,6 +79,13 @@ impl FileClient {
         }
     }
 
+    /// A download that failed leaves no partial file behind.
+    pub fn remove_partial(&self) {
+        if let Job::Get { temp, .. } = &self.job {
+            let _ = fs::remove_file(temp);
+        }
+    }
+
     /// Ends the exchange: success or failure is decided, the connection closes.
     fn finish(&mut self, conns: &mut Connections<'_>, id: ConnId, outcome: Result<String, String>) {
         self.phase = Phase::Done;
@@ -265,9 +272,8 @@ impl Handler for FileClient {
             self.progress.finish(false);
             self.outcome = Some(Err(format!("connection {reason}{detail}")));
         }
-        if let (Job::Get { temp, .. }, Some(Err(_))) = (&self.job, &self.outcome) {
-            // No partial download is left behind.
-            let _ = fs::remove_file(temp);
+        if let Some(Err(_)) = &self.outcome {
+            self.remove_partial();
         }
         conns.reactor().stop();
     }

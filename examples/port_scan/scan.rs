@@ -227,12 +227,10 @@ impl Handler for Scanner {
     }
 
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
-        let Some(probe) = self
-            .probe(id)
-            .is_some()
-            .then(|| self.probes[id.index()].take())
-            .flatten()
-        else {
+        if self.probe(id).is_none() {
+            return;
+        }
+        let Some(probe) = self.probes[id.index()].take() else {
             return;
         };
         self.in_flight -= 1;

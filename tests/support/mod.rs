@@ -510,3 +510,47 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits up to `limit` for a line containing `needle` among `lines` (a
+/// program's stderr, from [`Server::stderr_lines`]), and returns it.
+/// Panics if none comes in time.
+#[track_caller]
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {needle:?} within {limit:?}"),
+        }
+    }
+}
+
+/// Writes `data` to `stream` without reading anything back, until the
+/// writes stall: no room appeared in the socket for half a second, so
+/// every buffer on the way is full and the server has stopped reading us.
+/// Calls `sample` after each write (to track a server's memory). Returns
+/// how many bytes were written; the stream's write timeout is left at
+/// half a second.
+#[track_caller]
+pub fn write_until_stall(stream: &mut TcpStream, data: &[u8], mut sample: impl FnMut()) -> usize {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut sent = 0;
+    let start = Instant::now();
+    while sent < data.len() {
+        match stream.write(&data[sent..(sent + 64 * 1024).min(data.len())]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("write: {e}"),
+        }
+        sample();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "writing took too long"
+        );
+    }
+    sent
+}

@@ -454,9 +454,7 @@ fn run(options: Options) -> io::Result<()> {
         _ => None,
     };
     for addr in &options.addrs {
-        let id = service
-            .listen(&mut reactor, *addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let id = common::listen(&mut reactor, &service, *addr)?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
     if let Some(tls) = tls {
@@ -491,12 +489,5 @@ fn run(options: Options) -> io::Result<()> {
         info!("log flushed to {}", log.borrow().path.display());
     }
     ran?;
-    // On stdout, for whoever ran it: a script can check that every byte it
-    // was echoed arrived.
-    let stats = service.stats()?;
-    common::announce(format_args!(
-        "served {} connection(s), {} bytes in, {} bytes out",
-        stats.accepted, stats.bytes_in, stats.bytes_out
-    ));
-    Ok(())
+    common::announce_totals(&service, "served")
 }

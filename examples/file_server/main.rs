@@ -144,19 +144,12 @@ fn run(options: Options) -> io::Result<()> {
         options.config,
     );
     service.shutdown_on_signal(&mut reactor, options.grace)?;
-    let id = service
-        .listen(&mut reactor, options.addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", options.addr)))?;
+    let id = common::listen(&mut reactor, &service, options.addr)?;
     common::announce(format_args!(
         "listening on {} (serving {})",
         service.local_addr(id)?,
         options.dir.display()
     ));
     reactor.run()?;
-    let stats = service.stats()?;
-    common::announce(format_args!(
-        "served {} connection(s), {} bytes in, {} bytes out",
-        stats.accepted, stats.bytes_in, stats.bytes_out
-    ));
-    Ok(())
+    common::announce_totals(&service, "served")
 }

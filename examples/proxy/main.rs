@@ -272,22 +272,12 @@ fn run(options: Options) -> io::Result<()> {
     };
     let service = Service::new(&mut reactor, relay, options.config);
     service.shutdown_on_signal(&mut reactor, options.grace)?;
-    let listener = service.listen(&mut reactor, options.listen).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}: {e}", options.listen),
-        )
-    })?;
+    let listener = common::listen(&mut reactor, &service, options.listen)?;
     common::announce(format_args!(
         "listening on {} (relaying to {})",
         service.local_addr(listener)?,
         options.upstream
     ));
     reactor.run()?;
-    let stats = service.stats()?;
-    common::announce(format_args!(
-        "relayed {} connection(s), {} bytes in, {} bytes out",
-        stats.accepted, stats.bytes_in, stats.bytes_out
-    ));
-    Ok(())
+    common::announce_totals(&service, "relayed")
 }

@@ -337,11 +337,13 @@ impl Handler for FileServer {
     fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
         match std::mem::take(self.transfer(id)) {
             Transfer::Receiving { upload, left } => {
-                warn!(
-                    "{id}: upload of {} interrupted ({left} bytes missing, {reason}): removed",
-                    upload.name
-                );
+                // Removed first, then said: whoever reads the log line can
+                // rely on the file being gone.
+                let name = upload.name.clone();
                 self.store.abandon_upload(upload);
+                warn!(
+                    "{id}: upload of {name} interrupted ({left} bytes missing, {reason}): removed"
+                );
             }
             Transfer::Sending { name, left, .. } if left > 0 => {
                 info!("{id}: download of {name} interrupted ({reason})");

@@ -434,3 +434,16 @@ fn names_are_one_component_of_printable_utf8_not_starting_with_a_dot() {
         );
     }
 }
+
+#[test]
+fn clients_past_max_conns_are_told_the_server_is_full() {
+    let served = TempDir::new("full");
+    let server = start_server(&served.0, &["--max-conns", "1"]);
+    let mut first = connect(server.addr());
+    first.write_all(b"LIST\n").unwrap();
+    assert_eq!(read_line(&mut first), "OK 0\n");
+    assert_eq!(exchange(server.addr(), b"LIST\n"), "ERROR server full\n");
+    // The first client is still served.
+    first.write_all(b"LIST\n").unwrap();
+    assert_eq!(read_line(&mut first), "OK 0\n");
+}

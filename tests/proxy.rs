@@ -135,3 +135,45 @@ fn an_upstream_that_refuses_closes_the_client() {
     let mut again = connect(proxy.addr());
     assert!(support::closed_within(&mut again, Duration::from_secs(20)));
 }
+
+#[test]
+fn a_reset_on_one_side_closes_the_other_at_once() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = start_proxy(&upstream.local_addr().unwrap().to_string(), &[]);
+    let client = connect(proxy.addr());
+    let (mut far_side, _) = upstream.accept().unwrap();
+    // A reset: SO_LINGER 0, then close.
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    assert!(support::closed_within(
+        &mut far_side,
+        Duration::from_secs(10)
+    ));
+}
+
+#[test]
+fn idle_pairs_are_closed_and_clients_past_the_limit_are_refused() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap().to_string();
+    let proxy = start_proxy(
+        &upstream_addr,
+        &["--idle-timeout", "500ms", "--max-conns", "1"],
+    );
+    let mut first = connect(proxy.addr());
+    let (mut first_far, _) = upstream.accept().unwrap();
+    // The one slot is taken: the next client is closed at once.
+    let mut second = connect(proxy.addr());
+    assert!(support::closed_within(&mut second, Duration::from_secs(10)));
+    // Nothing moves on the first pair: the idle timeout ends both sides.
+    assert!(support::closed_within(&mut first, Duration::from_secs(10)));
+    assert!(support::closed_within(
+        &mut first_far,
+        Duration::from_secs(10)
+    ));
+    // The refused client never got an upstream connection.
+    upstream.set_nonblocking(true).unwrap();
+    let more = upstream.accept().map(|_| ()).unwrap_err();
+    assert_eq!(more.kind(), std::io::ErrorKind::WouldBlock);
+}

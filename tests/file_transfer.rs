@@ -270,6 +270,10 @@ fn a_put_replaces_an_existing_file_atomically() {
         "the new version did not replace the old"
     );
     assert_eq!(client(addr, &["list"]).1, "data 200000\n");
+    // `-o DIR` keeps the name.
+    let into = local.0.to_str().unwrap();
+    assert_eq!(client(addr, &["get", "data", "-o", into]).0, 0);
+    assert!(fs::read(local.join("data")).unwrap() == new);
 }
 
 #[test]

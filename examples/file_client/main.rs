@@ -38,7 +38,8 @@ usage: file_client [--addr HOST:PORT] get NAME [-o PATH]
 
 options:
   --addr HOST:PORT        the server (default 127.0.0.1:9000)
-  -o, --output PATH       where a download goes (default: NAME, here)
+  -o, --output PATH       where a download goes: a file, or a directory to put NAME in
+                          (default: NAME, here)
   --as NAME               the name an upload is stored under (default: PATH's file name)
   --timeout DURATION      give up when the server is silent this long (default 60s)
   -h, --help              show this text
@@ -121,7 +122,12 @@ fn checked(name: &str) -> String {
 fn prepare(command: Command) -> io::Result<(Job, String)> {
     Ok(match command {
         Command::Get { name, output } => {
-            let dest = output.unwrap_or_else(|| PathBuf::from(&name));
+            let dest = match output {
+                // `-o DIR`: the file keeps its name, inside DIR.
+                Some(dir) if dir.is_dir() => dir.join(&name),
+                Some(path) => path,
+                None => PathBuf::from(&name),
+            };
             let file_name = dest
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

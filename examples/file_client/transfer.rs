@@ -19,6 +19,9 @@ use crate::protocol::{Reply, parse_reply, split_line};
 const WINDOW: usize = 256 * 1024;
 /// One read from disk.
 const CHUNK: usize = 64 * 1024;
+/// The most lines a listing may have (the server's `--max-files` is 10 000
+/// by default): a server that announces more is not believed.
+const MAX_LISTED: u64 = 1_000_000;
 
 /// What the user asked for, with what was opened before the loop.
 pub enum Job {
@@ -145,6 +148,10 @@ impl FileClient {
                     Err(format!("the server stored {n} bytes of {size}"))
                 };
                 self.finish(conns, id, outcome);
+            }
+            Job::List if n > MAX_LISTED => {
+                let message = format!("the server announces {n} files, more than {MAX_LISTED}");
+                self.finish(conns, id, Err(message));
             }
             Job::List => {
                 self.phase = Phase::Lines { left: n };

@@ -5,6 +5,10 @@
 
 #[path = "../examples/port_scan/ports.rs"]
 mod ports;
+// Only the parser is used here, not the file's loader.
+#[allow(dead_code)]
+#[path = "../examples/port_scan/services.rs"]
+mod services;
 mod support;
 
 use std::io::{Read, Write};
@@ -236,4 +240,63 @@ fn port_lists_take_single_ports_ranges_and_commas() {
     for bad in ["", "0", "65536", "a", "1-", "-5", "1,,2", "1-2-3"] {
         assert!(ports(bad).is_err(), "{bad:?} should be refused");
     }
+}
+
+#[test]
+fn service_names_come_from_the_services_file_as_getservbyport_reads_it() {
+    let names = services::tcp_services(
+        "# comment\nssh\t\t22/tcp\t\t\t# SSH\nhttp 80/tcp www\nwww-alt 80/tcp\ndomain 53/udp\n\nbad x/tcp\n",
+    );
+    assert_eq!(names.get(&22).map(String::as_str), Some("ssh"));
+    assert_eq!(
+        names.get(&80).map(String::as_str),
+        Some("http"),
+        "the first entry wins"
+    );
+    assert_eq!(names.get(&53), None, "UDP entries are not TCP services");
+    assert_eq!(names.len(), 2);
+}
+
+#[test]
+fn the_scan_runs_on_one_thread() {
+    // A silent open port and --banner keep the scan waiting for a banner
+    // long enough to look at the scanner's threads.
+    let mut block = Block::reserve(1, &[0]);
+    let listener = block.listeners.pop().unwrap();
+    let range = block.range();
+    let mut child = std::process::Command::new(support::example("port_scan"))
+        .args([
+            "127.0.0.1",
+            "--ports",
+            &range,
+            "--banner",
+            "--timeout",
+            "3s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The scanner has connected (and is waiting to hear from us).
+    let (_held, _) = listener.accept().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim();
+    assert_eq!(threads, "1", "port_scan should scan on one thread");
+    let exit = support::wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert!(exit.success());
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        out.starts_with(&format!("{}/tcp open ", block.port(0))),
+        "{out}"
+    );
 }

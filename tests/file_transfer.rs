@@ -451,3 +451,42 @@ fn clients_past_max_conns_are_told_the_server_is_full() {
     first.write_all(b"LIST\n").unwrap();
     assert_eq!(read_line(&mut first), "OK 0\n");
 }
+
+#[test]
+fn ctrl_c_during_a_download_exits_1_and_leaves_no_partial_file() {
+    let local = TempDir::new("interrupt-local");
+    // A server that starts a download and then stalls.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dest = local.join("big");
+    let mut child = Command::new(support::example("file_client"))
+        .args(["--addr", &addr, "get", "big", "-o", dest.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(read_line(&mut stream), "GET big\n");
+    stream.write_all(b"OK 1000000\n").unwrap();
+    stream.write_all(&[7; 1000]).unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = support::wait_with_deadline(&mut child, Duration::from_secs(20));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    let left: Vec<_> = fs::read_dir(&local.0).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}

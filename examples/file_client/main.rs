@@ -212,6 +212,15 @@ fn run(addr: SocketAddr, command: Command, timeout: Duration) -> Result<Vec<Stri
         FileClient::new(job, Progress::new(label)),
         config,
     );
+    // Ctrl-C ends the transfer as a failure, inside the loop, so that a
+    // partial download is removed rather than left behind.
+    let on_signal = client.clone();
+    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+        let _ = on_signal.with(reactor, |client, conns| {
+            client.interrupt(conns, signal.name())
+        });
+    })
+    .map_err(|e| e.to_string())?;
     if let Err(e) = client.connect(&mut reactor, addr) {
         let _ = client.with(&mut reactor, |client, _| client.remove_partial());
         return Err(format!("cannot connect to {addr}: {e}"));

@@ -82,6 +82,19 @@ impl FileClient {
         }
     }
 
+    /// Ctrl-C (or SIGTERM): the transfer ends now, as a failure; the
+    /// connection is aborted and `on_close` removes a partial download.
+    pub fn interrupt(&mut self, conns: &mut Connections<'_>, signal: &str) {
+        if self.outcome.is_none() {
+            self.progress.finish(false);
+            self.outcome = Some(Err(format!("interrupted by {signal}")));
+        }
+        let open: Vec<ConnId> = conns.ids().collect();
+        for id in open {
+            let _ = conns.abort(id);
+        }
+    }
+
     /// A download that failed leaves no partial file behind.
     pub fn remove_partial(&self) {
         if let Job::Get { temp, .. } = &self.job {

@@ -356,21 +356,14 @@ fn the_progress_bar_is_drawn_on_a_terminal_and_plain_lines_go_through_a_pipe() {
         "{} --addr {addr} get blob -o {dest}",
         support::example("file_client").display()
     );
-    let mut child = Command::new("script")
+    let child = Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run script");
-    let mut terminal = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut terminal)
-        .unwrap();
-    let status = support::wait_with_deadline(&mut child, Duration::from_secs(60));
+    let (status, terminal, _) = support::collect(child, Duration::from_secs(60));
     assert!(status.success(), "file_client on a terminal: {terminal}");
     assert!(terminal.contains("get blob ["), "no bar: {terminal:?}");
     assert!(
@@ -459,7 +452,7 @@ fn ctrl_c_during_a_download_exits_1_and_leaves_no_partial_file() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let dest = local.join("big");
-    let mut child = Command::new(support::example("file_client"))
+    let child = Command::new(support::example("file_client"))
         .args(["--addr", &addr, "get", "big", "-o", dest.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -477,14 +470,7 @@ fn ctrl_c_during_a_download_exits_1_and_leaves_no_partial_file() {
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = support::wait_with_deadline(&mut child, Duration::from_secs(20));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (exit, _, err) = support::collect(child, Duration::from_secs(20));
     assert_eq!(exit.code(), Some(1), "{err}");
     assert!(err.contains("interrupted by SIGINT"), "{err}");
     let left: Vec<_> = fs::read_dir(&local.0).unwrap().collect();

@@ -264,7 +264,7 @@ fn the_scan_runs_on_one_thread() {
     let mut block = Block::reserve(1, &[0]);
     let listener = block.listeners.pop().unwrap();
     let range = block.range();
-    let mut child = std::process::Command::new(support::example("port_scan"))
+    let child = std::process::Command::new(support::example("port_scan"))
         .args([
             "127.0.0.1",
             "--ports",
@@ -274,7 +274,7 @@ fn the_scan_runs_on_one_thread() {
             "3s",
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // The scanner has connected (and is waiting to hear from us).
@@ -286,15 +286,8 @@ fn the_scan_runs_on_one_thread() {
         .unwrap()
         .trim();
     assert_eq!(threads, "1", "port_scan should scan on one thread");
-    let exit = support::wait_with_deadline(&mut child, Duration::from_secs(30));
+    let (exit, out, _) = support::collect(child, Duration::from_secs(30));
     assert!(exit.success());
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     assert!(
         out.starts_with(&format!("{}/tcp open ", block.port(0))),
         "{out}"

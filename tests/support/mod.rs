@@ -213,7 +213,7 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Runs an example to completion (bounded) and returns status, stdout, stderr.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = Command::new(example(name))
+    let child = Command::new(example(name))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -221,8 +221,16 @@ pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (ExitStatus, S
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
+    collect(child, limit)
+}
+
+/// Waits (bounded) for a child spawned with piped stdout and stderr to
+/// exit, reading both pipes meanwhile (on threads, so that a child with a
+/// lot to say never blocks on a full pipe), and returns status, stdout,
+/// stderr.
+pub fn collect(mut child: Child, limit: Duration) -> (ExitStatus, String, String) {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
     let out_reader = thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);

@@ -353,7 +353,18 @@ for label in ("100x64", "100x16384"):
                  "server_cpu_us_per_round_trip", 1.0, True, server="ours-tls", base="tokio-tls")
     ratio_target(f"TLS echo {label}: throughput >= 1.0x tokio-rustls", wl,
                  "round_trips_per_s", 1.0, False, server="ours-tls", base="tokio-tls")
-target("HTTP vs nginx (wrk)", "not measured: http_server is a later issue", None)
+# HTTP: benches/http.sh's own results (its section is folded in below).
+http_path = os.path.join(root, "benches", "results", "http.jsonl")
+http_runs = [json.loads(l) for l in open(http_path) if l.strip()] if os.path.exists(http_path) else []
+def http_median(server, workload, key):
+    v = [r[key] for r in http_runs if r.get("server") == server and r.get("workload") == workload
+         and isinstance(r.get(key), (int, float))]
+    return statistics.median(v) if v else None
+for wl, label in (("http-plain", "wrk -c100"), ("http-pipe16", "wrk -c100, pipelined 16")):
+    for key, what, at_most in (("rps", "requests/s >= 1.0x", False), ("cpu_us_per_request", "server CPU per request <= 1.0x", True)):
+        r = ratio(http_median("ours", wl, key), http_median("nginx", wl, key))
+        target(f"HTTP {label}: {what} nginx", "not measured (benches/http.sh)" if r is None else fmt(r, 2) + "x",
+               None if r is None else (r <= 1.0 if at_most else r >= 1.0))
 w("")
 w("## Commands")
 w("")

@@ -22,11 +22,13 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reactor::Reactor;
 use reactor::http::{self, BodyDecoder, Limits, Url};
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
+use reactor::tls::{ClientConfig, ServerName};
 
 const USAGE: &str = "\
 http_get: fetch a URL over HTTP/1.1 on the reactor
@@ -54,6 +56,13 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// Response heads as large as real sites send (long `Set-Cookie` and
+/// `Content-Security-Policy` fields), still bounded.
+const RESPONSE_LIMITS: Limits = Limits {
+    max_head: 256 * 1024,
+    max_target: 8 * 1024,
+};
+
 /// What the client is waiting for.
 enum Reading {
     Head,
@@ -66,9 +75,36 @@ struct Fetch {
     reading: Reading,
     output: Box<dyn Write>,
     outcome: Rc<RefCell<Outcome>>,
+    /// The addresses the name resolved to, tried in order until one
+    /// connects (a name such as `localhost` may give `::1` first, where
+    /// nothing listens).
+    addrs: Vec<SocketAddr>,
+    tried: usize,
+    /// The connection is open: its failures are no longer connect failures.
+    connected: bool,
+    tls: Option<(ServerName<'static>, Arc<ClientConfig>)>,
 }
 
 impl Fetch {
+    /// Connects to the next address; false when there is none left.
+    fn dial(&mut self, conns: &mut Connections<'_>) -> bool {
+        while let Some(&addr) = self.addrs.get(self.tried) {
+            self.tried += 1;
+            let started = match &self.tls {
+                Some((name, config)) => conns.connect_tls(addr, name.clone(), Arc::clone(config)),
+                None => conns.connect(addr),
+            };
+            match started {
+                Ok(_) => {
+                    log::debug!("connecting to {addr}");
+                    return true;
+                }
+                Err(e) => log::debug!("cannot connect to {addr}: {e}"),
+            }
+        }
+        false
+    }
+
     fn fail(&mut self, conns: &mut Connections<'_>, id: ConnId, error: String) {
         self.outcome.borrow_mut().error.get_or_insert(error);
         self.reading = Reading::Done;
@@ -90,11 +126,11 @@ impl Fetch {
     /// took, or `None` while the head is incomplete.
     fn head(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> Option<usize> {
         let mut fields = [http::EMPTY_HEADER; 100];
-        let response = match http::parse_response(data, &mut fields, &Limits::default(), false) {
+        let response = match http::parse_response(data, &mut fields, &RESPONSE_LIMITS, false) {
             Ok(Some(response)) => response,
             Ok(None) => return None,
             Err(e) => {
-                self.fail(conns, id, format!("bad response: {e}"));
+                self.fail(conns, id, format!("bad response: {}", e.why()));
                 return Some(data.len());
             }
         };
@@ -115,14 +151,15 @@ impl Fetch {
         let _ = writeln!(stderr);
         // An interim response (100 Continue, 103 Early Hints): the real
         // one follows.
-        if (100..200).contains(&response.status) {
+        // (101 Switching Protocols is final: what follows is not HTTP.)
+        if (100..200).contains(&response.status) && response.status != 101 {
             return Some(response.head_len);
         }
         self.outcome.borrow_mut().status = Some(response.status);
         match BodyDecoder::new(response.framing, u64::MAX) {
             Ok(body) if body.is_done() => self.finish(conns, id),
             Ok(body) => self.reading = Reading::Body(body),
-            Err(e) => self.fail(conns, id, format!("bad response: {e}")),
+            Err(e) => self.fail(conns, id, format!("bad response: {}", e.why())),
         }
         Some(response.head_len)
     }
@@ -131,6 +168,7 @@ impl Fetch {
 impl Handler for Fetch {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
         log::debug!("{id}: connected, sending the request");
+        self.connected = true;
         let _ = conns.send(id, &self.request);
     }
 
@@ -152,7 +190,9 @@ impl Handler for Fetch {
                         }
                     });
                     match (progress, written) {
-                        (Err(e), _) => self.fail(conns, id, format!("bad response body: {e}")),
+                        (Err(e), _) => {
+                            self.fail(conns, id, format!("bad response body: {}", e.why()))
+                        }
                         (_, Err(e)) => self.fail(conns, id, format!("writing the body: {e}")),
                         (Ok(progress), Ok(())) => {
                             at += progress.consumed;
@@ -182,6 +222,12 @@ impl Handler for Fetch {
     }
 
     fn on_close(&mut self, conns: &mut Connections<'_>, _: ConnId, reason: &CloseReason) {
+        if !self.connected && self.tried < self.addrs.len() {
+            log::debug!("connect failed ({reason}); trying the next address");
+            if self.dial(conns) {
+                return;
+            }
+        }
         if !matches!(self.reading, Reading::Done) {
             let why = match reason {
                 CloseReason::Error(e) | CloseReason::Tls(e) => e.to_string(),
@@ -214,7 +260,10 @@ fn parse_options() -> Options {
             }
             Long("ca") => ca = Some(common::value(&mut parser, "ca", common::text).into()),
             Long("timeout") => {
-                timeout = common::value(&mut parser, "timeout", common::parse_duration)
+                timeout = common::value(&mut parser, "timeout", common::parse_duration);
+                if timeout.is_zero() {
+                    common::usage_error("--timeout must be more than 0");
+                }
             }
             Long("help") | Short('h') => common::help(USAGE),
             Value(value) if url.is_none() => {
@@ -252,16 +301,25 @@ fn run(options: Options) -> io::Result<u16> {
     // Resolution blocks (getaddrinfo), so it happens before the loop starts;
     // a long-running program resolves on a helper thread instead (see
     // http_proxy).
-    let addr: SocketAddr = (url.host.as_str(), url.port)
+    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {}: {e}", url.host)))?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no address for {}", url.host),
-            )
+        .collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no address for {}", url.host),
+        ));
+    }
+    let tls = if url.https {
+        let config = reactor::tls::client_config(options.ca.as_deref())?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", url.host))
         })?;
+        Some((name, config))
+    } else {
+        None
+    };
     let output: Box<dyn Write> = match &options.output {
         Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
@@ -280,18 +338,16 @@ fn run(options: Options) -> io::Result<u16> {
         reading: Reading::Head,
         output,
         outcome: Rc::clone(&outcome),
+        addrs,
+        tried: 0,
+        connected: false,
+        tls,
     };
     let mut reactor = Reactor::new()?;
     let config = Config::default().connect_timeout(options.timeout);
     let service = Service::new(&mut reactor, fetch, config);
-    if url.https {
-        let tls = reactor::tls::client_config(options.ca.as_deref())?;
-        let name = reactor::tls::ServerName::try_from(url.host.clone()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", url.host))
-        })?;
-        service.connect_tls(&mut reactor, addr, name, tls)?;
-    } else {
-        service.connect(&mut reactor, addr)?;
+    if !service.with(&mut reactor, |fetch, conns| fetch.dial(conns))? {
+        return Err(io::Error::other(format!("cannot connect to {}", url.host)));
     }
     let timeout = options.timeout;
     let timed_out = Rc::new(RefCell::new(false));

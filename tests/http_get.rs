@@ -205,3 +205,30 @@ fn https_is_verified_against_a_ca_file() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     server.join().unwrap();
 }
+
+/// From an outside review: a 101 is a final answer (exit 1, not a parse
+/// error of what follows it), a path outside ASCII is percent-encoded, and
+/// a zero timeout is a usage error.
+#[test]
+fn switching_protocols_non_ascii_paths_and_a_zero_timeout() {
+    let (addr, _origin) = origin(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+        Then::HoldOpen,
+    );
+    let (code, _, err) = get(&format!("http://{addr}/"), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("HTTP/1.1 101 Switching Protocols"), "{err}");
+    let (addr, origin) = origin(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        Then::HoldOpen,
+    );
+    let (code, _, err) = get(&format!("http://{addr}/caf\u{e9}?q=\u{e9}"), &[]);
+    assert_eq!(code, 0, "{err}");
+    let request = origin.join().unwrap();
+    assert!(
+        request.starts_with("GET /caf%C3%A9?q=%C3%A9 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    let (code, _, err) = get("http://127.0.0.1:9/", &["--timeout", "0s"]);
+    assert_eq!(code, 2, "{err}");
+}

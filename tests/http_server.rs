@@ -414,6 +414,24 @@ fn framing_attacks_are_refused_and_closed() {
             ),
             400,
         ),
+        // Trailers are field lines: a bare LF there would end the body for
+        // a lenient peer and start the smuggled request.
+        (
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n folded\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (
+            format!("GET /a.txt HTTP/1.1\r\nHost: a,b\r\n\r\n{smuggled}"),
+            400,
+        ),
     ];
     for (attack, status) in &attacks {
         let mut client = HttpClient::connect(server.addr());
@@ -716,5 +734,185 @@ fn wrk_plain_and_pipelined_without_errors() {
             })
             .unwrap_or(0);
         assert!(requests > 1000, "{out}");
+    }
+}
+
+/// Regressions from an outside review: each of these once crashed the
+/// server, broke the framing of the next response, or answered wrongly.
+#[test]
+fn review_regressions_heads_dates_paths_and_ranges() {
+    let root = site("review");
+    // A 1 TiB sparse file: a HEAD (or a large range) must not read it.
+    fs::File::create(root.join("huge.bin"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    symlink(root.join(".env"), root.join("dotlink")).unwrap();
+    symlink(root.join("loop"), root.join("loop")).unwrap();
+    fs::create_dir_all(root.join("a dir")).unwrap();
+    fs::write(root.join("a dir/index.html"), "spaced\n").unwrap();
+    let server = start(&root, &[]);
+    let mut client = HttpClient::connect(server.addr());
+    // A multi-byte character where a date's digits go: ignored, not a panic.
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06\xc3\xa9ov 1994 08:49:37 GMT\r\n\r\n");
+    assert_eq!(client.read_reply(false).status, 200);
+    client.send(b"HEAD /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = client.read_reply(true);
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("1099511627776"))
+    );
+    client.send(b"HEAD /huge.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-\r\n\r\n");
+    assert_eq!(client.read_reply(true).status, 206);
+    // A refused HEAD has no body either: the next response must parse.
+    client.send(b"HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_reply(true).status, 405);
+    assert_eq!(client.read_reply(false).body, b"alpha\n");
+    // Ranges: a last position past any u64 is clamped; the unit has no case.
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=1-99999999999999999999\r\n\r\n");
+    let clamped = client.read_reply(false);
+    assert_eq!(
+        (clamped.status, clamped.body.as_slice()),
+        (206, &b"lpha\n"[..])
+    );
+    client.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nRange: Bytes=0-0\r\n\r\n");
+    assert_eq!(client.read_reply(false).body, b"a");
+    // Dot-files stay hidden behind a symlink; a loop and a name too long
+    // are the client's errors, not the server's.
+    assert_eq!(client.get("/dotlink").status, 404);
+    assert_eq!(client.get("/loop").status, 404);
+    assert_eq!(client.get(&format!("/{}", "n".repeat(300))).status, 414);
+    // A directory's redirect keeps the path's encoding and the query, and
+    // the small-file cache does not confuse `/sub/` with `/sub`.
+    let spaced = client.get("/a%20dir?x=1");
+    assert_eq!(
+        (spaced.status, spaced.header("location")),
+        (301, Some("/a%20dir/?x=1"))
+    );
+    assert_eq!(client.get("/a%20dir/").body, b"spaced\n");
+    assert_eq!(client.get("/sub/page.html").status, 200);
+    assert_eq!(client.get("/sub").status, 301);
+    assert_eq!(client.get("/a.txt/").status, 404);
+    // HTTP/1.0 with keep-alive is told so.
+    client.send(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let old = client.read_reply(false);
+    assert_eq!(
+        (old.keep_alive, old.header("connection")),
+        (true, Some("keep-alive"))
+    );
+    assert_eq!(
+        client.get("/a.txt").status,
+        200,
+        "the connection stayed open"
+    );
+}
+
+/// A body whose JSON echo could not be queued is refused before it is
+/// built; bodies held at once are bounded; a trickled body gets a 408.
+#[test]
+fn bodies_are_bounded_in_size_memory_and_rate() {
+    let root = site("bodies");
+    // 6 MiB of control bytes: up to 36 MiB of JSON, over half the output limit.
+    let defaults = start(&root, &[]);
+    let mut client = HttpClient::connect(defaults.addr());
+    client.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            6 << 20
+        )
+        .as_bytes(),
+    );
+    client.send(&vec![1u8; 6 << 20]);
+    let refused = client.read_reply(false);
+    assert_eq!(refused.status, 413, "{}", refused.text());
+
+    let server = start(
+        &root,
+        &[
+            "--header-timeout",
+            "1s",
+            "--min-body-rate",
+            "1KiB",
+            "--max-bodies",
+            "1MiB",
+        ],
+    );
+
+    // Two bodies of 700 KiB under a 1 MiB budget: one is refused with a
+    // 503, the other is answered.
+    let mut a = HttpClient::connect(server.addr());
+    let mut b = HttpClient::connect(server.addr());
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        700 << 10
+    );
+    for client in [&mut a, &mut b] {
+        client.send(head.as_bytes());
+        client.send(&vec![b'x'; 600 << 10]);
+    }
+    let mut statuses = Vec::new();
+    for client in [&mut a, &mut b] {
+        use std::io::Write;
+        // The refused one may already be closed: a failed write is fine.
+        let _ = client.stream.write_all(&vec![b'x'; 100 << 10]);
+        statuses.push(client.read_reply(false).status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 503]);
+
+    // A body trickled a byte every 100 ms: 408 once the grace is over.
+    let mut slow = HttpClient::connect(server.addr());
+    slow.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nx");
+    slow.stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        use std::io::Write;
+        let mut probe = [0; 1];
+        if slow.stream.peek(&mut probe).is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no answer to a trickled body"
+        );
+        let _ = slow.stream.write_all(b"x");
+    }
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(slow.read_reply(false).status, 408);
+}
+
+/// A client that pipelines 100 requests for a 100 KiB file and reads them
+/// steadily but slowly is not idle, though nothing can be written to it
+/// for longer than the keep-alive timeout: a loopback socket's buffer of
+/// megabytes becomes writable again only once a third of it is free. The
+/// kernel's unsent count falls, and that is activity. (Before, the
+/// connection was closed as idle, with a reset that destroyed what the
+/// kernel still held.)
+#[test]
+fn a_slow_steady_reader_is_not_idle() {
+    let root = site("steady");
+    let file = Rng::new(5).bytes(100 * 1024);
+    fs::write(root.join("f.bin"), &file).unwrap();
+    let server = start(&root, &["--keepalive-timeout", "1s"]);
+    let mut client = HttpClient::connect(server.addr());
+    client.send(
+        "GET /f.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+            .repeat(100)
+            .as_bytes(),
+    );
+    let mut chunk = vec![0; 64 * 1024];
+    // 64 KiB every 250 ms (the pace of a slow reader, not a
+    // synchronisation), for four timeouts.
+    for i in 0..16 {
+        std::thread::sleep(Duration::from_millis(250));
+        let n = client
+            .stream
+            .read(&mut chunk)
+            .expect("reset while reading steadily");
+        assert!(n > 0, "closed while reading steadily, at read {i}");
     }
 }

@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,15 +32,15 @@ pub struct CachedFile {
     /// The fields of a whole-file answer, made once (see `file_fields`).
     pub fields: String,
     checked: Cell<Instant>,
-    path: PathBuf,
 }
 
 /// What a path names: a file, or a directory to redirect to.
 #[derive(Debug)]
 pub enum Found {
     File(Resource),
-    /// A directory asked for without its trailing slash: where to go.
-    Redirect(String),
+    /// A directory asked for without its trailing slash: the same path
+    /// with one is where to go.
+    Redirect,
 }
 
 /// A file to serve.
@@ -99,43 +99,44 @@ impl Site {
     /// `slash` says whether the request path ended in `/`. Errors are the
     /// status to answer with.
     pub fn open(&mut self, relative: &str, slash: bool) -> Result<Found, u16> {
-        if let Some(hit) = self.cache.get(relative) {
+        // `a` and `a/` are different requests (a redirect, a directory's
+        // index), so the slash is part of the cache's key.
+        let key = if slash {
+            format!("{relative}/")
+        } else {
+            relative.to_string()
+        };
+        if let Some(hit) = self.cache.get(&key) {
             if hit.checked.get().elapsed() < REVALIDATE {
                 return Ok(Found::File(Resource::Cached(Rc::clone(hit))));
             }
-        }
-        if relative
-            .split('/')
-            .any(|segment| segment.starts_with('.') && segment != ".well-known")
-        {
-            return Err(404);
+            // Looked at again from scratch: gone, changed or moved, it
+            // must not stay in the cache.
+            self.forget(&key);
         }
         let mut path = self.inside_root(&self.root.join(relative))?;
         let mut meta = fs::metadata(&path).map_err(status_of)?;
         if meta.is_dir() {
             if !slash && !relative.is_empty() {
-                return Ok(Found::Redirect(format!("/{relative}/")));
+                return Ok(Found::Redirect);
             }
             path = self.inside_root(&path.join("index.html"))?;
             meta = fs::metadata(&path).map_err(status_of)?;
+        } else if slash {
+            // A file is not a directory: `/index.html/` names nothing.
+            return Err(404);
         }
         if !meta.is_file() {
             return Err(404);
         }
+        let mut file = File::open(&path).map_err(status_of)?;
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let content_type = content_type(&path);
-        if let Some(hit) = self.cache.get(relative) {
-            if hit.modified == modified && hit.body.len() as u64 == meta.len() && hit.path == path {
-                hit.checked.set(Instant::now());
-                return Ok(Found::File(Resource::Cached(Rc::clone(hit))));
-            }
-            self.forget(relative);
-        }
-        let file = File::open(&path).map_err(status_of)?;
         let last_modified = http::format_date(modified);
         let len = meta.len();
         if len as usize <= self.small_file && self.cached_bytes + len as usize <= self.cache_limit {
-            let body = fs::read(&path).map_err(status_of)?;
+            let mut body = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut body).map_err(status_of)?;
             let cached = Rc::new(CachedFile {
                 body,
                 content_type,
@@ -143,10 +144,9 @@ impl Site {
                 fields: file_fields(&last_modified),
                 last_modified,
                 checked: Cell::new(Instant::now()),
-                path,
             });
             self.cached_bytes += cached.body.len();
-            self.cache.insert(relative.to_string(), Rc::clone(&cached));
+            self.cache.insert(key, Rc::clone(&cached));
             return Ok(Found::File(Resource::Cached(cached)));
         }
         Ok(Found::File(Resource::Disk {
@@ -164,15 +164,23 @@ impl Site {
         }
     }
 
-    /// `path` with every symlink resolved, if that is still under the root.
+    /// `path` with every symlink resolved, if that is still under the root
+    /// and names no dot-file there (a symlink to `.env` is still `.env`).
     fn inside_root(&self, path: &Path) -> Result<PathBuf, u16> {
         let real = fs::canonicalize(path).map_err(status_of)?;
-        if real.starts_with(&self.root) {
-            Ok(real)
-        } else {
+        let Ok(inside) = real.strip_prefix(&self.root) else {
             log::warn!("refused {}: resolves outside the root", path.display());
-            Err(403)
+            return Err(403);
+        };
+        let hidden = inside.components().any(|part| {
+            let name = part.as_os_str().to_string_lossy();
+            name.starts_with('.') && name != ".well-known"
+        });
+        if hidden {
+            log::info!("refused {}: a dot-file", path.display());
+            return Err(404);
         }
+        Ok(real)
     }
 }
 
@@ -181,11 +189,14 @@ pub fn file_fields(last_modified: &str) -> String {
     format!("Last-Modified: {last_modified}\r\nAccept-Ranges: bytes\r\n")
 }
 
-/// The status for a failed file operation.
+/// The status for a failed file operation. What any client can cause (a
+/// name too long, a symlink loop) is its error, not the server's.
 fn status_of(error: io::Error) -> u16 {
-    match error.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => 404,
-        io::ErrorKind::PermissionDenied => 403,
+    match (error.kind(), error.raw_os_error()) {
+        (io::ErrorKind::NotFound | io::ErrorKind::NotADirectory, _) => 404,
+        (_, Some(libc::ELOOP)) => 404,
+        (_, Some(libc::ENAMETOOLONG)) => 414,
+        (io::ErrorKind::PermissionDenied, _) => 403,
         _ => {
             log::error!("file error: {error}");
             500
@@ -237,9 +248,15 @@ pub enum RangeAsk {
 
 /// Reads a `Range` field (`bytes=0-99`, `bytes=100-`, `bytes=-100`).
 pub fn range(value: Option<&[u8]>, len: u64) -> RangeAsk {
+    // The unit is case-insensitive (RFC 9110 §14.1).
     let Some(spec) = value
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().strip_prefix("bytes="))
+        .map(str::trim)
+        .and_then(|v| {
+            v.get(..6)
+                .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+                .map(|_| &v[6..])
+        })
     else {
         return RangeAsk::Whole;
     };
@@ -249,10 +266,11 @@ pub fn range(value: Option<&[u8]>, len: u64) -> RangeAsk {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeAsk::Whole;
     };
+    // Digits only; a number too large for a u64 is as good as the largest
+    // (a last position past the end is clamped to it).
     let number = |s: &str| -> Option<u64> {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
+            .then(|| s.parse().unwrap_or(u64::MAX))
     };
     match (first, last) {
         ("", suffix) => match number(suffix) {
@@ -336,6 +354,19 @@ mod tests {
         assert_eq!(range(Some(b"bytes=0-1,5-6"), 100), RangeAsk::Whole);
         assert_eq!(range(Some(b"bytes=9-1"), 100), RangeAsk::Whole);
         assert_eq!(range(Some(b"items=0-1"), 100), RangeAsk::Whole);
+        assert_eq!(
+            range(Some(b"Bytes=0-1"), 100),
+            RangeAsk::Part { start: 0, end: 2 }
+        );
+        assert_eq!(
+            range(Some(b"bytes=0-99999999999999999999"), 100),
+            RangeAsk::Part { start: 0, end: 100 }
+        );
+        assert_eq!(
+            range(Some(b"bytes=0-0"), 100),
+            RangeAsk::Part { start: 0, end: 1 }
+        );
+        assert_eq!(range(Some(b"bytes=-0"), 100), RangeAsk::Unsatisfiable);
         assert_eq!(range(None, 100), RangeAsk::Whole);
     }
 }

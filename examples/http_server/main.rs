@@ -47,6 +47,10 @@ options:
   --max-header SIZE         longest request head (default 16KiB; more: 431)
   --max-uri SIZE            longest request target (default 8KiB; more: 414)
   --max-body SIZE           longest request body, for POST /echo (default 16MiB; more: 413)
+  --max-bodies SIZE         request bodies held in memory at once, over all
+                            connections (default 256MiB; more: 503)
+  --min-body-rate SIZE      after --header-timeout, a body must have come at this
+                            many bytes a second on average (default 1KiB; slower: 408)
   --max-conns N             most connections at once (default 10000; more get 503)
   --cache-small-files SIZE  keep files up to SIZE in memory after the first read,
                             looked at again once a second (default 64KiB; 0: off)
@@ -79,6 +83,8 @@ fn parse_options() -> Options {
     let mut keepalive = Some(Duration::from_secs(5));
     let mut limits = Limits::default();
     let mut max_body = 16 * 1024 * 1024;
+    let mut max_bodies = 256 * 1024 * 1024;
+    let mut min_body_rate = 1024;
     let mut max_conns = 10_000;
     let mut small_file = 64 * 1024;
     let mut cache_size = 32 * 1024 * 1024;
@@ -112,6 +118,12 @@ fn parse_options() -> Options {
             }
             Long("max-body") => {
                 max_body = common::value(&mut parser, "max-body", common::parse_size)
+            }
+            Long("max-bodies") => {
+                max_bodies = common::value(&mut parser, "max-bodies", common::parse_size)
+            }
+            Long("min-body-rate") => {
+                min_body_rate = common::value(&mut parser, "min-body-rate", common::parse_size)
             }
             Long("max-conns") => {
                 max_conns = common::value(&mut parser, "max-conns", positive_count)
@@ -150,6 +162,11 @@ fn parse_options() -> Options {
         settings: Settings {
             limits,
             max_body: max_body as u64,
+            max_bodies_held: max_bodies,
+            min_body_rate: min_body_rate as u64,
+            // The head's deadline is the body's grace: a body has had that
+            // long to start before its rate is judged.
+            body_grace: header_timeout.unwrap_or(Duration::from_secs(10)),
             metrics_path,
         },
         config,

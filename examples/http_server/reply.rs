@@ -14,6 +14,9 @@ pub struct Exchange {
     pub head_only: bool,
     /// The connection stays open after this response.
     pub keep_alive: bool,
+    /// The request was HTTP/1.0, whose clients must be told when the
+    /// connection stays open.
+    pub http10: bool,
     /// `METHOD target` for the access log (empty when the request could
     /// not be read).
     pub request_line: String,
@@ -25,6 +28,7 @@ impl Exchange {
         Exchange {
             head_only: false,
             keep_alive: false,
+            http10: false,
             request_line: String::from("-"),
         }
     }
@@ -146,15 +150,26 @@ impl Replies {
         head.extend_from_slice(reply.fields.as_bytes());
         if !exchange.keep_alive {
             head.extend_from_slice(b"Connection: close\r\n");
+        } else if exchange.http10 {
+            head.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         head.extend_from_slice(b"\r\n");
         // A send fails only when the connection is closing or over its
-        // output limit; the service has then logged and closed it.
-        let _ = conns.send(id, &head);
-        if !exchange.head_only && !reply.body.is_empty() {
-            let _ = conns.send(id, reply.body);
+        // output limit; the service has then logged and closed it, and the
+        // response is not counted as sent.
+        let mut sent = conns.send(id, &head);
+        if sent.is_ok() && !exchange.head_only && !reply.body.is_empty() {
+            sent = conns.send(id, reply.body);
         }
         self.head = head;
+        if let Err(e) = sent {
+            log::warn!(
+                "{id} \"{}\" {}: not sent: {e}",
+                exchange.request_line,
+                reply.status
+            );
+            return;
+        }
         self.counts.count(reply.status);
         log::info!(
             target: "access",
@@ -174,21 +189,16 @@ impl Replies {
         &mut self,
         conns: &mut Connections<'_>,
         id: ConnId,
-        request_line: String,
+        exchange: Exchange,
         error: &http::Error,
     ) {
-        log::warn!("{id}: refused \"{request_line}\": {error}");
+        log::warn!("{id}: refused \"{}\": {error}", exchange.request_line);
         let body = format!("{error}\n");
         let exchange = Exchange {
-            head_only: false,
             keep_alive: false,
-            request_line,
+            ..exchange
         };
-        self.send(
-            conns,
-            id,
-            &exchange,
-            Reply::text(error.status(), body.as_bytes()),
-        );
+        let reply = Reply::text(error.status(), body.as_bytes());
+        self.send(conns, id, &exchange, reply);
     }
 }

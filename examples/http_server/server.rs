@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use reactor::http::{self, BodyDecoder, Request};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, Origin};
@@ -36,6 +37,12 @@ const MAX_FIELDS: usize = 64;
 pub struct Settings {
     pub limits: http::Limits,
     pub max_body: u64,
+    /// Request bodies held in memory at once, over all connections.
+    pub max_bodies_held: usize,
+    /// After `body_grace`, a body must have come at this many bytes a
+    /// second on average, or it gets a 408 (slowloris, for bodies).
+    pub min_body_rate: u64,
+    pub body_grace: Duration,
     pub metrics_path: Option<String>,
 }
 
@@ -43,6 +50,8 @@ pub struct Settings {
 pub struct HttpServer {
     site: Site,
     settings: Settings,
+    /// Bytes of request bodies held now, over all connections.
+    bodies_held: usize,
     /// Each open connection's phase, at its id's index.
     slots: Vec<Option<Slot>>,
     replies: Replies,
@@ -66,6 +75,8 @@ struct Upload {
     exchange: Exchange,
     query: String,
     body: Vec<u8>,
+    /// When its head was read, for the minimum rate.
+    started: Instant,
 }
 
 /// A file being streamed: the bytes `at..end` are still to be queued.
@@ -99,6 +110,7 @@ impl HttpServer {
         HttpServer {
             site,
             settings,
+            bodies_held: 0,
             slots: Vec::new(),
             replies: Replies::default(),
             piece: vec![0; PIECE],
@@ -128,14 +140,14 @@ impl HttpServer {
         let exchange = Exchange {
             head_only: request.method == "HEAD",
             keep_alive: request.keep_alive,
+            http10: request.minor == 0,
             request_line: request_line(request),
         };
         let (path, query) = http::split_target(request.target);
         let relative = match http::decode_path(path) {
             Ok(relative) => relative,
             Err(error) => {
-                self.replies
-                    .refuse(conns, id, exchange.request_line, &error);
+                self.replies.refuse(conns, id, exchange, &error);
                 return Next::Stop;
             }
         };
@@ -164,7 +176,6 @@ impl HttpServer {
             // A body we will not read makes the framing unknown: close.
             let exchange = Exchange {
                 keep_alive: exchange.keep_alive && request.framing.is_empty(),
-                head_only: false,
                 ..exchange
             };
             let reply = Reply {
@@ -178,8 +189,7 @@ impl HttpServer {
         }
         if !request.framing.is_empty() {
             let error = http::Error::new(400, "a body on a GET or HEAD");
-            self.replies
-                .refuse(conns, id, exchange.request_line, &error);
+            self.replies.refuse(conns, id, exchange, &error);
             return Next::Stop;
         }
         match route {
@@ -191,7 +201,7 @@ impl HttpServer {
                 };
                 self.send(conns, id, &exchange, reply)
             }
-            _ => self.serve_file(conns, id, request, exchange, &relative, path.ends_with('/')),
+            _ => self.serve_file(conns, id, request, exchange, &relative),
         }
     }
 
@@ -223,8 +233,7 @@ impl HttpServer {
         let decoder = match BodyDecoder::new(request.framing, self.settings.max_body) {
             Ok(decoder) => decoder,
             Err(error) => {
-                self.replies
-                    .refuse(conns, id, exchange.request_line, &error);
+                self.replies.refuse(conns, id, exchange, &error);
                 return Next::Stop;
             }
         };
@@ -233,6 +242,7 @@ impl HttpServer {
             exchange,
             query: query.to_string(),
             body: Vec::new(),
+            started: Instant::now(),
         };
         if upload.decoder.is_done() {
             return self.answer_echo(conns, id, upload);
@@ -246,7 +256,66 @@ impl HttpServer {
         Next::Request
     }
 
+    /// Reads the front of `data` into a body; answers once it is complete.
+    /// Returns the bytes taken (all of `data` while the body goes on).
+    fn read_body(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        mut upload: Box<Upload>,
+        data: &[u8],
+    ) -> (usize, Next) {
+        let before = upload.body.len();
+        let Upload { decoder, body, .. } = &mut *upload;
+        let progress = decoder.feed(data, |piece| body.extend_from_slice(piece));
+        self.bodies_held += upload.body.len() - before;
+        let refusal = match &progress {
+            Err(error) => Some(error.clone()),
+            Ok(_) if self.bodies_held > self.settings.max_bodies_held => {
+                Some(http::Error::new(503, "too many request bodies in memory"))
+            }
+            Ok(progress) if !progress.done && self.too_slow(&upload) => {
+                Some(http::Error::new(408, "request body too slow"))
+            }
+            Ok(_) => None,
+        };
+        if let Some(error) = refusal {
+            self.bodies_held -= upload.body.len();
+            self.replies.refuse(conns, id, upload.exchange, &error);
+            return (data.len(), Next::Stop);
+        }
+        match progress {
+            Ok(progress) if progress.done => {
+                (progress.consumed, self.answer_echo(conns, id, *upload))
+            }
+            _ => {
+                self.set_phase(id, Phase::Body(upload));
+                (data.len(), Next::Request)
+            }
+        }
+    }
+
+    /// Whether a body, after its grace period, has come slower on average
+    /// than the minimum rate (Apache's `mod_reqtimeout` `MinRate`).
+    fn too_slow(&self, upload: &Upload) -> bool {
+        let elapsed = upload.started.elapsed();
+        elapsed > self.settings.body_grace
+            && (upload.decoder.received() as f64)
+                < self.settings.min_body_rate as f64 * elapsed.as_secs_f64()
+    }
+
     fn answer_echo(&mut self, conns: &mut Connections<'_>, id: ConnId, upload: Upload) -> Next {
+        self.bodies_held -= upload.body.len();
+        // Escaping can make the answer up to six times the body (a control
+        // byte is `\u0001`): refuse one that could not be queued, before
+        // building it.
+        let worst =
+            json_escaped_len(upload.body.as_slice()) + json_escaped_len(upload.query.as_bytes());
+        if worst > conns.config().get_output_limit() / 2 {
+            let error = http::Error::new(413, "body too large to echo as JSON");
+            self.replies.refuse(conns, id, upload.exchange, &error);
+            return Next::Stop;
+        }
         let mut query = serde_json::Map::new();
         for (key, value) in http::parse_query(&upload.query) {
             match query.get_mut(&key) {
@@ -274,12 +343,15 @@ impl HttpServer {
         request: &Request<'_, '_>,
         exchange: Exchange,
         relative: &str,
-        slash: bool,
     ) -> Next {
-        let resource = match self.site.open(relative, slash) {
+        let (path, query) = http::split_target(request.target);
+        let resource = match self.site.open(relative, path.ends_with('/')) {
             Ok(Found::File(resource)) => resource,
-            Ok(Found::Redirect(location)) => {
-                let fields = format!("Location: {location}\r\n");
+            Ok(Found::Redirect) => {
+                // The path as the client sent it (still percent-encoded),
+                // with its slash, and the query kept.
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                let fields = format!("Location: {path}/{query}\r\n");
                 let reply = Reply {
                     fields: &fields,
                     ..Reply::text(301, b"301 Moved Permanently\n")
@@ -363,11 +435,10 @@ impl HttpServer {
                 let body = &file.body[start as usize..end as usize];
                 self.send(conns, id, &exchange, Reply { body, ..reply })
             }
-            Resource::Disk { file, .. } if exchange.head_only || end - start <= SEND_WHOLE => {
+            Resource::Disk { .. } if exchange.head_only => self.send(conns, id, &exchange, reply),
+            Resource::Disk { file, .. } if end - start <= SEND_WHOLE => {
                 let mut body = vec![0; (end - start) as usize];
-                if exchange.head_only {
-                    body.clear();
-                } else if let Err(e) = file.read_exact_at(&mut body, start) {
+                if let Err(e) = file.read_exact_at(&mut body, start) {
                     log::error!("{id}: reading {relative}: {e}");
                     let reply = Reply::text(500, b"500 Internal Server Error\n");
                     let exchange = Exchange {
@@ -449,6 +520,21 @@ impl HttpServer {
     }
 }
 
+/// The most bytes `bytes` can take as the inside of a JSON string: a
+/// control byte is written `\u00XX`, `"` and `\\` get a backslash, and
+/// a byte that is not UTF-8 becomes U+FFFD (three bytes).
+fn json_escaped_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0..=0x1f => 6,
+            b'"' | b'\\' => 2,
+            0x80.. => 3,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// `METHOD target` for the access log, built only when it is logged.
 fn request_line(request: &Request<'_, '_>) -> String {
     if log::log_enabled!(target: "access", log::Level::Info) {
@@ -490,23 +576,10 @@ impl Handler for HttpServer {
                     slot.phase = sending;
                     break;
                 }
-                Phase::Body(mut upload) => {
-                    let Upload { decoder, body, .. } = &mut *upload;
-                    let progress =
-                        match decoder.feed(&data[at..], |piece| body.extend_from_slice(piece)) {
-                            Ok(progress) => progress,
-                            Err(error) => {
-                                let line = upload.exchange.request_line.clone();
-                                self.replies.refuse(conns, id, line, &error);
-                                return data.len();
-                            }
-                        };
-                    at += progress.consumed;
-                    if !progress.done {
-                        slot.phase = Phase::Body(upload);
-                        break;
-                    }
-                    if let Next::Stop = self.answer_echo(conns, id, *upload) {
+                Phase::Body(upload) => {
+                    let (consumed, next) = self.read_body(conns, id, upload, &data[at..]);
+                    at += consumed;
+                    if let Next::Stop = next {
                         return data.len();
                     }
                 }
@@ -515,7 +588,8 @@ impl Handler for HttpServer {
                     match http::parse_request(&data[at..], &mut fields, &limits) {
                         Ok(None) => break,
                         Err(error) => {
-                            self.replies.refuse(conns, id, String::from("-"), &error);
+                            self.replies
+                                .refuse(conns, id, Exchange::unreadable(), &error);
                             return data.len();
                         }
                         Ok(Some(request)) => {
@@ -563,7 +637,13 @@ impl Handler for HttpServer {
         log::debug!("{id} closed: {reason}");
         if let Some(slot) = self.slots.get_mut(id.index()) {
             if slot.as_ref().is_some_and(|s| s.id == id) {
-                *slot = None;
+                if let Some(Slot {
+                    phase: Phase::Body(upload),
+                    ..
+                }) = slot.take()
+                {
+                    self.bodies_held -= upload.body.len();
+                }
             }
         }
     }

@@ -1,11 +1,16 @@
 //! Finding the end of a body as its bytes arrive: [`BodyDecoder`].
 
+use super::fields::is_token_byte;
 use super::{Error, Framing, bad_request};
 
 /// The longest chunk-extension or trailer section we read past, in bytes.
 /// Nothing here uses them; the bound keeps a peer from sending an endless
 /// one.
 const MAX_CHUNK_META: usize = 8 * 1024;
+
+/// The most characters a chunk size may have, leading zeros included
+/// (sixteen hex digits fill a `u64`; the rest is room for zeros).
+const MAX_SIZE_DIGITS: usize = 32;
 
 /// What one [`BodyDecoder::feed`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +27,8 @@ pub struct BodyProgress {
 ///
 /// One decoder serves every framing: a `Content-Length`, chunks (strict:
 /// sizes are plain hexadecimal that must not overflow, every line ends in
-/// CRLF, extensions and trailers are bounded and skipped), and the end of
+/// CRLF, extensions are bounded and skipped, trailers are bounded, held to
+/// the rules of header lines and skipped), and the end of
 /// the stream. A proxy forwards `input[..consumed]` as it is; a server
 /// collects what `data` is handed.
 ///
@@ -86,6 +92,11 @@ enum State {
     TrailerStart {
         len: usize,
     },
+    /// In a trailer field's name.
+    TrailerName {
+        len: usize,
+    },
+    /// In a trailer field's value (after its colon).
     TrailerLine {
         len: usize,
     },
@@ -167,6 +178,9 @@ impl BodyDecoder {
                 };
                 return Ok(n);
             }
+            ChunkSize { digits, .. } if usize::from(digits) >= MAX_SIZE_DIGITS => {
+                return Err(bad_request("chunk size line too long"));
+            }
             ChunkSize { size, digits } => match byte {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
                     let digit = u64::from((byte as char).to_digit(16).unwrap_or(0));
@@ -214,14 +228,30 @@ impl BodyDecoder {
                 b'\n' => ChunkSize { size: 0, digits: 0 },
                 _ => return Err(bad_request("chunk data without CRLF")),
             },
+            // Trailer lines are field lines, held to the rules of header
+            // fields: `name: value` ending in CRLF, no obsolete folding, no
+            // control bytes. A lenient reading here is a smuggling path: a
+            // peer that takes a bare LF for a line end would see the body
+            // end, and a request begin, where we saw a trailer.
+            _ if matches!(self.state, TrailerStart { len } | TrailerName { len } | TrailerLine { len } if len >= MAX_CHUNK_META) =>
+            {
+                return Err(bad_request("trailers too long"));
+            }
             TrailerStart { len } => match byte {
                 b'\r' => TrailerEndLf,
-                _ => TrailerLine { len: len + 1 },
+                _ if is_token_byte(byte) => TrailerName { len: len + 1 },
+                b' ' | b'\t' => return Err(bad_request("folded trailer line")),
+                _ => return Err(bad_request("malformed trailer line")),
+            },
+            TrailerName { len } => match byte {
+                b':' => TrailerLine { len: len + 1 },
+                _ if is_token_byte(byte) => TrailerName { len: len + 1 },
+                _ => return Err(bad_request("malformed trailer field name")),
             },
             TrailerLine { len } => match byte {
                 b'\r' => TrailerLineLf { len },
                 b'\n' => return Err(bad_request("trailer line without CR")),
-                _ if len >= MAX_CHUNK_META => return Err(bad_request("trailers too long")),
+                0..=8 | 10..=31 | 127 => return Err(bad_request("control byte in a trailer")),
                 _ => TrailerLine { len: len + 1 },
             },
             TrailerLineLf { len } => match byte {
@@ -331,6 +361,14 @@ mod tests {
             b"0\r\n\r\r",
             b"3 \r\nabc\r\n0\r\n\r\n",
             b" 3\r\nabc\r\n0\r\n\r\n",
+            // Trailers are field lines: a bare LF, a NUL, no colon, a fold.
+            b"0\r\n\nGET / HTTP/1.1\r\n\r\n",
+            b"0\r\n\x00x\r\n\r\n",
+            b"0\r\nA: \x01\r\n\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\nA: b\r\n folded\r\n\r\n",
+            b"0\r\nA b: c\r\n\r\n",
+            b"00000000000000000000000000000000001\r\nx\r\n0\r\n\r\n",
         ] {
             assert_eq!(
                 decode(Framing::Chunked, bad, 1),

@@ -57,14 +57,17 @@ pub fn parse_date(text: &str) -> Option<SystemTime> {
     if bytes.len() != 29 || &bytes[3..5] != b", " || &bytes[25..] != b" GMT" {
         return None;
     }
+    // Everything is read as bytes: the value may hold any byte httparse
+    // lets through (obs-text), and slicing the `str` there could split a
+    // character.
     let number = |range: std::ops::Range<usize>| -> Option<u64> {
-        let part = text.get(range)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
+        let part = bytes.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
     };
     let day = number(5..7)?;
-    let month = MONTHS.iter().position(|&m| m == &text[8..11])? as u64 + 1;
+    let month = MONTHS.iter().position(|m| m.as_bytes() == &bytes[8..11])? as u64 + 1;
     let year = number(12..16)?;
     let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
     if bytes[7] != b' '
@@ -147,6 +150,11 @@ mod tests {
             "Sun, 06 Nox 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 28:49:37 GMT",
             "Sun, +6 Nov 1994 08:49:37 GMT",
+            // Multi-byte characters where the digits and names go: never a
+            // slice through a character.
+            "Sun, 06\u{e9}ov 1994 08:49:37 GMT",
+            "Sun, 06 N\u{e9}v 1994 08:49:37 GM",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}a",
         ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }

@@ -191,10 +191,22 @@ fn parse_length(value: &[u8]) -> Result<u64, Error> {
 
 /// Whether `bytes` is an RFC 9110 token (a method, a coding name).
 pub(crate) fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !bytes.is_empty() && bytes.iter().all(|&b| is_token_byte(b))
+}
+
+/// Whether `byte` may appear in a token (`tchar`).
+pub(crate) fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// Whether a message's connection stays open after it: in HTTP/1.1 unless
+/// `Connection: close`, in HTTP/1.0 only with `Connection: keep-alive`.
+pub(crate) fn keeps_alive(fields: &[Header<'_>], minor: u8) -> bool {
+    if minor == 1 {
+        !connection_has(fields, "close")
+    } else {
+        connection_has(fields, "keep-alive")
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 //! - an HTTP/1.1 request needs exactly one `Host`;
 //! - a space before a field's colon, and obsolete line folding, are refused
 //!   (httparse's defaults for requests);
-//! - chunk sizes are plain hexadecimal that must not overflow, and chunk
-//!   lines end in CRLF.
+//! - chunk sizes are plain hexadecimal that must not overflow, chunk lines
+//!   end in CRLF, and trailer lines are field lines (`name: value`, CRLF).
 //!
 //! Each refusal is an [`Error`] that names the status a server answers
 //! with ([`Error::status`]) and a short reason for the log and the body.
@@ -77,7 +77,7 @@ pub use fields::{Framing, connection_has, header, headers};
 pub use hop_by_hop::{HOP_BY_HOP, end_to_end, is_hop_by_hop};
 pub use request::{Request, parse_request};
 pub use response::{Response, parse_response, reason, write_decimal, write_status_line};
-pub use target::{Url, decode_path, parse_query, split_target};
+pub use target::{Url, UrlError, decode_path, parse_query, split_target};
 
 /// The limits a message head is read under.
 ///

@@ -1,6 +1,6 @@
 //! Reading a request head: [`parse_request`].
 
-use super::fields::{connection_has, declared_framing, header, headers};
+use super::fields::{declared_framing, header, headers, keeps_alive};
 use super::{Error, Framing, Header, Limits, bad_request};
 
 /// A request head, borrowed from the bytes it was read from.
@@ -96,11 +96,7 @@ pub fn parse_request<'h, 'b>(
     check_target_form(method, target)?;
     check_host(fields, minor)?;
     let framing = declared_framing(fields, minor)?.unwrap_or(Framing::None);
-    let keep_alive = if minor == 1 {
-        !connection_has(fields, "close")
-    } else {
-        connection_has(fields, "keep-alive")
-    };
+    let keep_alive = keeps_alive(fields, minor);
     let expects_continue = match header(fields, "expect") {
         None => false,
         Some(value) if value.eq_ignore_ascii_case(b"100-continue") => minor == 1,
@@ -149,8 +145,12 @@ fn check_target_form(method: &str, target: &str) -> Result<(), Error> {
     }
 }
 
-/// HTTP/1.1 needs exactly one `Host`; HTTP/1.0 at most one. A value with
-/// spaces, controls or a path in it is refused too.
+/// HTTP/1.1 needs exactly one `Host`; HTTP/1.0 at most one. Its value
+/// must be `host[:port]` (RFC 9112 §3.2): a name of letters, digits, `-`,
+/// `.`, `_` and `~` (the sub-delimiters RFC 3986 also allows, such as
+/// `,`, are refused: `a,b` is what two `Host` fields look like merged), or
+/// an IPv6 literal in brackets, and a port of up to five digits. Empty is
+/// allowed (a target without an authority).
 fn check_host(fields: &[Header<'_>], minor: u8) -> Result<(), Error> {
     let mut hosts = headers(fields, "host");
     let first = hosts.next();
@@ -159,15 +159,42 @@ fn check_host(fields: &[Header<'_>], minor: u8) -> Result<(), Error> {
     }
     match first {
         None if minor == 1 => Err(bad_request("missing Host")),
-        Some(value)
-            if value
-                .iter()
-                .any(|&b| b <= b' ' || b == 0x7f || b == b'/' || b == b'\\' || b == b'@') =>
-        {
-            Err(bad_request("malformed Host"))
-        }
+        Some(value) if !is_host(value) => Err(bad_request("malformed Host")),
         _ => Ok(()),
     }
+}
+
+/// `uri-host [":" port]`, as [`check_host`] reads it.
+fn is_host(value: &[u8]) -> bool {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(v6) => match v6.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &v6[..end];
+                let ok = !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || b":.".contains(b));
+                if !ok {
+                    return false;
+                }
+                (&b""[..], &v6[end + 1..])
+            }
+            None => return false,
+        },
+        None => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &b""[..]),
+        },
+    };
+    let name_ok = host
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    name_ok && port_ok
 }
 
 /// httparse's error, as the status and reason a server answers with.
@@ -208,6 +235,14 @@ mod tests {
             ),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200),
+            (b"GET / HTTP/1.1\r\nHost: my-host.example_1:80\r\n\r\n", 200),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 200),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
                 400,

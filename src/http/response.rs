@@ -1,6 +1,6 @@
 //! Reading a response head ([`parse_response`]) and writing a status line.
 
-use super::fields::{connection_has, declared_framing, header};
+use super::fields::{declared_framing, header, keeps_alive};
 use super::{Error, Framing, Header, Limits, bad_request};
 
 /// A response head, borrowed from the bytes it was read from.
@@ -78,12 +78,7 @@ pub fn parse_response<'h, 'b>(
     } else {
         declared_framing(fields, minor)?.unwrap_or(Framing::UntilClose)
     };
-    let keep_alive = framing != Framing::UntilClose
-        && if minor == 1 {
-            !connection_has(fields, "close")
-        } else {
-            connection_has(fields, "keep-alive")
-        };
+    let keep_alive = framing != Framing::UntilClose && keeps_alive(fields, minor);
     Ok(Some(Response {
         status,
         reason,

@@ -65,25 +65,25 @@ pub fn decode_path(path: &str) -> Result<Cow<'_, str>, Error> {
 
 /// [`decode_path`] the long way, for any path.
 fn decode_each_byte(path: &str) -> Result<String, Error> {
-    let mut decoded = Vec::with_capacity(path.len());
-    let mut bytes = path.bytes();
-    while let Some(byte) = bytes.next() {
-        match byte {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
             b'%' => {
-                let high = bytes.next().and_then(hex_value);
-                let low = bytes.next().and_then(hex_value);
-                let (Some(high), Some(low)) = (high, low) else {
-                    return Err(bad_request("malformed percent-encoding"));
-                };
-                match high << 4 | low {
-                    0 => return Err(bad_request("encoded NUL in path")),
-                    b'/' | b'\\' => return Err(Error::new(403, "encoded separator in path")),
-                    other => decoded.push(other),
+                match escaped(bytes, at) {
+                    None => return Err(bad_request("malformed percent-encoding")),
+                    Some(0) => return Err(bad_request("encoded NUL in path")),
+                    Some(b'/' | b'\\') => return Err(Error::new(403, "encoded separator in path")),
+                    Some(other) => decoded.push(other),
                 }
+                at += 3;
+                continue;
             }
             b'\\' => return Err(Error::new(403, "backslash in path")),
             other => decoded.push(other),
         }
+        at += 1;
     }
     let decoded = String::from_utf8(decoded).map_err(|_| bad_request("path is not UTF-8"))?;
     let mut segments = Vec::new();
@@ -144,26 +144,28 @@ fn form_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        match bytes[at] {
-            b'+' => out.push(b' '),
-            b'%' if at + 2 < bytes.len() => {
-                match (hex_value(bytes[at + 1]), hex_value(bytes[at + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        at += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
+        match (bytes[at], escaped(bytes, at)) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+                continue;
             }
-            other => out.push(other),
+            (b'+', _) => out.push(b' '),
+            (other, _) => out.push(other),
         }
         at += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|d| d as u8)
+/// The byte that the escape `%XX` at `bytes[at]` stands for, if there is
+/// one there: the one percent-decoder, for paths and for forms.
+fn escaped(bytes: &[u8], at: usize) -> Option<u8> {
+    let hex = |byte: u8| (byte as char).to_digit(16).map(|d| d as u8);
+    match bytes.get(at..at + 3)? {
+        [b'%', high, low] => Some(hex(*high)? << 4 | hex(*low)?),
+        _ => None,
+    }
 }
 
 /// An absolute `http://` or `https://` URL, as a client or a proxy needs
@@ -259,7 +261,7 @@ impl Url {
             https,
             host: host.to_ascii_lowercase(),
             port,
-            path,
+            path: encode_non_ascii(&path),
         })
     }
 
@@ -278,6 +280,20 @@ impl Url {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+/// `path` with every byte outside printable ASCII percent-encoded, as a
+/// request target must be (`/café` is sent as `/caf%C3%A9`).
+fn encode_non_ascii(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_graphic() {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// `host[:port]` or `[v6]:port`, split.
@@ -360,5 +376,9 @@ mod tests {
         assert!(Url::parse("http:/h").is_err());
         assert_eq!(Url::parse("http://h?q").unwrap().path, "/?q");
         assert_eq!(Url::parse("http://h:81").unwrap().authority(), "h:81");
+        assert_eq!(
+            Url::parse("http://h/caf\u{e9}?q=\u{e9}").unwrap().path,
+            "/caf%C3%A9?q=%C3%A9"
+        );
     }
 }

@@ -284,6 +284,19 @@ impl BodyDecoder {
     }
 
     /// Whether the whole body has been read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::http::{BodyDecoder, Framing};
+    ///
+    /// let mut body = BodyDecoder::new(Framing::Length(3), 10).unwrap();
+    /// body.feed(b"ab", |_| {}).unwrap();
+    /// assert!(!body.is_done());
+    /// body.feed(b"c", |_| {}).unwrap();
+    /// assert!(body.is_done());
+    /// assert_eq!(body.received(), 3);
+    /// ```
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -295,6 +308,17 @@ impl BodyDecoder {
 
     /// The peer closed: is the body complete? A close-delimited body ends
     /// here; any other body cut short is an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::http::{BodyDecoder, Framing};
+    ///
+    /// let mut until_close = BodyDecoder::new(Framing::UntilClose, 10).unwrap();
+    /// assert!(until_close.finish_at_close().is_ok());
+    /// let mut cut = BodyDecoder::new(Framing::Length(5), 10).unwrap();
+    /// assert_eq!(cut.finish_at_close().unwrap_err().status(), 400);
+    /// ```
     ///
     /// # Errors
     ///

@@ -35,6 +35,17 @@ pub struct Request<'h, 'b> {
 
 impl Request<'_, '_> {
     /// The value of the first field called `name` (without case).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::http::{self, Limits};
+    ///
+    /// let mut fields = [http::EMPTY_HEADER; 8];
+    /// let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-9\r\n\r\n";
+    /// let request = http::parse_request(bytes, &mut fields, &Limits::default()).unwrap().unwrap();
+    /// assert_eq!(request.header("range"), Some(&b"bytes=0-9"[..]));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         header(self.fields, name)
     }

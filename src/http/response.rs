@@ -24,6 +24,17 @@ pub struct Response<'h, 'b> {
 
 impl Response<'_, '_> {
     /// The value of the first field called `name` (without case).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::http::{self, Limits};
+    ///
+    /// let mut fields = [http::EMPTY_HEADER; 8];
+    /// let bytes = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+    /// let response = http::parse_response(bytes, &mut fields, &Limits::default(), false).unwrap().unwrap();
+    /// assert_eq!(response.header("content-type"), Some(&b"text/plain"[..]));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         header(self.fields, name)
     }

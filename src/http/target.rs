@@ -267,6 +267,15 @@ impl Url {
 
     /// `host[:port]` as the `Host` field carries it: the port only when it
     /// is not the scheme's default, an IPv6 address in brackets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::http::Url;
+    ///
+    /// assert_eq!(Url::parse("http://a:80/").unwrap().authority(), "a");
+    /// assert_eq!(Url::parse("https://[::1]:8443/").unwrap().authority(), "[::1]:8443");
+    /// ```
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)

@@ -317,7 +317,9 @@ w("|---|---|---|")
 
 
 def target(text, value, ok):
-    w(f"| {text} | {value} | {'yes' if ok else ('no' if ok is not None else 'n/a')} |")
+    """A target's row; `ok` is True, False, None (not measured) or a verdict in words."""
+    verdict = ok if isinstance(ok, str) else ("yes" if ok else ("no" if ok is not None else "n/a"))
+    w(f"| {text} | {value} | {verdict} |")
 
 
 for label in ("100x64", "100x4096", "100x64p16"):
@@ -363,8 +365,17 @@ def http_median(server, workload, key):
 for wl, label in (("http-plain", "wrk -c100"), ("http-pipe16", "wrk -c100, pipelined 16")):
     for key, what, at_most in (("rps", "requests/s >= 1.0x", False), ("cpu_us_per_request", "server CPU per request <= 1.0x", True)):
         r = ratio(http_median("ours", wl, key), http_median("nginx", wl, key))
-        target(f"HTTP {label}: {what} nginx", "not measured (benches/http.sh)" if r is None else fmt(r, 2) + "x",
-               None if r is None else (r <= 1.0 if at_most else r >= 1.0))
+        ours_rounds = [x[key] for x in http_runs if x.get("server") == "ours" and x.get("workload") == wl and x.get(key)]
+        nginx_rounds = [x[key] for x in http_runs if x.get("server") == "nginx" and x.get("workload") == wl and x.get(key)]
+        per = [a / b for a, b in zip(ours_rounds, nginx_rounds)]
+        ok = (lambda v: v <= 1.0) if at_most else (lambda v: v >= 1.0)
+        shown = "not measured (benches/http.sh)" if r is None else fmt(r, 2) + "x"
+        met = None if r is None else ok(r)
+        if r is not None and len(per) >= 2:
+            shown += f" (rounds {min(per):.2f}-{max(per):.2f})"
+            if ok(min(per)) != ok(max(per)):
+                met = "within noise (median: " + ("yes" if ok(r) else "no") + ")"
+        target(f"HTTP {label}: {what} nginx", shown, met)
 w("")
 w("## Commands")
 w("")

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reactor::Reactor;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 use reactor::tls::{self, CertificateDer, PrivateKeyDer, RootCertStore, ServerName};
-use support::{Rng, tool};
+use support::Rng;
 
 /// A self-signed certificate for `localhost`, and the configurations that
 /// serve it and trust it.
@@ -457,7 +457,7 @@ fn pem_files(pki: &TestPki, tag: &str) -> (std::path::PathBuf, std::path::PathBu
 
 #[test]
 fn openssl_s_client_talks_to_echo_server_over_tls() {
-    if !tool("openssl") {
+    if !support::tool("openssl") {
         return;
     }
     let pki = pki();

@@ -106,6 +106,7 @@ mod selector;
 mod timer;
 
 pub mod codec;
+pub mod resp;
 pub mod service;
 #[cfg(feature = "signal")]
 pub mod signal;

@@ -397,7 +397,10 @@ impl RequestDecoder {
 
     /// The arguments of the command [`decode`](RequestDecoder::decode) just
     /// returned, as slices of `buf` (the same bytes it was given).
-    pub fn args<'b>(&'b self, buf: &'b [u8]) -> impl ExactSizeIterator<Item = &'b [u8]> + 'b {
+    pub fn args<'s, 'b>(
+        &'s self,
+        buf: &'b [u8],
+    ) -> impl ExactSizeIterator<Item = &'b [u8]> + use<'s, 'b> {
         self.args.iter().map(move |r| &buf[r.clone()])
     }
 }

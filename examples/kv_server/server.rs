@@ -214,6 +214,16 @@ impl Kv {
             let flow = self.dispatch(conns, id, client, &args, now);
             if client.role == Role::PrimaryLink {
                 self.applied_from_primary(&data[from..pos]);
+                self.out.clear(); // a replica does not answer its primary
+            } else if self.out.len() + conns.output_len(id).unwrap_or(0)
+                > conns.config().get_high_water()
+            {
+                // Enough replies for a client that may not be reading: the
+                // rest of its pipeline waits in the input buffer until its
+                // output drains (the service redelivers it then), so one
+                // read of `KEYS *` a thousand times cannot build a
+                // thousand replies at once.
+                return (pos, flow);
             }
             if flow != Flow::Continue {
                 return (pos, flow);

@@ -463,3 +463,4 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} line"))
 }
+pub mod kv;

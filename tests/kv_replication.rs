@@ -162,6 +162,10 @@ fn failover_by_hand_promotes_a_replica_and_repoints_the_other() {
     assert!(link_up(&r2));
     assert_eq!(c1.call(&["SET", "k", "new"]), ok());
     sees(&r2, "k", bulk("new"));
+    // The other replica continued from its offset (the promoted node kept
+    // the old primary's id as its previous one): no full copy.
+    assert_eq!(c1.info_field("stats", "sync_partial_ok"), "1");
+    assert_eq!(c1.info_field("stats", "sync_full"), "0");
     assert_eq!(c1.call(&["WAIT", "1", "5000"]), Value::Integer(1));
 }
 
@@ -191,4 +195,36 @@ fn a_stalled_replica_is_cut_off_and_recovers() {
     assert!(eventually(Duration::from_secs(10), || {
         p.info_field("replication", "connected_slaves") == "1"
     }));
+    // 30 MB missed, a 64 KB backlog: the second sync was a full copy.
+    assert_eq!(p.info_field("stats", "sync_full"), "2");
+}
+
+#[test]
+fn a_replica_that_missed_little_continues_from_the_backlog() {
+    let _heavy = support::heavy();
+    let primary = start(&["--repl-output-limit", "256kb", "--repl-backlog", "8mb"]);
+    let mut p = Client::connect(primary.addr());
+    let replica = replica_of(&primary, &[]);
+    assert!(link_up(&replica));
+    replica.signal(19); // SIGSTOP
+    let value = "v".repeat(10_000);
+    let mut i = 0;
+    // Write until the primary drops the stalled replica (kernel buffers
+    // first, then our 256 KB limit), staying within the 8 MB backlog.
+    let dropped = eventually(Duration::from_secs(20), || {
+        for _ in 0..10 {
+            i += 1;
+            p.call(&["SET", &format!("k{}", i % 100), &value]);
+        }
+        p.info_field("replication", "connected_slaves") == "0"
+    });
+    assert!(
+        dropped && i * 10_000 < 8_000_000,
+        "dropped after {i} writes"
+    );
+    replica.signal(18); // SIGCONT
+    p.call(&["SET", "last", "1"]);
+    sees(&replica, "last", bulk("1"));
+    assert_eq!(p.info_field("stats", "sync_partial_ok"), "1");
+    assert_eq!(p.info_field("stats", "sync_full"), "1");
 }

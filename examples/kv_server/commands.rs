@@ -480,12 +480,14 @@ fn mset(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     ctx.ok();
 }
 
+type Hash = HashMap<Vec<u8>, Vec<u8>>;
+
 /// The hash at `key` for a write, created if absent (`create`).
 fn hash_mut<'c>(
     ctx: &'c mut Ctx<'_>,
     key: &[u8],
     create: bool,
-) -> Result<Option<&'c mut HashMap<Vec<u8>, Vec<u8>>>, ()> {
+) -> Result<Option<&'c mut Hash>, ()> {
     let now = ctx.now;
     if ctx.db.get_mut(key, now, ctx.expired).is_none() {
         if !create {

@@ -304,14 +304,14 @@ impl Db {
     pub fn key_at(&self, index: usize, now: u64) -> Option<(&[u8], bool)> {
         self.map
             .get_index(index)
-            .map(|(k, e)| (k.as_slice(), !e.expire_at.is_some_and(|t| t <= now)))
+            .map(|(k, e)| (k.as_slice(), e.expire_at.is_none_or(|t| t > now)))
     }
 
     /// Every live key, its entry.
     pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.map
             .iter()
-            .filter(move |(_, e)| !e.expire_at.is_some_and(|t| t <= now))
+            .filter(move |(_, e)| e.expire_at.is_none_or(|t| t > now))
             .map(|(k, e)| (k.as_slice(), e))
     }
 

@@ -116,17 +116,17 @@ impl Kv {
                 field("evicted_keys", &self.db.evicted_keys);
                 field("keyspace_hits", &self.db.hits);
                 field("keyspace_misses", &self.db.misses);
+                field("sync_full", &self.sync_full);
+                field("sync_partial_ok", &self.sync_partial_ok);
             }
             "replication" => self.replication_section(conns, t),
-            "keyspace" => {
-                if self.db.len() > 0 {
-                    let _ = write!(
-                        t,
-                        "db0:keys={},expires={},avg_ttl=0\r\n",
-                        self.db.len(),
-                        self.db.expires_len()
-                    );
-                }
+            "keyspace" if self.db.len() > 0 => {
+                let _ = write!(
+                    t,
+                    "db0:keys={},expires={},avg_ttl=0\r\n",
+                    self.db.len(),
+                    self.db.expires_len()
+                );
             }
             _ => {}
         }

@@ -38,6 +38,10 @@ use crate::server::{Kv, Settings};
 /// commands and error texts we follow (clients gate features on it).
 pub const REDIS_VERSION: &str = "7.0.15";
 
+/// Bytes written to one connection per flush, and the queued output above
+/// which a client's pipeline waits for it to read.
+const WRITE_BUDGET: usize = 1 << 20;
+
 const USAGE: &str = "\
 kv_server: a Redis-compatible key-value store on the reactor, with replication
 
@@ -164,7 +168,23 @@ fn parse_args() -> Args {
     }
 }
 
+/// Keeps glibc's allocator from giving large buffers back to the kernel at
+/// every free: a reply of a few hundred KiB queued behind a slow socket is
+/// a fresh `mmap` otherwise, and every page of it a fault when it is
+/// filled (a quarter of the CPU time on 16 KiB pipelined `GET`s). Redis
+/// avoids the same cost by linking jemalloc.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() {
+    tune_allocator();
     common::init_logging();
     let args = parse_args();
     if let Err(e) = run(args) {
@@ -200,7 +220,13 @@ fn run(args: Args) -> io::Result<()> {
         .max_connections(settings.max_clients)
         .reject_message(b"-ERR max number of clients reached\r\n")
         .input_limit(settings.limits.max_bulk.saturating_add(1 << 20))
-        .output_limit(settings.client_output_limit.max(settings.repl_output_limit));
+        .output_limit(settings.client_output_limit.max(settings.repl_output_limit))
+        // A pipeline of 16 replies of 16 KiB is 256 KiB: written in one call
+        // rather than in 64 KiB pieces with a copy of the rest to the
+        // backlog, and without pausing the client's reading half-way.
+        .write_budget(WRITE_BUDGET)
+        .high_water(WRITE_BUDGET)
+        .low_water(WRITE_BUDGET / 4);
     let listen_settings = settings.clone();
     let service = Service::new(&mut reactor, Kv::new(listen_settings, db), config);
     let listener = service

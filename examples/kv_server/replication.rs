@@ -315,6 +315,7 @@ impl Kv {
         let mut reply = Vec::new();
         match missed {
             Some(missed) => {
+                self.sync_partial_ok += 1;
                 info!(
                     "replica {id} (port {port}) continues from offset {} ({} bytes)",
                     from.unwrap_or(0),
@@ -324,6 +325,7 @@ impl Kv {
                 reply.extend_from_slice(&missed);
             }
             None => {
+                self.sync_full += 1;
                 let copy = snapshot::encode(&self.db, db::unix_ms());
                 info!(
                     "replica {id} (port {port}): full copy, {} keys, {} bytes, offset {}",

@@ -93,6 +93,10 @@ pub struct Kv {
     pub started: Instant,
     pub total_commands: u64,
     pub total_connections: u64,
+    /// Replicas served a full copy, and continued from the backlog (INFO's
+    /// `sync_full` and `sync_partial_ok`).
+    pub sync_full: u64,
+    pub sync_partial_ok: u64,
     /// Replies being built for the connection being served.
     out: Vec<u8>,
     /// Keys found expired while running commands.
@@ -122,6 +126,8 @@ impl Kv {
             started: Instant::now(),
             total_commands: 0,
             total_connections: 0,
+            sync_full: 0,
+            sync_partial_ok: 0,
             out: Vec::with_capacity(16 * 1024),
             expired: Vec::new(),
             stream: Vec::new(),

@@ -59,6 +59,9 @@
 //!    and length-prefixed frames, cut from whatever bytes have arrived.
 //! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
 //!    a bounded send queue for when the socket is full.
+//! 8. **RESP** — [`resp`] (`src/resp.rs`): Redis's protocol, RESP2 and RESP3,
+//!    decoded incrementally within limits and encoded into one buffer per
+//!    pipeline; for servers (`kv_server`) and for clients of Redis.
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and

@@ -699,3 +699,46 @@ print("ok")
         );
     }
 }
+
+#[test]
+fn redis_cli_talks_to_it_over_tls() {
+    let _heavy = support::heavy();
+    if !have("redis-cli") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kv-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let server = support::Server::start(
+        "kv_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        2,
+    );
+    let tls_port = server.listening[1].rsplit(':').next().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-h", "localhost", "-p", &tls_port, "--tls", "--cacert"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "secret", "kept"]), "OK");
+    assert_eq!(cli(&["GET", "secret"]), "kept");
+    let mut plain = Client::connect(server.addr());
+    assert_eq!(plain.call(&["GET", "secret"]), bulk("kept"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

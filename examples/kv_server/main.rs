@@ -4,6 +4,9 @@
 //!
 //! Run:   cargo run --example kv_server -- --addr 127.0.0.1:6380
 //! Talk:  redis-cli -p 6380 set greeting hello     (or: nc 127.0.0.1 6380, then GET greeting)
+//! TLS:   cargo run --example kv_server -- --tls-addr 127.0.0.1:6390 \
+//!            --cert examples/demo-tls/cert.pem --key examples/demo-tls/key.pem
+//!        redis-cli -p 6390 --tls --cacert examples/demo-tls/cert.pem ping
 //! Copy:  cargo run --example kv_server -- --addr 127.0.0.1:6381 --replica-of 127.0.0.1:6380
 //!
 //! The files: `db.rs` (the keyspace, expiry, eviction), `commands.rs` (the
@@ -56,6 +59,9 @@ options:
   --max-bulk SIZE               longest bulk string (default 512mb)
   --max-array N                 most elements in one command (default 1048576)
   --client-output-limit SIZE    a client's unsent replies before it is dropped (default 64mb)
+  --tls-addr HOST:PORT          also listen for TLS here (with --cert and --key)
+  --cert FILE                   the TLS certificate chain, PEM (the server's first)
+  --key FILE                    the TLS private key, PEM
   --snapshot PATH               loaded at start; written on SAVE, SHUTDOWN and SIGTERM
   --replica-of HOST:PORT        follow this primary (reads only; writes get -READONLY)
   --repl-backlog SIZE           the stream kept for replicas that return (default 1mb)
@@ -98,6 +104,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 struct Args {
     addr: SocketAddr,
+    tls: Option<(SocketAddr, PathBuf, PathBuf)>,
     settings: Settings,
     replica_of: Option<SocketAddr>,
 }
@@ -117,6 +124,7 @@ fn parse_args() -> Args {
         repl_backlog: 1 << 20,
     };
     let mut replica_of = None;
+    let (mut tls_addr, mut cert, mut key) = (None, None, None);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -144,6 +152,23 @@ fn parse_args() -> Args {
                 settings.client_output_limit =
                     common::value(&mut parser, "client-output-limit", size)
             }
+            Long("tls-addr") => {
+                tls_addr = Some(common::value(&mut parser, "tls-addr", common::text))
+            }
+            Long("cert") => {
+                cert = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "cert",
+                    common::text,
+                )))
+            }
+            Long("key") => {
+                key = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "key",
+                    common::text,
+                )))
+            }
             Long("snapshot") => {
                 let path = common::value(&mut parser, "snapshot", common::text);
                 settings.snapshot = Some(PathBuf::from(path));
@@ -161,8 +186,15 @@ fn parse_args() -> Args {
             _ => common::usage_error(arg.unexpected()),
         }
     }
+    let tls = match (tls_addr, cert, key) {
+        (Some(addr), Some(cert), Some(key)) => Some((common::resolve_addr(&addr), cert, key)),
+        (Some(_), _, _) => common::usage_error("--tls-addr needs --cert and --key"),
+        (None, None, None) => None,
+        (None, _, _) => common::usage_error("--cert and --key need --tls-addr"),
+    };
     Args {
         addr: common::resolve_addr(&addr),
+        tls,
         settings,
         replica_of,
     }
@@ -195,6 +227,7 @@ fn main() {
 fn run(args: Args) -> io::Result<()> {
     let Args {
         addr,
+        tls,
         mut settings,
         replica_of,
     } = args;
@@ -214,6 +247,12 @@ fn run(args: Args) -> io::Result<()> {
             }
         },
         None => Db::new(),
+    };
+    // The certificate and key are read before anything listens: a bad file
+    // stops the server before it announces itself.
+    let tls = match tls {
+        Some((addr, cert, key)) => Some((addr, reactor::tls::server_config(&cert, &key)?)),
+        None => None,
     };
     let mut reactor = Reactor::new()?;
     let config = Config::default()
@@ -255,5 +294,11 @@ fn run(args: Args) -> io::Result<()> {
         reactor.stop();
     })?;
     common::announce(format_args!("listening on {bound}"));
+    if let Some((addr, tls)) = tls {
+        let id = service
+            .listen_tls(&mut reactor, addr, tls)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
+    }
     reactor.run()
 }

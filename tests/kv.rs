@@ -444,7 +444,24 @@ fn hostile_headers_get_an_error_and_a_close() {
         assert_eq!(c.read(), Value::Error(error.into()));
         assert!(c.try_read().is_none(), "closed after {error}");
     }
-    // Under the limits, the server waits for the data.
+    // Under the limits, the server waits for the data, and reserves
+    // nothing for what a header announces.
+    let roomy = Target::kv(&[]);
+    let Target::Kv(roomy_server) = &roomy else {
+        unreachable!()
+    };
+    let before = roomy_server.rss_kib();
+    let mut announcers: Vec<Client> = (0..20).map(|_| roomy.client()).collect();
+    for a in &mut announcers {
+        a.send_raw(b"*2\r\n$4\r\nECHO\r\n$400000000\r\nonly a few bytes");
+    }
+    let mut probe = roomy.client();
+    assert_eq!(probe.call(&["PING"]), Value::Simple("PONG".into()));
+    let after = roomy_server.rss_kib();
+    assert!(
+        after < before + 16 * 1024,
+        "rss {before} KiB -> {after} KiB"
+    );
     let mut c = target.client();
     c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000\r\n");
     c.send_raw(&vec![b'v'; 500_000]);
@@ -582,6 +599,16 @@ fn snapshot_survives_a_restart_and_a_corrupt_one_stops_the_start() {
     );
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    bytes[middle] ^= 0x55;
+    bytes[6] = 9; // version 9
+    std::fs::write(&path, &bytes).unwrap();
+    let (status, _, stderr) = support::run_example(
+        "kv_server",
+        &["--addr", "127.0.0.1:0", "--snapshot", path_s],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("unknown snapshot version 9"), "{stderr}");
     std::fs::write(&path, b"not a snapshot at all").unwrap();
     let (status, _, stderr) = support::run_example(
         "kv_server",
@@ -741,4 +768,22 @@ fn redis_cli_talks_to_it_over_tls() {
     let mut plain = Client::connect(server.addr());
     assert_eq!(plain.call(&["GET", "secret"]), bulk("kept"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ours alone (our flag): one client more than `--max-clients` is told
+/// why and closed; the others carry on.
+#[test]
+fn clients_over_the_limit_are_refused_with_redis_s_error() {
+    let target = Target::kv(&["--max-clients", "2"]);
+    let mut a = target.client();
+    let mut b = target.client();
+    assert_eq!(a.call(&["PING"]), Value::Simple("PONG".into()));
+    assert_eq!(b.call(&["PING"]), Value::Simple("PONG".into()));
+    let mut c = target.client();
+    assert_eq!(
+        c.read(),
+        Value::Error("ERR max number of clients reached".into())
+    );
+    assert!(c.try_read().is_none());
+    assert_eq!(a.call(&["PING"]), Value::Simple("PONG".into()));
 }

@@ -2,15 +2,18 @@
 # kv_server against redis-server on redis-benchmark's own workload: each
 # server pinned to CPU 0, redis-benchmark to CPU 1; `-t set` and `-t get`
 # run separately, so each row's server CPU (utime+stime from /proc, before
-# and after) is that test's alone. Writes the section between the kv markers
-# of docs/benchmarks.md (appended if they are missing).
+# and after) is that test's alone. Then the same rows under callgrind:
+# user-space instructions per request, which the other work on a shared
+# machine does not disturb. Writes the section between the kv markers of
+# docs/benchmarks.md (appended if they are missing).
 #
 # usage: benches/kv.sh            (-n 1000000 per row, about 4 minutes)
 #        QUICK=1 benches/kv.sh    (-n 100000: a smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${KV_REQUESTS:-1000000}
-if [ -n "${QUICK:-}" ]; then n=100000; fi
+cg_n=${KV_CALLGRIND_REQUESTS:-20000}
+if [ -n "${QUICK:-}" ]; then n=100000; cg_n=5000; fi
 port=16390
 out=$(mktemp)
 cargo build --release --example kv_server >&2
@@ -49,9 +52,43 @@ for row in "1:3" "16:3" "1:16384" "16:16384"; do
     done
 done
 
-python3 - "$out" "$n" <<'PY'
+# Callgrind: instructions per request, counted from after a warm-up
+# (callgrind_control --zero) to the end of the row (--dump).
+cg=$(mktemp)
+echo "| server | test | pipeline | value | instructions/request |" > "$cg"
+echo "|---|---|---|---|---|" >> "$cg"
+for row in "1:3" "16:3" "1:16384" "16:16384"; do
+    IFS=: read -r pipe size <<<"$row"
+    for t in set get; do
+        for server in kv_server redis-server; do
+            dir=$(mktemp -d)
+            case $server in
+                kv_server) valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \
+                               "$kv" --addr 127.0.0.1:$port >/dev/null 2>&1 & ;;
+                redis-server) valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \
+                               redis-server --port $port --save "" --appendonly no >/dev/null 2>&1 & ;;
+            esac
+            pid=$!
+            for _ in $(seq 200); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+            redis-benchmark -p $port -q -n 2000 -d "$size" -t set >/dev/null 2>&1
+            callgrind_control -z "$pid" >/dev/null
+            redis-benchmark -p $port -c 50 -n "$cg_n" -P "$pipe" -d "$size" -t "$t" -q >/dev/null 2>&1
+            callgrind_control -d "$pid" >/dev/null
+            sleep 0.5
+            ir=$(grep -h "^summary:" "$dir"/cg.*.1 | awk '{print $2}')
+            kill "$pid"; wait "$pid" 2>/dev/null || true
+            per=$((ir / cg_n))
+            echo "[kv callgrind] $server $t -P $pipe -d $size: $per instructions/request" >&2
+            echo "| $server | ${t^^} | $pipe | $size B | $per |" >> "$cg"
+            rm -rf "$dir"
+        done
+    done
+done
+
+python3 - "$out" "$n" "$cg" "$cg_n" <<'PY'
 import sys, re
 table, n = open(sys.argv[1]).read(), sys.argv[2]
+cg_table, cg_n = open(sys.argv[3]).read(), sys.argv[4]
 section = f"""<!-- kv:start -->
 ## kv_server against redis-server (redis-benchmark)
 
@@ -64,8 +101,20 @@ requests/s at least redis-server's, and its CPU per request at most redis-server
 every row.
 
 {table}
+User-space instructions per request under callgrind (`-n {cg_n}`, counted after a warm-up):
+deterministic, whatever else the machine runs; kernel work (the copies into and out of
+the sockets, the same for both servers) is not in it.
+
+{cg_table}
+{{analysis}}
 <!-- kv:end -->
 """
+analysis_path = "benches/kv-analysis.md"
+try:
+    analysis = open(analysis_path).read()
+except OSError:
+    analysis = ""
+section = section.replace("{analysis}", analysis)
 path = "docs/benchmarks.md"
 doc = open(path).read()
 if "<!-- kv:start -->" in doc:
@@ -74,4 +123,4 @@ else:
     doc = doc.rstrip("\n") + "\n\n" + section
 open(path, "w").write(doc)
 PY
-rm -f "$out"
+rm -f "$out" "$cg"

@@ -300,6 +300,24 @@ fn pipelined_bursts_split_at_every_byte_boundary() {
                 );
             }
         }
+        // Large values, alone and between small replies, in order.
+        let mut c = target.client();
+        let big: String = (0..100_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        assert_eq!(c.call(&["SET", "big", &big]), ok());
+        assert_eq!(c.call(&["GET", "big"]), bulk(&big));
+        let mut mixed = Vec::new();
+        for key in ["big", "k1", "big", "nothing", "big"] {
+            reactor::resp::encode::command(&mut mixed, &["GET", key]);
+        }
+        c.send_raw(&mixed);
+        for want in [bulk(&big), bulk("vvv"), bulk(&big), Value::Null, bulk(&big)] {
+            assert_eq!(c.read(), want, "{}", target.name());
+        }
+        c.send(&["HSET", "bh", "f", &big]);
+        assert_eq!(c.read(), int(1));
+        assert_eq!(c.call(&["HGET", "bh", "f"]), bulk(&big));
         // A thousand commands in one write, answered in order.
         let mut big = Vec::new();
         for i in 0..1000 {

@@ -15,6 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use reactor::resp::{Protocol, encode, parse_i64};
+use reactor::service::{ConnId, Connections};
 
 use crate::db::{Db, Value, element_cost, field_cost};
 
@@ -35,8 +36,35 @@ pub mod flags {
     pub const NOQUEUE: u8 = 8;
 }
 
+/// Where a large value goes without being copied into the reply buffer
+/// first: straight to the connection's output, after the replies before it.
+pub struct Direct<'a, 'b> {
+    pub conns: &'a mut Connections<'b>,
+    pub id: ConnId,
+}
+
+/// Values at least this long are sent with [`Direct`]: one copy (into the
+/// connection's output) instead of two.
+const DIRECT_MIN: usize = 4096;
+
+/// Appends a bulk string holding a stored value: small ones to the reply
+/// buffer, large ones (with what the buffer holds before them) straight to
+/// the connection, so a 16 KiB `GET` copies its value once, as Redis does.
+pub fn value_bulk(out: &mut Vec<u8>, direct: &mut Option<Direct<'_, '_>>, bytes: &[u8]) {
+    match direct {
+        Some(d) if bytes.len() >= DIRECT_MIN => {
+            encode::header(out, b'$', bytes.len());
+            let _ = d.conns.send(d.id, out);
+            let _ = d.conns.send(d.id, bytes);
+            out.clear();
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => encode::bulk(out, bytes),
+    }
+}
+
 /// Everything a data command works with.
-pub struct Ctx<'a> {
+pub struct Ctx<'a, 'b> {
     pub db: &'a mut Db,
     pub proto: Protocol,
     /// The time of this batch of commands, ms since the epoch.
@@ -47,9 +75,11 @@ pub struct Ctx<'a> {
     pub expired: &'a mut Vec<Vec<u8>>,
     /// The replication stream, when anyone listens to it.
     pub stream: Option<&'a mut Vec<u8>>,
+    /// The connection, for large values (`None` where replies are dropped).
+    pub direct: Option<Direct<'a, 'b>>,
 }
 
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     fn error(&mut self, text: &str) {
         encode::error(self.out, text);
     }
@@ -72,7 +102,7 @@ impl Ctx<'_> {
     }
 }
 
-pub type Run = fn(&mut Ctx<'_>, &[&[u8]]);
+pub type Run = fn(&mut Ctx<'_, '_>, &[&[u8]]);
 
 /// One command: its name, Redis's arity (negative: at least that many
 /// arguments, the name included), its flags, and its function if it is a
@@ -215,7 +245,7 @@ fn is(arg: &[u8], word: &str) -> bool {
 
 /// The string at `key`: `Ok(None)` if absent, `Err` (WRONGTYPE answered)
 /// if it is another type.
-fn read_str<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, ()> {
+fn read_str<'c>(ctx: &'c mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<&'c [u8]>, ()> {
     let (now, out) = (ctx.now, &mut *ctx.out);
     match ctx.db.get(key, now, ctx.expired) {
         None => Ok(None),
@@ -229,16 +259,16 @@ fn read_str<'c>(ctx: &'c mut Ctx<'_>, key: &[u8]) -> Result<Option<&'c [u8]>, ()
     }
 }
 
-fn get(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn get(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     match ctx.db.get(args[1], now, ctx.expired).map(|e| &e.value) {
         None => encode::null(ctx.out, ctx.proto),
-        Some(Value::Str(s)) => encode::bulk(ctx.out, s),
+        Some(Value::Str(s)) => value_bulk(ctx.out, &mut ctx.direct, s),
         Some(_) => encode::error(ctx.out, WRONGTYPE),
     }
 }
 
-fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn set(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let (key, value) = (args[1], args[2]);
     let mut expire_at: Option<u64> = None;
     let (mut nx, mut xx, mut want_get, mut keepttl) = (false, false, false, false);
@@ -282,19 +312,20 @@ fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         i += 1;
     }
     let now = ctx.now;
-    let old = match ctx.db.get_mut(key, now, ctx.expired) {
-        None => None,
+    // The old value is copied only for `GET`: a plain SET of 16 KiB values
+    // must not copy each one it replaces.
+    let (present, old_expire, old) = match ctx.db.get_mut(key, now, ctx.expired) {
+        None => (false, None, None),
         Some(e) => match &e.value {
-            Value::Str(s) => Some((s.clone(), e.expire_at)),
+            Value::Str(s) => (true, e.expire_at, want_get.then(|| s.clone())),
             _ if want_get => return ctx.error(WRONGTYPE),
-            _ => Some((Vec::new(), e.expire_at)),
+            _ => (true, e.expire_at, None),
         },
     };
-    let present = old.is_some();
     let performed = !(nx && present || xx && !present);
     if performed {
         if keepttl {
-            expire_at = old.as_ref().and_then(|(_, t)| *t);
+            expire_at = old_expire;
         }
         ctx.db.set(key, Value::Str(value.to_vec()), expire_at);
         ctx.db.dirty += 1;
@@ -305,7 +336,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
     if want_get {
         match old {
-            Some((s, _)) => encode::bulk(ctx.out, &s),
+            Some(s) => encode::bulk(ctx.out, &s),
             None => ctx.null(),
         }
     } else if performed {
@@ -315,7 +346,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn setex(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn setex(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let Some(secs) = int_arg(args[2]) else {
         return ctx.error(NOT_INTEGER);
     };
@@ -329,7 +360,7 @@ fn setex(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     ctx.ok();
 }
 
-fn getdel(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn getdel(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let value = match read_str(ctx, args[1]) {
         Err(()) => return,
         Ok(v) => v.map(<[u8]>::to_vec),
@@ -339,13 +370,13 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
             ctx.db.remove(args[1]);
             ctx.db.dirty += 1;
             ctx.propagate(&[b"DEL", args[1]]);
-            encode::bulk(ctx.out, &v);
+            value_bulk(ctx.out, &mut ctx.direct, &v);
         }
         None => ctx.null(),
     }
 }
 
-fn del(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn del(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let mut n = 0;
     for key in &args[1..] {
         let now = ctx.now;
@@ -361,7 +392,7 @@ fn del(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, n);
 }
 
-fn exists(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn exists(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     let n = args[1..]
         .iter()
@@ -370,7 +401,7 @@ fn exists(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, n as i64);
 }
 
-fn type_(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn type_(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     let name = ctx
         .db
@@ -379,7 +410,7 @@ fn type_(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::simple(ctx.out, name);
 }
 
-fn incr(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn incr(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let name = args[0];
     let by = if args.len() == 3 {
         match int_arg(args[2]) {
@@ -427,7 +458,7 @@ fn incr(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, new);
 }
 
-fn append(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn append(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     let len = match ctx.db.get_mut(args[1], now, ctx.expired) {
         None => {
@@ -450,25 +481,25 @@ fn append(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, len as i64);
 }
 
-fn strlen(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn strlen(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     if let Ok(v) = read_str(ctx, args[1]) {
         let len = v.map_or(0, <[u8]>::len);
         encode::integer(ctx.out, len as i64);
     }
 }
 
-fn mget(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn mget(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     encode::array_header(ctx.out, args.len() - 1);
     let now = ctx.now;
     for key in &args[1..] {
         match ctx.db.get(key, now, ctx.expired).map(|e| &e.value) {
-            Some(Value::Str(s)) => encode::bulk(ctx.out, s),
+            Some(Value::Str(s)) => value_bulk(ctx.out, &mut ctx.direct, s),
             _ => encode::null(ctx.out, ctx.proto),
         }
     }
 }
 
-fn mset(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn mset(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     if args.len() % 2 == 0 {
         return ctx.error(&arity_error("mset"));
     }
@@ -484,7 +515,7 @@ type Hash = HashMap<Vec<u8>, Vec<u8>>;
 
 /// The hash at `key` for a write, created if absent (`create`).
 fn hash_mut<'c>(
-    ctx: &'c mut Ctx<'_>,
+    ctx: &'c mut Ctx<'_, '_>,
     key: &[u8],
     create: bool,
 ) -> Result<Option<&'c mut Hash>, ()> {
@@ -505,7 +536,7 @@ fn hash_mut<'c>(
     }
 }
 
-fn hset(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hset(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     if args.len() % 2 != 0 {
         return ctx.error(&arity_error("hset"));
     }
@@ -527,19 +558,19 @@ fn hset(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, added);
 }
 
-fn hget(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hget(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     match ctx.db.get(args[1], now, ctx.expired).map(|e| &e.value) {
         None => encode::null(ctx.out, ctx.proto),
         Some(Value::Hash(h)) => match h.get(args[2]) {
-            Some(v) => encode::bulk(ctx.out, v),
+            Some(v) => value_bulk(ctx.out, &mut ctx.direct, v),
             None => encode::null(ctx.out, ctx.proto),
         },
         Some(_) => ctx.error(WRONGTYPE),
     }
 }
 
-fn hdel(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hdel(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let Ok(found) = hash_mut(ctx, args[1], false) else {
         return;
     };
@@ -562,7 +593,7 @@ fn hdel(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, removed);
 }
 
-fn hgetall(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hgetall(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     match ctx.db.get(args[1], now, ctx.expired).map(|e| &e.value) {
         None => encode::map_header(ctx.out, 0, ctx.proto),
@@ -570,14 +601,14 @@ fn hgetall(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
             encode::map_header(ctx.out, h.len(), ctx.proto);
             for (k, v) in h {
                 encode::bulk(ctx.out, k);
-                encode::bulk(ctx.out, v);
+                value_bulk(ctx.out, &mut ctx.direct, v);
             }
         }
         Some(_) => ctx.error(WRONGTYPE),
     }
 }
 
-fn hlen(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hlen(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     match ctx.db.get(args[1], now, ctx.expired).map(|e| &e.value) {
         None => encode::integer(ctx.out, 0),
@@ -586,7 +617,7 @@ fn hlen(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn hincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn hincrby(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let Some(by) = int_arg(args[3]) else {
         return ctx.error(NOT_INTEGER);
     };
@@ -618,7 +649,7 @@ fn hincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, new);
 }
 
-fn push(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn push(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let left = args[0][0].eq_ignore_ascii_case(&b'l');
     let now = ctx.now;
     if ctx.db.get_mut(args[1], now, ctx.expired).is_none() {
@@ -648,7 +679,7 @@ fn push(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, len as i64);
 }
 
-fn pop(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn pop(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let left = args[0][0].eq_ignore_ascii_case(&b'l');
     let count = match args.len() {
         2 => None,
@@ -692,7 +723,7 @@ fn pop(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
     match count {
         None => match popped.first() {
-            Some(v) => encode::bulk(ctx.out, v),
+            Some(v) => value_bulk(ctx.out, &mut ctx.direct, v),
             None => ctx.null(),
         },
         Some(_) => {
@@ -702,7 +733,7 @@ fn pop(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn lrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn lrange(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let (Some(start), Some(stop)) = (int_arg(args[2]), int_arg(args[3])) else {
         return ctx.error(NOT_INTEGER);
     };
@@ -728,11 +759,11 @@ fn lrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
     encode::array_header(ctx.out, (stop - start + 1) as usize);
     for v in list.range(start as usize..=stop as usize) {
-        encode::bulk(ctx.out, v);
+        value_bulk(ctx.out, &mut ctx.direct, v);
     }
 }
 
-fn llen(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn llen(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     match ctx.db.get(args[1], now, ctx.expired).map(|e| &e.value) {
         None => encode::integer(ctx.out, 0),
@@ -741,7 +772,7 @@ fn llen(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn expire(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn expire(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let name = args[0];
     let Some(n) = int_arg(args[2]) else {
         return ctx.error(NOT_INTEGER);
@@ -807,7 +838,7 @@ fn expire(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, 1);
 }
 
-fn ttl(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn ttl(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let millis = args[0][0].eq_ignore_ascii_case(&b'p');
     let now = ctx.now;
     let n = match ctx.db.get_mut(args[1], now, ctx.expired) {
@@ -823,7 +854,7 @@ fn ttl(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, n);
 }
 
-fn persist(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn persist(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     let had = ctx
         .db
@@ -837,7 +868,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     encode::integer(ctx.out, i64::from(had));
 }
 
-fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn keys(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let pattern = args[1];
     let matching: Vec<&[u8]> = ctx
         .db
@@ -851,7 +882,7 @@ fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn scan(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let Some(cursor) = std::str::from_utf8(args[1])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -907,11 +938,11 @@ fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn dbsize(ctx: &mut Ctx<'_>, _: &[&[u8]]) {
+fn dbsize(ctx: &mut Ctx<'_, '_>, _: &[&[u8]]) {
     encode::integer(ctx.out, ctx.db.len() as i64);
 }
 
-fn flush(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn flush(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     if args.len() > 2
         || args
             .get(1)
@@ -925,7 +956,7 @@ fn flush(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     ctx.ok();
 }
 
-fn ping(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn ping(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     match args.len() {
         1 => encode::simple(ctx.out, "PONG"),
         2 => encode::bulk(ctx.out, args[1]),
@@ -933,7 +964,7 @@ fn ping(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
 }
 
-fn echo(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+fn echo(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     encode::bulk(ctx.out, args[1]);
 }
 

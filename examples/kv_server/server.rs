@@ -15,7 +15,7 @@ use reactor::resp::{Limits, Protocol, RequestDecoder, encode, parse_i64};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, Origin};
 
 use crate::backlog::Backlog;
-use crate::commands::{self, Command, Ctx, NOT_INTEGER, SYNTAX, flags};
+use crate::commands::{self, Command, Ctx, Direct, NOT_INTEGER, SYNTAX, flags};
 use crate::db::{self, Db, Policy};
 use crate::replication::{Upstream, new_replid};
 use crate::snapshot;
@@ -113,6 +113,13 @@ pub struct Kv {
     pub backlog: Option<Backlog>,
     pub upstream: Option<Upstream>,
     pub waiters: Vec<Waiter>,
+    /// The command being run is the last one of what arrived, with few
+    /// replies before it: a large value may go straight to the connection
+    /// (see `commands::value_bulk`). A pipeline's replies are gathered
+    /// instead: past the service's `TURN_MAX` (256 KiB) they are queued as
+    /// one chunk, bypassing the per-turn arena, which many connections'
+    /// 16 KiB values would otherwise make grow and shrink every turn.
+    direct_ok: bool,
 }
 
 impl Kv {
@@ -138,6 +145,7 @@ impl Kv {
             backlog: None,
             upstream: None,
             waiters: Vec::new(),
+            direct_ok: false,
         }
     }
 
@@ -214,6 +222,7 @@ impl Kv {
             args.extend(client.decoder.args(&data[pos..]));
             let from = pos;
             pos += len;
+            self.direct_ok = pos == data.len();
             if args.is_empty() {
                 continue;
             }
@@ -313,6 +322,8 @@ impl Kv {
         // Only a primary with a backlog writes the stream; a replica's own
         // lazy deletions are not part of its primary's stream.
         let streaming = self.backlog.is_some() && !self.is_replica();
+        let direct = (client.role == Role::Normal && self.direct_ok && self.out.len() < 4096)
+            .then_some(Direct { conns, id });
         let mut ctx = Ctx {
             db: &mut self.db,
             proto: client.proto,
@@ -320,6 +331,7 @@ impl Kv {
             out: &mut self.out,
             expired: &mut self.expired,
             stream: streaming.then_some(&mut self.stream),
+            direct,
         };
         run(&mut ctx, args);
         self.flush_expired();
@@ -613,6 +625,7 @@ impl Kv {
         }
         // On one thread a transaction is its queue run at once; replicas get
         // it wrapped in MULTI/EXEC so that they apply it as one.
+        self.direct_ok = false;
         let mark = self.stream.len();
         encode::command(&mut self.stream, &["MULTI"]);
         let opened = self.stream.len();

@@ -7,13 +7,16 @@
 # machine does not disturb. Writes the section between the kv markers of
 # docs/benchmarks.md (appended if they are missing).
 #
-# usage: benches/kv.sh            (-n 1000000 per row, about 4 minutes)
-#        QUICK=1 benches/kv.sh    (-n 100000: a smoke run)
+# usage: benches/kv.sh            (3 rounds of -n 500000 per row, then callgrind:
+#                                  about 15 minutes)
+#        QUICK=1 benches/kv.sh    (one round of -n 100000: a smoke run)
+#        KV_REQUESTS=1000000 KV_ROUNDS=5 benches/kv.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=${KV_REQUESTS:-1000000}
+n=${KV_REQUESTS:-500000}
 cg_n=${KV_CALLGRIND_REQUESTS:-20000}
-if [ -n "${QUICK:-}" ]; then n=100000; cg_n=5000; fi
+rounds=${KV_ROUNDS:-3}
+if [ -n "${QUICK:-}" ]; then n=100000; cg_n=5000; rounds=1; fi
 port=16390
 out=$(mktemp)
 cargo build --release --example kv_server >&2
@@ -33,30 +36,49 @@ start() {
     echo "$1 did not start" >&2; exit 1
 }
 
-echo "| server | test | pipeline | value | requests/s | server CPU µs/request |" > "$out"
-echo "|---|---|---|---|---|---|" >> "$out"
-for row in "1:3" "16:3" "1:16384" "16:16384"; do
-    IFS=: read -r pipe size <<<"$row"
-    for server in kv_server redis-server; do
-        start "$server"
-        for t in set get; do
-            before=$(cpu_ticks "$pid")
-            rps=$(taskset -c 1 redis-benchmark -p $port -c 50 -n "$n" -P "$pipe" -d "$size" -t "$t" -q \
-                  | tr '\r' '\n' | grep -i "requests per second" | tail -1 | awk '{print $2}')
-            after=$(cpu_ticks "$pid")
-            us=$(python3 -c "print(f'{($after-$before)/$tick*1e6/$n:.2f}')")
-            echo "[kv bench] $server $t -P $pipe -d $size: $rps req/s, $us µs CPU/req" >&2
-            echo "| $server | ${t^^} | $pipe | $size B | $rps | $us |" >> "$out"
+# Rounds alternate which server goes first; each row reports medians.
+raw=$(mktemp)
+for round in $(seq 1 "$rounds"); do
+    order="kv_server redis-server"
+    if [ $((round % 2)) -eq 0 ]; then order="redis-server kv_server"; fi
+    for row in "1:3" "16:3" "1:16384" "16:16384"; do
+        IFS=: read -r pipe size <<<"$row"
+        for server in $order; do
+            start "$server"
+            for t in set get; do
+                before=$(cpu_ticks "$pid")
+                rps=$(taskset -c 1 redis-benchmark -p $port -c 50 -n "$n" -P "$pipe" -d "$size" -t "$t" -q \
+                      | tr '\r' '\n' | grep -i "requests per second" | tail -1 | awk '{print $2}')
+                after=$(cpu_ticks "$pid")
+                us=$(python3 -c "print(f'{($after-$before)/$tick*1e6/$n:.2f}')")
+                echo "[kv bench] round $round: $server $t -P $pipe -d $size: $rps req/s, $us µs CPU/req" >&2
+                echo "$server ${t^^} $pipe $size $rps $us" >> "$raw"
+            done
+            kill "$pid"; wait "$pid" 2>/dev/null || true
         done
-        kill "$pid"; wait "$pid" 2>/dev/null || true
     done
 done
+python3 - "$raw" > "$out" <<'PY'
+import sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    server, test, pipe, size, rps, us = line.split()
+    rows.setdefault((pipe, size, test), {}).setdefault(server, []).append((float(rps), float(us)))
+print("| test | pipeline | value | kv_server requests/s | redis-server requests/s | ratio | kv_server CPU µs/req | redis-server CPU µs/req | ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
+order = sorted(rows, key=lambda k: (int(k[1]), int(k[0]), k[2] != "SET"))
+for key in order:
+    pipe, size, test = key
+    med = {s: (statistics.median(r for r, _ in v), statistics.median(u for _, u in v)) for s, v in rows[key].items()}
+    (kr, ku), (rr, ru) = med["kv_server"], med["redis-server"]
+    print(f"| {test} | {pipe} | {size} B | {kr:,.0f} | {rr:,.0f} | {kr/rr:.2f}x | {ku:.2f} | {ru:.2f} | {ku/ru:.2f}x |")
+PY
+rm -f "$raw"
 
 # Callgrind: instructions per request, counted from after a warm-up
 # (callgrind_control --zero) to the end of the row (--dump).
 cg=$(mktemp)
-echo "| server | test | pipeline | value | instructions/request |" > "$cg"
-echo "|---|---|---|---|---|" >> "$cg"
+cg_raw=$(mktemp)
 for row in "1:3" "16:3" "1:16384" "16:16384"; do
     IFS=: read -r pipe size <<<"$row"
     for t in set get; do
@@ -79,23 +101,40 @@ for row in "1:3" "16:3" "1:16384" "16:16384"; do
             kill "$pid"; wait "$pid" 2>/dev/null || true
             per=$((ir / cg_n))
             echo "[kv callgrind] $server $t -P $pipe -d $size: $per instructions/request" >&2
-            echo "| $server | ${t^^} | $pipe | $size B | $per |" >> "$cg"
+            echo "$server ${t^^} $pipe $size $per" >> "$cg_raw"
             rm -rf "$dir"
         done
     done
 done
 
-python3 - "$out" "$n" "$cg" "$cg_n" <<'PY'
+python3 - "$cg_raw" > "$cg" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    server, test, pipe, size, per = line.split()
+    rows.setdefault((test, pipe, size), {})[server] = int(per)
+print("| test | pipeline | value | kv_server | redis-server | ratio |")
+print("|---|---|---|---|---|---|")
+for (test, pipe, size), v in rows.items():
+    k, r = v["kv_server"], v["redis-server"]
+    print(f"| {test} | {pipe} | {size} B | {k:,} | {r:,} | {k/r:.2f}x |")
+PY
+rm -f "$cg_raw"
+
+python3 - "$out" "$n" "$cg" "$cg_n" "$rounds" <<'PY'
 import sys, re
 table, n = open(sys.argv[1]).read(), sys.argv[2]
 cg_table, cg_n = open(sys.argv[3]).read(), sys.argv[4]
+rounds = sys.argv[5]
 section = f"""<!-- kv:start -->
 ## kv_server against redis-server (redis-benchmark)
 
 `benches/kv.sh`: `redis-benchmark -c 50 -n {n} -t set|get` with `-P 1` and `-P 16`, values
-of 3 bytes (redis-benchmark's default) and 16 KiB. Each server is pinned to CPU 0 and
-redis-benchmark to CPU 1, on a shared 2-core VM (other work was running: treat small
-differences as noise). redis-server is Debian's 7.0.15, with persistence off and one I/O
+of 3 bytes (redis-benchmark's default) and 16 KiB; the median of {rounds} rounds, which
+alternate the server that goes first. Each server is pinned to CPU 0 and redis-benchmark to
+CPU 1, on a shared 2-core VM (other sessions were compiling and testing on it: single runs
+swing by 2x, so read the ratios of medians, and the callgrind counts below, which do not
+swing). redis-server is Debian's 7.0.15, with persistence off and one I/O
 thread. Server CPU is utime+stime over the row, divided by its requests. Goal: kv_server's
 requests/s at least redis-server's, and its CPU per request at most redis-server's, on
 every row.

@@ -228,3 +228,20 @@ fn a_replica_that_missed_little_continues_from_the_backlog() {
     assert_eq!(p.info_field("stats", "sync_partial_ok"), "1");
     assert_eq!(p.info_field("stats", "sync_full"), "1");
 }
+
+#[test]
+fn a_replica_authenticates_to_a_primary_with_a_password() {
+    let _heavy = support::heavy();
+    let primary = start(&["--requirepass", "pw"]);
+    let mut p = Client::connect(primary.addr());
+    assert_eq!(p.call(&["AUTH", "pw"]), ok());
+    p.call(&["SET", "k", "v"]);
+    let replica = replica_of(&primary, &["--primary-auth", "pw"]);
+    sees(&replica, "k", bulk("v"));
+    // Without the password the primary refuses the sync, and the replica
+    // says its link is down.
+    let refused = replica_of(&primary, &[]);
+    let mut r = Client::connect(refused.addr());
+    assert_eq!(r.info_field("replication", "master_link_status"), "down");
+    assert_eq!(r.call(&["GET", "k"]), Value::Null);
+}

@@ -59,3 +59,23 @@ impl Backlog {
         Some(self.bytes.iter().skip(skip).copied().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Backlog;
+
+    #[test]
+    fn keeps_the_last_bytes_and_says_what_it_no_longer_has() {
+        let mut b = Backlog::new(8, 100);
+        b.append(b"abcdef");
+        assert_eq!(b.since(100).as_deref(), Some(&b"abcdef"[..]));
+        b.append(b"ghijkl");
+        assert_eq!(b.start(), 104);
+        assert_eq!(b.since(104).as_deref(), Some(&b"efghijkl"[..]));
+        assert_eq!(b.since(103), None, "dropped");
+        assert_eq!(b.since(112).as_deref(), Some(&b""[..]));
+        assert_eq!(b.since(113), None, "not yet written");
+        b.append(b"0123456789");
+        assert_eq!(b.since(114).as_deref(), Some(&b"23456789"[..]));
+    }
+}

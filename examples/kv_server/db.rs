@@ -160,6 +160,12 @@ impl Db {
         (self.rng % below as u64) as usize
     }
 
+    /// The bookkeeping of a key of its own (the value not included).
+    #[cfg(test)]
+    pub fn new_entry_cost(key: &[u8], with_deadline: bool) -> usize {
+        Self::key_cost(key, with_deadline)
+    }
+
     fn key_cost(key: &[u8], with_deadline: bool) -> usize {
         // A key with a deadline is stored twice (as Redis's `expires`).
         ENTRY_OVERHEAD + key.len() * if with_deadline { 2 } else { 1 }

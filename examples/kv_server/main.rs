@@ -64,6 +64,7 @@ options:
   --key FILE                    the TLS private key, PEM
   --snapshot PATH               loaded at start; written on SAVE, SHUTDOWN and SIGTERM
   --replica-of HOST:PORT        follow this primary (reads only; writes get -READONLY)
+  --primary-auth PASSWORD       the primary's --requirepass, for --replica-of / REPLICAOF
   --repl-backlog SIZE           the stream kept for replicas that return (default 1mb)
   --repl-output-limit SIZE      a replica's unsent stream before it is dropped (default 256mb)
   -h, --help                    show this text
@@ -122,6 +123,7 @@ fn parse_args() -> Args {
         client_output_limit: 64 << 20,
         repl_output_limit: 256 << 20,
         repl_backlog: 1 << 20,
+        primary_auth: None,
     };
     let mut replica_of = None;
     let (mut tls_addr, mut cert, mut key) = (None, None, None);
@@ -175,6 +177,10 @@ fn parse_args() -> Args {
             }
             Long("replica-of") => {
                 replica_of = Some(common::value(&mut parser, "replica-of", common::resolve))
+            }
+            Long("primary-auth") => {
+                let pass = common::value(&mut parser, "primary-auth", common::text);
+                settings.primary_auth = Some(pass.into_bytes());
             }
             Long("repl-backlog") => {
                 settings.repl_backlog = common::value(&mut parser, "repl-backlog", size).max(1)

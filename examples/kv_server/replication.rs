@@ -135,6 +135,9 @@ impl Kv {
             return;
         }
         let mut hello = Vec::new();
+        if let Some(pass) = &self.settings.primary_auth {
+            encode::command(&mut hello, &[&b"AUTH"[..], pass]);
+        }
         encode::command(
             &mut hello,
             &[
@@ -222,6 +225,8 @@ impl Kv {
             return Ok(());
         };
         match (&up.state, value) {
+            // The answer to our `AUTH` (`--primary-auth`).
+            (LinkState::Handshake, Value::Simple(line)) if line == "OK" => {}
             (LinkState::Handshake, Value::Simple(line)) => {
                 let words: Vec<&str> = line.split(' ').collect();
                 match words.as_slice() {

@@ -33,6 +33,8 @@ pub struct Settings {
     pub client_output_limit: usize,
     pub repl_output_limit: usize,
     pub repl_backlog: usize,
+    /// The password a replica gives its primary (`--primary-auth`).
+    pub primary_auth: Option<Vec<u8>>,
 }
 
 /// What a connection is to us.

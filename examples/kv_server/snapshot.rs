@@ -233,3 +233,36 @@ pub fn load(path: &Path, now: u64) -> io::Result<Option<Db>> {
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_zlib_s() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn every_type_round_trips_and_any_flipped_byte_is_refused() {
+        let mut db = Db::new();
+        db.set(b"s", Value::Str(b"v".to_vec()), Some(u64::MAX / 2));
+        db.set(
+            b"h",
+            Value::Hash(HashMap::from([(b"f".to_vec(), b"1".to_vec())])),
+            None,
+        );
+        db.set(b"l", Value::List(VecDeque::from([b"a".to_vec()])), None);
+        db.set(b"dead", Value::Str(vec![]), Some(5));
+        let bytes = encode(&db, 10);
+        let back = decode(&bytes, 10).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back.used, db.used - Db::new_entry_cost(b"dead", true));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert!(decode(&bad, 10).is_err(), "flipped byte {i} accepted");
+        }
+        assert!(decode(&bytes[..bytes.len() - 1], 10).is_err());
+    }
+}

@@ -81,6 +81,24 @@ fn writes_on_the_primary_reach_two_replicas() {
         assert_eq!(c.info_field("replication", "role"), "slave");
     }
     assert_eq!(p.info_field("replication", "connected_slaves"), "2");
+    // More replicas than there are: WAIT answers at its timeout, with the
+    // count it has; inside a transaction it answers at once.
+    assert_eq!(p.call(&["WAIT", "3", "100"]), Value::Integer(2));
+    p.call(&["MULTI"]);
+    p.call(&["SET", "in-multi", "1"]);
+    p.call(&["WAIT", "3", "0"]);
+    let Value::Array(replies) = p.call(&["EXEC"]) else {
+        panic!("EXEC")
+    };
+    assert_eq!(replies[0], ok());
+    assert!(matches!(replies[1], Value::Integer(n) if n <= 2));
+    // A pipeline behind a WAIT waits for it, and keeps its order.
+    p.send(&["SET", "w", "1"]);
+    p.send(&["WAIT", "2", "5000"]);
+    p.send(&["GET", "w"]);
+    assert_eq!(p.read(), ok());
+    assert_eq!(p.read(), Value::Integer(2));
+    assert_eq!(p.read(), bulk("1"));
     let offset: u64 = p
         .info_field("replication", "master_repl_offset")
         .parse()

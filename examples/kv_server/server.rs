@@ -122,6 +122,8 @@ pub struct Kv {
     /// one chunk, bypassing the per-turn arena, which many connections'
     /// 16 KiB values would otherwise make grow and shrink every turn.
     direct_ok: bool,
+    /// Running an `EXEC`'s queue: a `WAIT` in it answers at once.
+    in_exec: bool,
 }
 
 impl Kv {
@@ -148,6 +150,7 @@ impl Kv {
             upstream: None,
             waiters: Vec::new(),
             direct_ok: false,
+            in_exec: false,
         }
     }
 
@@ -632,6 +635,7 @@ impl Kv {
         encode::command(&mut self.stream, &["MULTI"]);
         let opened = self.stream.len();
         encode::array_header(&mut self.out, queue.len());
+        self.in_exec = true;
         for owned in &queue {
             let args: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
             let name = args[0].to_ascii_lowercase();
@@ -639,6 +643,7 @@ impl Kv {
                 self.execute(conns, id, client, cmd, &args, now);
             }
         }
+        self.in_exec = false;
         if self.stream.len() == opened {
             self.stream.truncate(mark);
         } else {
@@ -743,7 +748,7 @@ impl Kv {
         }
         self.flush_stream(conns);
         let acked = self.acked(self.offset);
-        if acked >= n.max(0) as usize || client.multi.is_some() {
+        if acked >= n.max(0) as usize || self.in_exec {
             encode::integer(&mut self.out, acked as i64);
             return Flow::Continue;
         }

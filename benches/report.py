@@ -317,7 +317,9 @@ w("|---|---|---|")
 
 
 def target(text, value, ok):
-    w(f"| {text} | {value} | {'yes' if ok else ('no' if ok is not None else 'n/a')} |")
+    """A target's row; `ok` is True, False, None (not measured) or a verdict in words."""
+    verdict = ok if isinstance(ok, str) else ("yes" if ok else ("no" if ok is not None else "n/a"))
+    w(f"| {text} | {value} | {verdict} |")
 
 
 for label in ("100x64", "100x4096", "100x64p16"):
@@ -353,7 +355,27 @@ for label in ("100x64", "100x16384"):
                  "server_cpu_us_per_round_trip", 1.0, True, server="ours-tls", base="tokio-tls")
     ratio_target(f"TLS echo {label}: throughput >= 1.0x tokio-rustls", wl,
                  "round_trips_per_s", 1.0, False, server="ours-tls", base="tokio-tls")
-target("HTTP vs nginx (wrk)", "not measured: http_server is a later issue", None)
+# HTTP: benches/http.sh's own results (its section is folded in below).
+http_path = os.path.join(root, "benches", "results", "http.jsonl")
+http_runs = [json.loads(l) for l in open(http_path) if l.strip()] if os.path.exists(http_path) else []
+def http_median(server, workload, key):
+    v = [r[key] for r in http_runs if r.get("server") == server and r.get("workload") == workload
+         and isinstance(r.get(key), (int, float))]
+    return statistics.median(v) if v else None
+for wl, label in (("http-plain", "wrk -c100"), ("http-pipe16", "wrk -c100, pipelined 16")):
+    for key, what, at_most in (("rps", "requests/s >= 1.0x", False), ("cpu_us_per_request", "server CPU per request <= 1.0x", True)):
+        r = ratio(http_median("ours", wl, key), http_median("nginx", wl, key))
+        ours_rounds = [x[key] for x in http_runs if x.get("server") == "ours" and x.get("workload") == wl and x.get(key)]
+        nginx_rounds = [x[key] for x in http_runs if x.get("server") == "nginx" and x.get("workload") == wl and x.get(key)]
+        per = [a / b for a, b in zip(ours_rounds, nginx_rounds)]
+        ok = (lambda v: v <= 1.0) if at_most else (lambda v: v >= 1.0)
+        shown = "not measured (benches/http.sh)" if r is None else fmt(r, 2) + "x"
+        met = None if r is None else ok(r)
+        if r is not None and len(per) >= 2:
+            shown += f" (rounds {min(per):.2f}-{max(per):.2f})"
+            if ok(min(per)) != ok(max(per)):
+                met = "within noise (median: " + ("yes" if ok(r) else "no") + ")"
+        target(f"HTTP {label}: {what} nginx", shown, met)
 w("")
 w("## Commands")
 w("")
@@ -366,6 +388,14 @@ w("taskset -c 1 target/release/examples/loadgen hold --addr ADDR --conns 10000 -
 w("benches/callgrind.sh ours 4 -- target/release/examples/echo_server --addr 127.0.0.1:0")
 w("```")
 w("")
+# Sections written by the programs' own runners (benches/http.sh, ...),
+# each a Markdown file of its own, kept from their last run.
+sections = os.path.join(root, "benches", "sections")
+if os.path.isdir(sections):
+    for name in sorted(os.listdir(sections)):
+        if name.endswith(".md"):
+            w(open(os.path.join(sections, name)).read().rstrip())
+            w("")
 analysis = os.path.join(root, "benches", "analysis.md")
 if os.path.exists(analysis):
     w(open(analysis).read().rstrip())

@@ -8,19 +8,27 @@
 //! Options let it listen on several TCP addresses, TLS addresses and a Unix
 //! socket at once, upper-case its echo, cap connections, and close idle ones.
 //!
+//! The seed's exercise: `--welcome TEXT` greets each client, and
+//! `--log-file PATH` appends every line received, with the client's address
+//! and a timestamp (see [`MessageLog`] for how it never waits for the disk).
+//!
 //! TLS:   cargo run --example echo_server -- --tls-addr 127.0.0.1:10443 \
 //!            --cert examples/demo-tls/cert.pem --key examples/demo-tls/key.pem
 //!        openssl s_client -connect 127.0.0.1:10443 -quiet
 
 mod common;
 
-use std::io;
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
+use log::{info, warn};
 use reactor::Reactor;
-use reactor::service::{Config, ConnId, Connections, Handler, Service};
+use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 
 const USAGE: &str = "\
 echo_server: a multi-client echo server on the reactor's connection layer
@@ -40,6 +48,10 @@ options:
   --idle-timeout DURATION close a client idle this long, e.g. 30s (default off)
   --output-limit SIZE     close a client with this much unread echo queued (default 64MiB)
   --grace DURATION        on SIGINT/SIGTERM, time allowed to flush before closing (default 5s)
+  --welcome TEXT          send TEXT and a newline to each client when it connects
+  --log-file PATH         append every line received to PATH: 'TIME ADDR LINE' (UTC, RFC 3339)
+  --log-buffer SIZE       log bytes held for the disk; past it lines are dropped and
+                          counted (default 1MiB)
   -h, --help              show this text
 
 Durations: 500ms, 30s, 2m. Sizes: 64KiB, 4MiB, or bytes.
@@ -54,10 +66,44 @@ struct Echo {
     upper: bool,
     /// Reused for the upper-cased copy: no allocation per message.
     scratch: Vec<u8>,
+    /// `--welcome`, with its newline.
+    welcome: Option<Vec<u8>>,
+    /// `--log-file`: the log, and each connection's line in progress, by
+    /// connection index.
+    log: Option<(Rc<RefCell<MessageLog>>, Vec<LineInProgress>)>,
 }
 
 impl Handler for Echo {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+        if let Some(welcome) = &self.welcome {
+            let _ = conns.send(id, welcome);
+        }
+        if let Some((_, lines)) = &mut self.log {
+            // One getpeername per connection, not per line.
+            let peer = conns
+                .peer_addr(id)
+                .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+            if lines.len() <= id.index() {
+                lines.resize_with(id.index() + 1, LineInProgress::default);
+            }
+            lines[id.index()] = LineInProgress::new(peer);
+        }
+    }
+
+    fn on_close(&mut self, _: &mut Connections<'_>, id: ConnId, _: &CloseReason) {
+        if let Some((log, lines)) = &mut self.log {
+            if let Some(line) = lines.get_mut(id.index()) {
+                line.finish(&mut log.borrow_mut());
+            }
+        }
+    }
+
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        if let Some((log, lines)) = &mut self.log {
+            if let Some(line) = lines.get_mut(id.index()) {
+                line.take(data, &mut log.borrow_mut());
+            }
+        }
         let reply = if self.upper {
             self.scratch.clear();
             self.scratch.extend(data.iter().map(u8::to_ascii_uppercase));
@@ -72,6 +118,184 @@ impl Handler for Echo {
     }
 }
 
+/// The longest line kept whole in the log; the rest of a longer line is
+/// replaced by `...` (the echo itself is not affected).
+const MAX_LOGGED_LINE: usize = 1024;
+
+/// One connection's line being received, for the log.
+#[derive(Default)]
+struct LineInProgress {
+    /// The client's address, as the log shows it.
+    peer: String,
+    /// The line so far, up to [`MAX_LOGGED_LINE`] bytes.
+    bytes: Vec<u8>,
+    /// The line was longer than that.
+    cut: bool,
+}
+
+impl LineInProgress {
+    fn new(peer: String) -> LineInProgress {
+        LineInProgress {
+            peer,
+            ..LineInProgress::default()
+        }
+    }
+
+    /// Adds received bytes; each complete line goes to `log`.
+    fn take(&mut self, mut data: &[u8], log: &mut MessageLog) {
+        while !data.is_empty() {
+            let end = data.iter().position(|&b| b == b'\n');
+            let part = &data[..end.unwrap_or(data.len())];
+            let room = MAX_LOGGED_LINE - self.bytes.len();
+            self.bytes.extend_from_slice(&part[..part.len().min(room)]);
+            self.cut |= part.len() > room;
+            match end {
+                Some(end) => {
+                    self.finish(log);
+                    data = &data[end + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Logs the line so far (at a newline, or a close mid-line).
+    fn finish(&mut self, log: &mut MessageLog) {
+        if self.bytes.is_empty() && !self.cut {
+            return;
+        }
+        let line = self.bytes.strip_suffix(b"\r").unwrap_or(&self.bytes);
+        log.record(&self.peer, line, self.cut);
+        self.bytes.clear();
+        self.cut = false;
+    }
+}
+
+/// `--log-file`: lines for the disk, held in a bounded buffer and written in
+/// the loop's before-sleep pass, one `write` of at most [`MessageLog::PASS`]
+/// bytes per turn.
+///
+/// A write to a regular file lands in the kernel's page cache and returns;
+/// it waits for the disk only when the kernel throttles a writer with too
+/// many dirty pages. Bounding each pass bounds how long one turn can spend
+/// there, and bounding the buffer means a disk that cannot keep up costs
+/// lines, never the loop's time or unbounded memory: past
+/// `--log-buffer`, lines are dropped and counted, and the count is logged
+/// (through `log`, on stderr) once per turn in which some were dropped.
+/// Whatever is left is written when the server exits.
+struct MessageLog {
+    file: File,
+    path: PathBuf,
+    /// Formatted lines not yet written.
+    pending: Vec<u8>,
+    /// Most bytes `pending` may hold.
+    limit: usize,
+    /// Lines dropped since the last report, and in all.
+    dropped: u64,
+    dropped_total: u64,
+    /// Reused to format one line.
+    scratch: String,
+}
+
+impl MessageLog {
+    /// Most bytes written per before-sleep pass.
+    const PASS: usize = 256 * 1024;
+
+    /// Opens (creates, appends to) `path`. Opened before the loop starts.
+    fn open(path: PathBuf, limit: usize) -> io::Result<MessageLog> {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(MessageLog {
+            file,
+            path,
+            pending: Vec::with_capacity(limit.min(64 * 1024)),
+            limit,
+            dropped: 0,
+            dropped_total: 0,
+            scratch: String::new(),
+        })
+    }
+
+    /// Queues `TIME PEER LINE` (the line's control characters escaped, so
+    /// that one record is one line of the file), or drops it if the buffer
+    /// is full.
+    fn record(&mut self, peer: &str, line: &[u8], cut: bool) {
+        use std::fmt::Write as _;
+        self.scratch.clear();
+        let now = jiff::Timestamp::now();
+        let text = String::from_utf8_lossy(line);
+        let _ = write!(self.scratch, "{now:.3} {peer} {}", text.escape_debug());
+        if cut {
+            self.scratch.push_str("...");
+        }
+        self.scratch.push('\n');
+        if self.pending.len() + self.scratch.len() > self.limit {
+            self.dropped += 1;
+            return;
+        }
+        self.pending.extend_from_slice(self.scratch.as_bytes());
+    }
+
+    /// The before-sleep pass: one write of what is pending (at most
+    /// [`PASS`](Self::PASS) bytes), and a report of lines dropped since the
+    /// last pass.
+    fn write_some(&mut self) {
+        if self.dropped > 0 {
+            warn!(
+                "{}: the disk is not keeping up: {} line(s) dropped ({} in all)",
+                self.path.display(),
+                self.dropped,
+                self.dropped_total + self.dropped
+            );
+            self.dropped_total += self.dropped;
+            self.dropped = 0;
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let n = self.pending.len().min(Self::PASS);
+        match self.file.write(&self.pending[..n]) {
+            Ok(written) => {
+                self.pending.drain(..written);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // A full disk, say: the lines held are lost, the echo goes on.
+                warn!(
+                    "{}: write failed: {e}; log lines dropped",
+                    self.path.display()
+                );
+                self.dropped_total += self.count_lines();
+                self.pending.clear();
+            }
+        }
+    }
+
+    fn count_lines(&self) -> u64 {
+        self.pending.iter().filter(|&&b| b == b'\n').count() as u64
+    }
+
+    /// At exit: everything pending, then the file's own flush.
+    fn flush(&mut self) -> io::Result<()> {
+        self.dropped_total += self.dropped;
+        self.dropped = 0;
+        self.file.write_all(&self.pending)?;
+        self.pending.clear();
+        self.file.flush()?;
+        if self.dropped_total > 0 {
+            warn!(
+                "{}: {} line(s) were dropped in all",
+                self.path.display(),
+                self.dropped_total
+            );
+        }
+        Ok(())
+    }
+}
+
 struct Options {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -80,6 +304,9 @@ struct Options {
     dual_stack: Option<u16>,
     unix: Option<PathBuf>,
     upper: bool,
+    welcome: Option<String>,
+    log_file: Option<PathBuf>,
+    log_buffer: usize,
     config: Config,
     grace: Duration,
 }
@@ -95,6 +322,9 @@ fn parse_options() -> Options {
         dual_stack: None,
         unix: None,
         upper: false,
+        welcome: None,
+        log_file: None,
+        log_buffer: 1024 * 1024,
         config: Config::default().reject_message(b"error: server full\n"),
         grace: Duration::from_secs(5),
     };
@@ -119,6 +349,18 @@ fn parse_options() -> Options {
                 options.key = Some(common::value(&mut parser, "key", common::text).into())
             }
             Long("upper") => options.upper = true,
+            Long("welcome") => {
+                options.welcome = Some(common::value(&mut parser, "welcome", common::text))
+            }
+            Long("log-file") => {
+                options.log_file = Some(common::value(&mut parser, "log-file", common::text).into())
+            }
+            Long("log-buffer") => {
+                options.log_buffer = common::value(&mut parser, "log-buffer", common::parse_size);
+                if options.log_buffer < MAX_LOGGED_LINE * 2 {
+                    common::usage_error("--log-buffer must be at least 2KiB");
+                }
+            }
             Long("max-conns") => {
                 let n = common::value(&mut parser, "max-conns", common::count);
                 if n == 0 {
@@ -170,9 +412,31 @@ fn main() {
 
 fn run(options: Options) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
+    // Opened before anything listens: a bad path stops the server before
+    // it announces itself.
+    let log = match &options.log_file {
+        Some(path) => Some(Rc::new(RefCell::new(MessageLog::open(
+            path.clone(),
+            options.log_buffer,
+        )?))),
+        None => None,
+    };
+    if let Some(log) = &log {
+        let log = Rc::clone(log);
+        reactor.before_sleep(move |_| {
+            log.borrow_mut().write_some();
+            true
+        });
+    }
     let echo = Echo {
         upper: options.upper,
         scratch: Vec::new(),
+        welcome: options.welcome.as_ref().map(|text| {
+            let mut line = text.clone().into_bytes();
+            line.push(b'\n');
+            line
+        }),
+        log: log.as_ref().map(|log| (Rc::clone(log), Vec::new())),
     };
     let service = Service::new(&mut reactor, echo, options.config.clone());
 
@@ -190,9 +454,7 @@ fn run(options: Options) -> io::Result<()> {
         _ => None,
     };
     for addr in &options.addrs {
-        let id = service
-            .listen(&mut reactor, *addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let id = common::listen(&mut reactor, &service, *addr)?;
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
     if let Some(tls) = tls {
@@ -219,13 +481,13 @@ fn run(options: Options) -> io::Result<()> {
         common::announce(format_args!("listening on {}", service.local_addr(id)?));
     }
 
-    reactor.run()?;
-    // On stdout, for whoever ran it: a script can check that every byte it
-    // was echoed arrived.
-    let stats = service.stats()?;
-    common::announce(format_args!(
-        "served {} connection(s), {} bytes in, {} bytes out",
-        stats.accepted, stats.bytes_in, stats.bytes_out
-    ));
-    Ok(())
+    let ran = reactor.run();
+    if let Some(log) = &log {
+        // Lines of connections still open at a hard stop are in progress:
+        // they are not logged; everything complete is.
+        log.borrow_mut().flush()?;
+        info!("log flushed to {}", log.borrow().path.display());
+    }
+    ran?;
+    common::announce_totals(&service, "served")
 }

@@ -59,9 +59,18 @@
 //!    and length-prefixed frames, cut from whatever bytes have arrived.
 //! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
 //!    a bounded send queue for when the socket is full.
-//! 8. **RESP** — [`resp`] (`src/resp.rs`): Redis's protocol, RESP2 and RESP3,
-//!    decoded incrementally within limits and encoded into one buffer per
-//!    pipeline; for servers (`kv_server`) and for clients of Redis.
+//! 8. **HTTP/1.1** — with the `http` feature, [`http`] (`src/http/`): request
+//!    and response heads (on `httparse`), and the strict framing rules that
+//!    decide where a message and its body end, shared by `http_server`,
+//!    `http_get` and `http_proxy`.
+//! 9. **Name resolution** — [`resolve`] (`src/resolve.rs`): a
+//!    [`Resolver`](resolve::Resolver) looks host names up on one helper
+//!    thread (`getaddrinfo` cannot be made non-blocking) behind a bounded
+//!    queue, and answers on the loop through the [`Handle`], with a small
+//!    cache on the loop's side.
+//! 10. **RESP** — [`resp`] (`src/resp.rs`): Redis's protocol, RESP2 and RESP3,
+//!     decoded incrementally within limits and encoded into one buffer per
+//!     pipeline; for servers (`kv_server`) and for clients of Redis.
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and
@@ -109,6 +118,9 @@ mod selector;
 mod timer;
 
 pub mod codec;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod resolve;
 pub mod resp;
 pub mod service;
 #[cfg(feature = "signal")]

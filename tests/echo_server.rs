@@ -3,11 +3,14 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use support::{Rng, Server, closed_within, connect, echo_once, heavy, run_echo_clients};
+use support::{
+    Rng, Server, closed_within, connect, echo_once, heavy, run_echo_clients, wait_for_line,
+    write_until_stall,
+};
 
 fn start(args: &[&str]) -> Server {
     let mut all = vec!["--addr", "127.0.0.1:0"];
@@ -40,27 +43,12 @@ fn slow_reader_is_held_back_with_bounded_memory_then_gets_every_byte() {
     let data = Rng::new(7).bytes(TOTAL);
 
     // Write without reading until the writes stall: the kernel buffers on
-    // both sides are full and the server has stopped reading us. A send
-    // timeout is the stall signal: no room appeared for half a second.
+    // both sides are full and the server has stopped reading us.
     let mut writer = connect(server.addr());
-    writer
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut sent = 0;
     let mut peak_rss = baseline;
-    let start = Instant::now();
-    while sent < TOTAL {
-        match writer.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
-            Err(e) => panic!("write: {e}"),
-        }
-        peak_rss = peak_rss.max(server.rss_kib());
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "writing took too long"
-        );
-    }
+    let sent = write_until_stall(&mut writer, &data, || {
+        peak_rss = peak_rss.max(server.rss_kib())
+    });
     assert!(
         sent < TOTAL,
         "the server should have stopped reading before all 50 MiB were sent"
@@ -513,4 +501,82 @@ fn shutdown_delivers_every_echoed_byte_to_a_slow_reader_that_keeps_sending() {
         "the server wrote {bytes_out} bytes, the client got {}",
         got.len()
     );
+}
+
+/// Reads exactly `n` bytes (bounded by the stream's timeout).
+fn read_exactly(stream: &mut std::net::TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn welcome_greets_each_client_before_the_echo() {
+    let server = start(&["--welcome", "Welcome to the echo server!"]);
+    for _ in 0..2 {
+        let mut stream = connect(server.addr());
+        assert_eq!(
+            read_exactly(&mut stream, 28),
+            b"Welcome to the echo server!\n"
+        );
+        stream.write_all(b"ping\n").unwrap();
+        assert_eq!(read_exactly(&mut stream, 5), b"ping\n");
+    }
+}
+
+#[test]
+fn log_file_records_each_line_with_its_client_and_time_and_is_flushed_on_exit() {
+    let dir = support::TempDir::new("echo-log");
+    let path = dir.join("messages.log");
+    let server = start(&["--log-file", path.to_str().unwrap()]);
+    let mut stream = connect(server.addr());
+    let client = stream.local_addr().unwrap();
+    let sent = b"hello\r\nsecond line\n\x01tab\there\nunfinished";
+    stream.write_all(sent).unwrap();
+    assert_eq!(read_exactly(&mut stream, sent.len()), sent);
+    stream.shutdown(Shutdown::Write).unwrap();
+    // The server closes after the peer's FIN; its on_close logs the
+    // unfinished line. Then a signal stops it, and the log is flushed.
+    assert!(closed_within(&mut stream, Duration::from_secs(10)));
+    server.signal(15);
+    let (status, stderr) = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "{stderr}");
+
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let expected = ["hello", "second line", "\\u{1}tab\\there", "unfinished"];
+    assert_eq!(lines.len(), expected.len(), "{log}");
+    for (line, text) in lines.iter().zip(expected) {
+        let mut fields = line.splitn(3, ' ');
+        let time = fields.next().unwrap();
+        assert!(
+            time.len() == 24 && time.starts_with("20") && time.ends_with('Z'),
+            "an RFC 3339 UTC time with milliseconds: {time}"
+        );
+        assert_eq!(fields.next(), Some(client.to_string().as_str()));
+        assert_eq!(fields.next(), Some(text));
+    }
+}
+
+#[test]
+fn a_log_buffer_that_fills_drops_lines_and_says_how_many() {
+    let dir = support::TempDir::new("echo-log-full");
+    let path = dir.join("messages.log");
+    let mut server = start(&["--log-file", path.to_str().unwrap(), "--log-buffer", "2KiB"]);
+    let stderr = server.stderr_lines();
+    // 4000 lines in one write: one read takes far more than 2 KiB of log
+    // lines before the loop's next before-sleep pass can write any.
+    let lines: Vec<u8> = (0..4000)
+        .flat_map(|i| format!("line {i:04}\n").into_bytes())
+        .collect();
+    let mut stream = connect(server.addr());
+    stream.write_all(&lines).unwrap();
+    assert_eq!(read_exactly(&mut stream, lines.len()), lines);
+    wait_for_line(&stderr, "line(s) dropped", Duration::from_secs(20));
+    drop(stream);
+    server.signal(15);
+    let (status, _) = server.wait(Duration::from_secs(20));
+    assert!(status.success());
+    let logged = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(logged > 0 && logged < 4000, "{logged} of 4000 lines logged");
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reactor::resp::Value;
-use support::kv::{Client, Target, both, bulk, eventually, have, ok};
+use support::kv::{Client, Target, both, bulk, eventually, ok};
 
 fn int(n: i64) -> Value {
     Value::Integer(n)
@@ -641,7 +641,7 @@ fn snapshot_survives_a_restart_and_a_corrupt_one_stops_the_start() {
 #[test]
 fn redis_cli_and_redis_benchmark_run_against_it() {
     let _heavy = support::heavy();
-    if !have("redis-cli") || !have("redis-benchmark") {
+    if !support::tool("redis-cli") || !support::tool("redis-benchmark") {
         return;
     }
     let target = Target::kv(&[]);
@@ -748,7 +748,7 @@ print("ok")
 #[test]
 fn redis_cli_talks_to_it_over_tls() {
     let _heavy = support::heavy();
-    if !have("redis-cli") {
+    if !support::tool("redis-cli") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("kv-tls-{}", std::process::id()));

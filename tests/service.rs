@@ -1493,3 +1493,56 @@ fn timeouts_too_long_for_the_clock_mean_never() {
         .unwrap();
     run_until(&mut reactor, |_| *done.borrow());
 }
+
+/// A client that aborts each outgoing connection the moment it opens (as a
+/// port scanner does) and starts the next one from inside `on_open`, so
+/// the new connect can take the slot just freed.
+struct AbortOnOpen {
+    target: SocketAddr,
+    left: usize,
+    opened: usize,
+    closed: usize,
+}
+
+impl Handler for AbortOnOpen {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
+        assert_eq!(origin, Origin::Connected);
+        self.opened += 1;
+        conns.abort(id).unwrap();
+        if self.left > 0 {
+            self.left -= 1;
+            conns.connect(self.target).unwrap();
+        }
+    }
+    fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn on_close(&mut self, _: &mut Connections<'_>, _: ConnId, _: &CloseReason) {
+        self.closed += 1;
+    }
+}
+
+/// Regression (issue 13, found by `port_scan`): the connect path went on
+/// with the connection's slot after `on_open` had aborted it, and panicked
+/// on the freed slot, or would have acted on the newcomer that took it.
+#[test]
+fn aborting_an_outgoing_connection_in_on_open_is_safe_even_when_its_slot_is_reused() {
+    let log = Shared::default();
+    let (mut reactor, _server, addr) = serve(Echo { log }, Config::default());
+    let client = AbortOnOpen {
+        target: addr,
+        left: 20,
+        opened: 0,
+        closed: 0,
+    };
+    let client = Service::new(&mut reactor, client, Config::default());
+    client.connect(&mut reactor, addr).unwrap();
+    let probe = client.clone();
+    run_until(&mut reactor, move |reactor| {
+        probe.with(reactor, |c, _| c.closed == 21).unwrap()
+    });
+    let (opened, closed) = client
+        .with(&mut reactor, |c, _| (c.opened, c.closed))
+        .unwrap();
+    assert_eq!((opened, closed), (21, 21));
+}

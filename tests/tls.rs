@@ -445,23 +445,6 @@ fn a_tls_client_that_never_reads_is_cut_off_with_bounded_memory() {
     deaf.join().unwrap();
 }
 
-/// A tool the test needs: present, or the test is skipped with a reason,
-/// unless `REQUIRE_ALL=1` (as in CI), where its absence fails the test.
-fn tool(name: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
-            "{name} is required (REQUIRE_ALL=1) but not installed"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
-
 /// The PEM files of a test certificate, in a fresh directory.
 fn pem_files(pki: &TestPki, tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("reactor-tls-{tag}-{}", std::process::id()));
@@ -474,7 +457,7 @@ fn pem_files(pki: &TestPki, tag: &str) -> (std::path::PathBuf, std::path::PathBu
 
 #[test]
 fn openssl_s_client_talks_to_echo_server_over_tls() {
-    if !tool("openssl") {
+    if !support::tool("openssl") {
         return;
     }
     let pki = pki();

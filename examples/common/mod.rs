@@ -192,9 +192,7 @@ pub fn listen_tcp_and_udp<H: reactor::service::Handler>(
     service: &reactor::service::Service<H>,
     addr: SocketAddr,
 ) -> io::Result<(SocketAddr, mio::net::UdpSocket)> {
-    let id = service
-        .listen(reactor, addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let id = listen(reactor, service, addr)?;
     let tcp_addr = service.local_addr(id)?.inet().unwrap_or(addr);
     let udp = reactor::socket::udp_socket(tcp_addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {tcp_addr}: {e}")))?;
@@ -237,4 +235,29 @@ impl Drop for EchoOff {
         // SAFETY: restores the settings read in `new`.
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
     }
+}
+
+/// Listens on TCP `addr` with `service`; the error names the address.
+pub fn listen<H: reactor::service::Handler>(
+    reactor: &mut Reactor,
+    service: &reactor::service::Service<H>,
+    addr: SocketAddr,
+) -> io::Result<reactor::service::ListenerId> {
+    service
+        .listen(reactor, addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// At exit, on stdout for whoever ran it: `VERB N connection(s), IN bytes
+/// in, OUT bytes out` (a script can check that every byte arrived).
+pub fn announce_totals<H: reactor::service::Handler>(
+    service: &reactor::service::Service<H>,
+    verb: &str,
+) -> io::Result<()> {
+    let stats = service.stats()?;
+    announce(format_args!(
+        "{verb} {} connection(s), {} bytes in, {} bytes out",
+        stats.accepted, stats.bytes_in, stats.bytes_out
+    ));
+    Ok(())
 }

@@ -259,6 +259,13 @@ impl<H: Handler> Engine<H> {
         self.tell(reactor, id, |handler, conns| {
             handler.on_open(conns, id, Origin::Connected)
         });
+        // `on_open` may have aborted the connection (a port scanner does),
+        // and a connect it started may even hold the slot now: the rest
+        // is for this connection only.
+        let conn = self.state.conns.get(index);
+        if conn.is_none_or(|c| c.generation != id.generation) {
+            return;
+        }
         // Output queued before the connect completed (or a write shutdown
         // asked for meanwhile), and input that came with it.
         self.state.queue_flush(id);

@@ -174,6 +174,11 @@ impl Config {
     );
     setting!(
         /// Closes a connection after this long with nothing read or written.
+        /// A connection whose peer is still taking output sent earlier (the
+        /// kernel's unsent count has fallen since the clock last ran out) is
+        /// not idle: a slow reader behind a full socket buffer can go longer
+        /// than this without the socket becoming writable. A peer that takes
+        /// nothing is closed one timeout later than one with nothing queued.
         idle_timeout, get_idle_timeout: Option<Duration>
     );
     setting!(

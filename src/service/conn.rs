@@ -31,10 +31,17 @@ pub(crate) struct Connection {
     pub(crate) flags: Flags,
     /// Its place in the idle list.
     pub(crate) idle: ListLink,
+    /// The kernel's unsent byte count when its idle clock last ran out
+    /// (`NOT_MEASURED` before): if it has fallen since, the peer is still
+    /// taking output, and the connection is not idle.
+    pub(crate) unsent_at_idle: u32,
     /// Its place in the unfinished-input list while open, or in the closing
     /// list once closing: never both, so they share one link.
     pub(crate) deadline: ListLink,
 }
+
+/// [`Connection::unsent_at_idle`] before any measure.
+pub(crate) const NOT_MEASURED: u32 = u32::MAX;
 
 impl Connection {
     #[inline]

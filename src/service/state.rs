@@ -194,6 +194,7 @@ impl State {
             generation,
             flags,
             idle: ListLink::default(),
+            unsent_at_idle: super::conn::NOT_MEASURED,
             deadline: ListLink::default(),
         });
         if flags.has(Flags::ACCEPTED) {

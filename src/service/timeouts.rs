@@ -11,10 +11,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{debug, info};
 use slab::Slab;
 
 use super::conn::Connection;
+use super::conn::NOT_MEASURED;
 use super::engine::Engine;
 use super::flags::Flags;
 use super::handler::{CloseReason, ConnId, Handler};
@@ -311,13 +312,47 @@ impl State {
         due
     }
 
-    /// The idle timer fired: close every connection idle for too long.
+    /// The idle timer fired: close every connection idle for too long,
+    /// unless its peer is still taking output it was sent earlier.
     pub(crate) fn expire_idle(&mut self, reactor: &mut Reactor) {
         for id in self.take_expired(reactor, Clock::Idle) {
+            let index = id.index as usize;
+            if self.still_delivering(index) {
+                debug!(
+                    "{id}: nothing written for {:?}, but its peer is still reading: kept",
+                    self.config.idle_timeout
+                );
+                let now = self.now_ms(reactor);
+                self.clocks.idle.list.push_back(&mut self.conns, index, now);
+                continue;
+            }
             info!("{id}: idle for {:?}: closing", self.config.idle_timeout);
-            self.remove(reactor, id.index as usize, Some(CloseReason::IdleTimeout));
+            self.remove(reactor, index, Some(CloseReason::IdleTimeout));
         }
         self.arm_clock(reactor, Clock::Idle);
+    }
+
+    /// Whether the kernel still holds output for the connection and holds
+    /// less than when its idle clock last ran out: its peer is reading,
+    /// slowly. A socket buffer of megabytes drained by a slow reader only
+    /// becomes writable again once a third of it is free, which can take
+    /// longer than the idle timeout, with no read or write meanwhile. The
+    /// first expiry with output in flight has nothing to compare with and
+    /// counts as progress, so a peer that takes nothing is closed one
+    /// timeout later. One `ioctl`, only when the clock runs out.
+    fn still_delivering(&mut self, index: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
+        let unsent = match conn.transport.unsent_bytes() {
+            Ok(Some(n)) if n > 0 => u32::try_from(n).unwrap_or(NOT_MEASURED - 1),
+            _ => {
+                conn.unsent_at_idle = NOT_MEASURED;
+                return false;
+            }
+        };
+        let before = std::mem::replace(&mut conn.unsent_at_idle, unsent);
+        before == NOT_MEASURED || unsent < before
     }
 
     /// After `on_data` returned: a connection left with input (a partial

@@ -12,25 +12,6 @@ use reactor::resp::{Limits, Value, ValueDecoder, encode};
 
 use super::Server;
 
-/// True if `tool` is on PATH. If not: with `REQUIRE_ALL=1` (CI) the test
-/// fails; otherwise it prints why it skips and the caller returns.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
-            "{tool} is required (REQUIRE_ALL=1) but not installed"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 /// A blocking RESP client.
 pub struct Client {
     pub stream: TcpStream,
@@ -150,7 +131,7 @@ impl Target {
     /// `redis-server` on a free port, persistence off; `None` (skipped) if
     /// it is not installed.
     pub fn redis(args: &[&str]) -> Option<Target> {
-        if !have("redis-server") {
+        if !super::tool("redis-server") {
             return None;
         }
         let addr = super::unused_addr();

@@ -7,6 +7,8 @@
 //! deadline of its own.
 #![allow(dead_code)]
 
+pub mod http_client;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -213,16 +215,30 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Runs an example to completion (bounded) and returns status, stdout, stderr.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = Command::new(example(name))
-        .args(args)
-        .env("RUST_LOG", "warn")
+    let mut command = Command::new(example(name));
+    command.args(args).env("RUST_LOG", "warn");
+    run_command(command, limit)
+}
+
+/// Runs a command to completion (bounded, stdin closed) and returns
+/// status, stdout, stderr.
+pub fn run_command(mut command: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    collect(child, limit)
+}
+
+/// Waits (bounded) for a child spawned with piped stdout and stderr to
+/// exit, reading both pipes meanwhile (on threads, so that a child with a
+/// lot to say never blocks on a full pipe), and returns status, stdout,
+/// stderr.
+pub fn collect(mut child: Child, limit: Duration) -> (ExitStatus, String, String) {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
     let out_reader = thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
@@ -462,5 +478,96 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} line"))
+}
+
+/// Whether a tool the test needs is installed. Without it the test is
+/// skipped with a printed reason, unless `REQUIRE_ALL=1` (as in CI), where
+/// its absence fails the test.
+pub fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("REQUIRE_ALL").as_deref() != Ok("1"),
+            "{name} is required (REQUIRE_ALL=1) but not installed"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+/// A fresh directory under the system's temporary directory, removed (with
+/// everything in it) when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `$TMPDIR/reactor-test-LABEL-PID-N`, empty.
+    pub fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("reactor-test-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits up to `limit` for a line containing `needle` among `lines` (a
+/// program's stderr, from [`Server::stderr_lines`]), and returns it.
+/// Panics if none comes in time.
+#[track_caller]
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {needle:?} within {limit:?}"),
+        }
+    }
+}
+
+/// Writes `data` to `stream` without reading anything back, until the
+/// writes stall: no room appeared in the socket for half a second, so
+/// every buffer on the way is full and the server has stopped reading us.
+/// Calls `sample` after each write (to track a server's memory). Returns
+/// how many bytes were written; the stream's write timeout is left at
+/// half a second.
+#[track_caller]
+pub fn write_until_stall(stream: &mut TcpStream, data: &[u8], mut sample: impl FnMut()) -> usize {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut sent = 0;
+    let start = Instant::now();
+    while sent < data.len() {
+        match stream.write(&data[sent..(sent + 64 * 1024).min(data.len())]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("write: {e}"),
+        }
+        sample();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "writing took too long"
+        );
+    }
+    sent
 }
 pub mod kv;

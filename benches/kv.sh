@@ -64,14 +64,15 @@ rows = {}
 for line in open(sys.argv[1]):
     server, test, pipe, size, rps, us = line.split()
     rows.setdefault((pipe, size, test), {}).setdefault(server, []).append((float(rps), float(us)))
-print("| test | pipeline | value | kv_server requests/s | redis-server requests/s | ratio | kv_server CPU µs/req | redis-server CPU µs/req | ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| test | pipeline | value | kv_server requests/s | redis-server requests/s | ratio | kv_server CPU µs/req | redis-server CPU µs/req | ratio | cores busy (kv / redis) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 order = sorted(rows, key=lambda k: (int(k[1]), int(k[0]), k[2] != "SET"))
 for key in order:
     pipe, size, test = key
     med = {s: (statistics.median(r for r, _ in v), statistics.median(u for _, u in v)) for s, v in rows[key].items()}
     (kr, ku), (rr, ru) = med["kv_server"], med["redis-server"]
-    print(f"| {test} | {pipe} | {size} B | {kr:,.0f} | {rr:,.0f} | {kr/rr:.2f}x | {ku:.2f} | {ru:.2f} | {ku/ru:.2f}x |")
+    # How busy each server kept its core: requests/s times CPU per request.
+    print(f"| {test} | {pipe} | {size} B | {kr:,.0f} | {rr:,.0f} | {kr/rr:.2f}x | {ku:.2f} | {ru:.2f} | {ku/ru:.2f}x | {kr*ku/1e4:.0f} % / {rr*ru/1e4:.0f} % |")
 PY
 rm -f "$raw"
 
@@ -135,7 +136,8 @@ alternate the server that goes first. Each server is pinned to CPU 0 and redis-b
 CPU 1, on a shared 2-core VM (other sessions were compiling and testing on it: single runs
 swing by 2x, so read the ratios of medians, and the callgrind counts below, which do not
 swing). redis-server is Debian's 7.0.15, with persistence off and one I/O
-thread. Server CPU is utime+stime over the row, divided by its requests. Goal: kv_server's
+thread. Server CPU is utime+stime over the row, divided by its requests; "cores busy" is
+requests/s times CPU per request, how much of its core each server used. Goal: kv_server's
 requests/s at least redis-server's, and its CPU per request at most redis-server's, on
 every row.
 

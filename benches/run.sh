@@ -11,7 +11,8 @@
 #                                  (those sections only; the other results of
 #                                   the last run are kept)
 #
-# Sections: echo chat hold strace callgrind tls.
+# Sections: echo chat hold strace callgrind tls kv (kv: benches/kv.sh, redis-benchmark
+# against kv_server and redis-server; needs redis-server and redis-tools).
 # Needs: taskset, strace, valgrind (callgrind), python3, openssl. Results (one JSON
 # line per run) go to benches/results/latest.jsonl; benches/report.py turns
 # them into the document.
@@ -237,4 +238,11 @@ rm -rf "$pki"
 
 log "writing docs/benchmarks.md"
 python3 benches/report.py "$results" docs/benchmarks.md docs/img
+
+# kv_server against redis-server: its own section of docs/benchmarks.md,
+# written after the report (which rewrites the file).
+if want kv; then
+    log "kv: kv_server against redis-server"
+    benches/kv.sh
+fi
 log "done"

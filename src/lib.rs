@@ -68,6 +68,9 @@
 //!    thread (`getaddrinfo` cannot be made non-blocking) behind a bounded
 //!    queue, and answers on the loop through the [`Handle`], with a small
 //!    cache on the loop's side.
+//! 10. **RESP** — [`resp`] (`src/resp.rs`): Redis's protocol, RESP2 and RESP3,
+//!     decoded incrementally within limits and encoded into one buffer per
+//!     pipeline; for servers (`kv_server`) and for clients of Redis.
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and
@@ -118,6 +121,7 @@ pub mod codec;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod resolve;
+pub mod resp;
 pub mod service;
 #[cfg(feature = "signal")]
 pub mod signal;

@@ -257,9 +257,28 @@ impl RequestDecoder {
         }
     }
 
-    /// The limits it was made with.
+    /// The limits it holds its peer to.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Holds its peer to `limits` from the next command's header on: a
+    /// server keeps a client that has not authenticated to small commands
+    /// (Redis: 10 arguments of 16 KiB), and lifts that once it has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::resp::{Limits, RequestDecoder};
+    ///
+    /// let mut decoder = RequestDecoder::new(Limits { max_bulk: 16, ..Limits::default() });
+    /// assert!(decoder.decode(b"*1\r\n$100\r\n").is_err());
+    /// let mut decoder = RequestDecoder::new(Limits { max_bulk: 16, ..Limits::default() });
+    /// decoder.set_limits(Limits::default());
+    /// assert!(decoder.decode(b"*1\r\n$100\r\n").is_ok());
+    /// ```
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// True while a command has begun and not finished (the caller's

@@ -152,6 +152,21 @@ fn command_replies_match_redis() {
                 "ERR invalid expire time in 'set' command",
             ),
             (vec!["SET", "k", "v", "NX", "XX"], "ERR syntax error"),
+            // Deadlines past an i64 of milliseconds (a TTL on one once
+            // crashed our server, and a replica dropped its write).
+            (
+                vec!["SET", "k", "v", "PX", "9223372036854775807"],
+                "ERR invalid expire time in 'set' command",
+            ),
+            (
+                vec!["SET", "k", "v", "EX", "9223372036854775"],
+                "ERR invalid expire time in 'set' command",
+            ),
+            (
+                vec!["SETEX", "k", "9223372036854775", "v"],
+                "ERR invalid expire time in 'setex' command",
+            ),
+            (vec!["SHUTDOWN", "NOSAVE", "x"], "ERR syntax error"),
             (vec!["SELECT", "16"], "ERR DB index is out of range"),
             (
                 vec!["HSET", "h", "f"],
@@ -183,6 +198,28 @@ fn command_replies_match_redis() {
             Value::Error("ERR increment or decrement would overflow".into()),
             "{name}"
         );
+        // SCAN's TYPE filters.
+        c.call(&["SET", "typed:s", "v"]);
+        c.call(&["HSET", "typed:h", "f", "v"]);
+        let Value::Array(parts) = c.call(&[
+            "SCAN", "0", "MATCH", "typed:*", "COUNT", "1000", "TYPE", "hash",
+        ]) else {
+            panic!("{name}: SCAN reply")
+        };
+        assert_eq!(
+            parts[1],
+            Value::Array(vec![bulk("typed:h")]),
+            "{name}: SCAN TYPE"
+        );
+        // What stops the server is refused inside a transaction, and the
+        // transaction with it.
+        c.call(&["MULTI"]);
+        assert_eq!(
+            c.call(&["SHUTDOWN", "NOSAVE"]),
+            Value::Error("ERR Command not allowed inside a transaction".into()),
+            "{name}"
+        );
+        assert!(err_starts(&c.call(&["EXEC"]), "EXECABORT"), "{name}");
         // A transaction with a refused command is discarded.
         c.call(&["MULTI"]);
         assert!(err_starts(&c.call(&["GET"]), "ERR wrong number"), "{name}");
@@ -804,4 +841,47 @@ fn clients_over_the_limit_are_refused_with_redis_s_error() {
     );
     assert!(c.try_read().is_none());
     assert_eq!(a.call(&["PING"]), Value::Simple("PONG".into()));
+}
+
+/// From an outside review, ours alone: a client that has not
+/// authenticated is held to small commands (it could make the server hold
+/// `--max-bulk` per connection), and APPEND cannot grow a string past
+/// `--max-bulk`.
+#[test]
+fn strangers_send_small_commands_and_append_is_bounded() {
+    let _heavy = support::heavy();
+    let server = support::Server::start(
+        "kv_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--requirepass",
+            "sekret",
+            "--max-bulk",
+            "1mb",
+        ],
+        1,
+    );
+    let mut stranger = Client::connect(server.addr());
+    stranger.send_raw(b"*1\r\n$500000000\r\n");
+    assert!(
+        err_starts(&stranger.read(), "ERR Protocol error"),
+        "a big bulk before AUTH"
+    );
+    assert!(stranger.try_read().is_none(), "closed after the error");
+    let mut many = Client::connect(server.addr());
+    many.send_raw(b"*100\r\n");
+    assert!(
+        err_starts(&many.read(), "ERR Protocol error"),
+        "many arguments before AUTH"
+    );
+    let mut c = Client::connect(server.addr());
+    assert_eq!(c.call(&["AUTH", "sekret"]), ok());
+    let big = "x".repeat(900_000);
+    assert_eq!(c.call(&["SET", "ap", &big]), ok());
+    assert_eq!(
+        c.call(&["APPEND", "ap", &big]),
+        Value::Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)".into())
+    );
+    assert_eq!(c.call(&["STRLEN", "ap"]), int(900_000));
 }

@@ -34,6 +34,9 @@ pub mod flags {
     pub const NOAUTH: u8 = 4;
     /// Not queued by `MULTI`: runs at once (`EXEC`, `DISCARD`, ...).
     pub const NOQUEUE: u8 = 8;
+    /// Refused inside `MULTI`, and the transaction with it (as Redis's
+    /// `no-multi`): what stops the server or rewrites its role.
+    pub const NOTX: u8 = 16;
 }
 
 /// Where a large value goes without being copied into the reply buffer
@@ -66,6 +69,10 @@ pub fn value_bulk(out: &mut Vec<u8>, direct: &mut Option<Direct<'_, '_>>, bytes:
 /// Everything a data command works with.
 pub struct Ctx<'a, 'b> {
     pub db: &'a mut Db,
+    /// The longest string a command may make (`--max-bulk`, Redis's
+    /// `proto-max-bulk-len`): a value that could not be sent back is not
+    /// made.
+    pub max_string: usize,
     pub proto: Protocol,
     /// The time of this batch of commands, ms since the epoch.
     pub now: u64,
@@ -128,7 +135,7 @@ impl Command {
     }
 }
 
-use flags::{DENYOOM, NOAUTH, NOQUEUE, WRITE};
+use flags::{DENYOOM, NOAUTH, NOQUEUE, NOTX, WRITE};
 
 macro_rules! commands {
     ($($name:literal $arity:literal $flags:expr, $run:expr;)*) => {
@@ -195,11 +202,11 @@ commands! {
     "command" -1 0, None;
     "config" -2 0, None;
     "info" -1 0, None;
-    "save" 1 0, None;
-    "shutdown" -1 0, None;
+    "save" 1 NOTX, None;
+    "shutdown" -1 NOTX, None;
     "wait" 3 0, None;
-    "replicaof" 3 0, None;
-    "slaveof" 3 0, None;
+    "replicaof" 3 NOTX, None;
+    "slaveof" 3 NOTX, None;
     "kvsync" 4 0, None;
     "kvack" 2 0, None;
 }
@@ -290,11 +297,10 @@ fn set(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
                 return ctx.error(NOT_INTEGER);
             };
             let absolute = opt.len() == 4;
-            if n <= 0 || n.checked_mul(unit).is_none() {
+            let Some(at) = deadline(ctx.now, n, unit, absolute).filter(|_| n > 0) else {
                 return ctx.error("ERR invalid expire time in 'set' command");
-            }
-            let ms = (n * unit) as u64;
-            expire_at = Some(if absolute { ms } else { ctx.now + ms });
+            };
+            expire_at = Some(at);
             i += 2;
             continue;
         }
@@ -346,14 +352,28 @@ fn set(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     }
 }
 
+/// The absolute deadline, in milliseconds since the epoch, of an expiry of
+/// `n` units of `unit` ms (relative to `now`, or absolute): `None` when it
+/// does not fit an i64, which Redis refuses as an invalid expire time (a
+/// deadline past it would overflow every later sum, and could not be sent
+/// to a replica as `PXAT`).
+fn deadline(now: u64, n: i64, unit: i64, absolute: bool) -> Option<u64> {
+    let ms = n.checked_mul(unit)?;
+    let at = if absolute {
+        ms
+    } else {
+        i64::try_from(now).ok()?.checked_add(ms)?
+    };
+    u64::try_from(at).ok()
+}
+
 fn setex(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let Some(secs) = int_arg(args[2]) else {
         return ctx.error(NOT_INTEGER);
     };
-    if secs <= 0 || secs.checked_mul(1000).is_none() {
+    let Some(at) = deadline(ctx.now, secs, 1000, false).filter(|_| secs > 0) else {
         return ctx.error("ERR invalid expire time in 'setex' command");
-    }
-    let at = ctx.now + secs as u64 * 1000;
+    };
     ctx.db.set(args[1], Value::Str(args[3].to_vec()), Some(at));
     ctx.db.dirty += 1;
     ctx.propagate(&[b"SET", args[1], args[3], b"PXAT", at.to_string().as_bytes()]);
@@ -467,6 +487,9 @@ fn append(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
             args[2].len()
         }
         Some(e) => match &mut e.value {
+            Value::Str(s) if s.len().saturating_add(args[2].len()) > ctx.max_string => {
+                return ctx.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+            }
             Value::Str(s) => {
                 s.extend_from_slice(args[2]);
                 let len = s.len();
@@ -784,16 +807,20 @@ fn expire(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     };
     // expireat and pexpireat: the only names of eight letters or more.
     let absolute = name.len() >= 8;
-    let Some(ms) = n.checked_mul(unit) else {
+    // A time in the past deletes the key; one past what an i64 of
+    // milliseconds holds is refused, as Redis does.
+    let at = n.checked_mul(unit).and_then(|ms| {
+        if absolute {
+            Some(ms)
+        } else {
+            (ctx.now as i64).checked_add(ms)
+        }
+    });
+    let Some(at) = at else {
         return ctx.error(&format!(
             "ERR invalid expire time in '{}' command",
             String::from_utf8_lossy(name).to_lowercase()
         ));
-    };
-    let at = if absolute {
-        ms
-    } else {
-        (ctx.now as i64).saturating_add(ms)
     };
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &args[3..] {
@@ -846,8 +873,12 @@ fn ttl(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
         Some(e) => match e.expire_at {
             None => -1,
             Some(t) => {
-                let left = t.saturating_sub(now) as i64;
-                if millis { left } else { (left + 500) / 1000 }
+                let left = i64::try_from(t.saturating_sub(now)).unwrap_or(i64::MAX);
+                if millis {
+                    left
+                } else {
+                    left.saturating_add(500) / 1000
+                }
             }
         },
     };
@@ -890,6 +921,7 @@ fn scan(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
         return ctx.error("ERR invalid cursor");
     };
     let (mut pattern, mut count): (Option<&[u8]>, usize) = (None, 10);
+    let mut kind: Option<&[u8]> = None;
     let mut i = 2;
     while i < args.len() {
         if i + 1 >= args.len() {
@@ -904,7 +936,7 @@ fn scan(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
                 None => return ctx.error(NOT_INTEGER),
             }
         } else if is(args[i], "type") {
-            // Accepted for compatibility; filters nothing.
+            kind = Some(args[i + 1]);
         } else {
             return ctx.error(SYNTAX);
         }
@@ -918,11 +950,12 @@ fn scan(ctx: &mut Ctx<'_, '_>, args: &[&[u8]]) {
     let now = ctx.now;
     let stop = index.saturating_add(count);
     while index < stop {
-        let Some((key, alive)) = ctx.db.key_at(index, now) else {
+        let Some((key, alive, type_name)) = ctx.db.key_at(index, now) else {
             index = 0;
             break;
         };
-        if alive && pattern.is_none_or(|p| glob(p, key)) {
+        let wanted = kind.is_none_or(|k| k.eq_ignore_ascii_case(type_name.as_bytes()));
+        if alive && wanted && pattern.is_none_or(|p| glob(p, key)) {
             found.push(key.to_vec());
         }
         index += 1;

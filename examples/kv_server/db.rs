@@ -307,10 +307,14 @@ impl Db {
     }
 
     /// The key at `index` (for `SCAN`), and whether it is alive at `now`.
-    pub fn key_at(&self, index: usize, now: u64) -> Option<(&[u8], bool)> {
-        self.map
-            .get_index(index)
-            .map(|(k, e)| (k.as_slice(), e.expire_at.is_none_or(|t| t > now)))
+    pub fn key_at(&self, index: usize, now: u64) -> Option<(&[u8], bool, &'static str)> {
+        self.map.get_index(index).map(|(k, e)| {
+            (
+                k.as_slice(),
+                e.expire_at.is_none_or(|t| t > now),
+                e.value.type_name(),
+            )
+        })
     }
 
     /// Every live key, its entry.

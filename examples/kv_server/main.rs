@@ -24,12 +24,14 @@ mod replication;
 mod server;
 mod snapshot;
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
-use log::info;
+use log::{error, info};
 use reactor::Reactor;
 use reactor::resp::Limits;
 use reactor::service::{Config, Service};
@@ -145,7 +147,13 @@ fn parse_args() -> Args {
                 settings.policy = common::value(&mut parser, "maxmemory-policy", Policy::parse)
             }
             Long("max-bulk") => {
-                settings.limits.max_bulk = common::value(&mut parser, "max-bulk", size)
+                settings.limits.max_bulk = common::value(&mut parser, "max-bulk", size);
+                // The snapshot frames a value with 32 bits of length.
+                if settings.limits.max_bulk > u32::MAX as usize {
+                    common::usage_error(
+                        "--max-bulk is at most 4GiB - 1 (the snapshot's lengths are 32 bits)",
+                    );
+                }
             }
             Long("max-array") => {
                 settings.limits.max_array = common::value(&mut parser, "max-array", common::count)
@@ -289,15 +297,31 @@ fn run(args: Args) -> io::Result<()> {
     reactor.call_every(Duration::from_millis(100), move |reactor| {
         let _ = ticker.with(reactor, |kv, conns| kv.tick(conns));
     });
+    // As Redis: when the snapshot cannot be written, the server does not
+    // stop on the signal and lose the data; it says so, and a second signal
+    // stops it without saving (and exits 1).
     let saver = service.clone();
+    let refused_once = Rc::new(Cell::new(false));
+    let unsaved = Rc::clone(&refused_once);
     reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
+        if refused_once.get() {
+            error!("{}: stopping without saving", signal.name());
+            reactor.stop();
+            return;
+        }
         info!("{}: saving and shutting down", signal.name());
-        let _ = saver.with(reactor, |kv, _| {
-            if kv.settings.snapshot.is_some() {
-                let _ = kv.save();
-            }
+        let saved = saver.with(reactor, |kv, _| {
+            kv.settings.snapshot.is_none() || kv.save().is_ok()
         });
-        reactor.stop();
+        if saved.unwrap_or(false) {
+            reactor.stop();
+        } else {
+            error!(
+                "{}: not stopping, the snapshot could not be written; signal again to stop without saving",
+                signal.name()
+            );
+            refused_once.set(true);
+        }
     })?;
     common::announce(format_args!("listening on {bound}"));
     if let Some((addr, tls)) = tls {
@@ -306,5 +330,9 @@ fn run(args: Args) -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
     }
-    reactor.run()
+    reactor.run()?;
+    if unsaved.get() {
+        return Err(io::Error::other("stopped without saving the snapshot"));
+    }
+    Ok(())
 }

@@ -48,6 +48,16 @@ pub enum Role {
     PrimaryLink,
 }
 
+/// What a client that has not authenticated may send, as Redis allows
+/// it: commands of up to 10 arguments of 16 KiB. Without this bound a
+/// stranger could make the server hold `--max-bulk` per connection.
+const UNAUTHENTICATED: reactor::resp::Limits = reactor::resp::Limits {
+    max_bulk: 16 * 1024,
+    max_array: 10,
+    max_inline: 16 * 1024,
+    max_depth: 32,
+};
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Client {
@@ -155,14 +165,19 @@ impl Kv {
     }
 
     fn new_client(&mut self, role: Role) -> Client {
+        let authed = self.settings.requirepass.is_none() || role == Role::PrimaryLink;
         let id = self.next_client_id;
         self.next_client_id += 1;
         Client {
             id,
             proto: Protocol::Resp2,
-            authed: self.settings.requirepass.is_none() || role == Role::PrimaryLink,
+            authed,
             name: None,
-            decoder: RequestDecoder::new(self.settings.limits),
+            decoder: RequestDecoder::new(if authed {
+                self.settings.limits
+            } else {
+                UNAUTHENTICATED
+            }),
             multi: None,
             multi_failed: false,
             watched: None,
@@ -234,7 +249,16 @@ impl Kv {
             let flow = self.dispatch(conns, id, client, &args, now);
             if client.role == Role::PrimaryLink {
                 self.applied_from_primary(&data[from..pos]);
-                self.out.clear(); // a replica does not answer its primary
+                // A replica does not answer its primary; but a write it
+                // could not apply means the two now differ, which must not
+                // pass in silence.
+                if self.out.first() == Some(&b'-') {
+                    warn!(
+                        "{id}: a write from the primary failed here ({}): this replica differs from it",
+                        String::from_utf8_lossy(&self.out).trim_end()
+                    );
+                }
+                self.out.clear();
             } else if self.out.len() + conns.output_len(id).unwrap_or(0)
                 > conns.config().get_high_water()
             {
@@ -287,6 +311,14 @@ impl Kv {
             return Flow::Continue;
         }
         if let Some(queue) = client.multi.as_mut() {
+            if cmd.has(flags::NOTX) {
+                client.multi_failed = true;
+                encode::error(
+                    &mut self.out,
+                    "ERR Command not allowed inside a transaction",
+                );
+                return Flow::Continue;
+            }
             if !cmd.has(flags::NOQUEUE) {
                 queue.push(args.iter().map(|a| a.to_vec()).collect());
                 encode::simple(&mut self.out, "QUEUED");
@@ -330,6 +362,7 @@ impl Kv {
         let direct = (client.role == Role::Normal && self.direct_ok && self.out.len() < 4096)
             .then_some(Direct { conns, id });
         let mut ctx = Ctx {
+            max_string: self.settings.limits.max_bulk,
             db: &mut self.db,
             proto: client.proto,
             now,
@@ -412,6 +445,7 @@ impl Kv {
                             user == b"default" && expected.as_deref().is_none_or(|p| p == pass);
                         if ok {
                             client.authed = true;
+                            client.decoder.set_limits(self.settings.limits);
                             encode::simple(out, "OK");
                         } else {
                             encode::error(
@@ -503,7 +537,24 @@ impl Kv {
                 Err(e) => encode::error(&mut self.out, &e),
             },
             "shutdown" => {
-                let nosave = sub(1).as_deref() == Some(b"nosave");
+                // Redis 7's options: NOSAVE, SAVE, NOW, FORCE, ABORT (the
+                // last three change nothing here but ABORT, which has
+                // nothing to abort).
+                let options: Vec<Vec<u8>> = (1..args.len()).filter_map(&sub).collect();
+                if options.iter().any(|o| {
+                    !matches!(
+                        o.as_slice(),
+                        b"nosave" | b"save" | b"now" | b"force" | b"abort"
+                    )
+                }) {
+                    encode::error(&mut self.out, commands::SYNTAX);
+                    return Flow::Continue;
+                }
+                if options.iter().any(|o| o == b"abort") {
+                    encode::error(&mut self.out, "ERR No shutdown in progress.");
+                    return Flow::Continue;
+                }
+                let nosave = options.iter().any(|o| o == b"nosave");
                 if !nosave && self.settings.snapshot.is_some() {
                     if let Err(e) = self.save() {
                         encode::error(&mut self.out, &e);
@@ -557,6 +608,7 @@ impl Kv {
                     );
                 }
                 client.authed = true;
+                client.decoder.set_limits(self.settings.limits);
                 i += 3;
             } else if opt == b"setname" && i + 1 < args.len() {
                 name = Some(args[i + 1].to_vec());

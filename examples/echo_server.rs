@@ -193,6 +193,11 @@ struct MessageLog {
     /// Lines dropped since the last report, and in all.
     dropped: u64,
     dropped_total: u64,
+    /// Bytes written in all (so that the exit line says what it did).
+    written: u64,
+    /// A write has failed and been reported: later failures are counted,
+    /// not each logged (a full disk fails every pass).
+    failing: bool,
     /// Reused to format one line.
     scratch: String,
 }
@@ -201,13 +206,34 @@ impl MessageLog {
     /// Most bytes written per before-sleep pass.
     const PASS: usize = 256 * 1024;
 
-    /// Opens (creates, appends to) `path`. Opened before the loop starts.
+    /// Opens (creates, appends to) `path`, which must be a regular file:
+    /// a FIFO or a terminal can block a write for as long as its reader
+    /// likes, and the loop must never wait on one. Opened non-blocking, so
+    /// that not even the open can wait (a FIFO with no reader would).
     fn open(path: PathBuf, limit: usize) -> io::Result<MessageLog> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let not_regular = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: not a regular file (a FIFO or a device could block the loop)",
+                    path.display()
+                ),
+            )
+        };
+        if std::fs::metadata(&path).is_ok_and(|meta| !meta.is_file()) {
+            return Err(not_regular());
+        }
         let file = File::options()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            .map_err(named)?;
+        if !file.metadata().map_err(named)?.is_file() {
+            return Err(not_regular());
+        }
         Ok(MessageLog {
             file,
             path,
@@ -215,6 +241,8 @@ impl MessageLog {
             limit,
             dropped: 0,
             dropped_total: 0,
+            written: 0,
+            failing: false,
             scratch: String::new(),
         })
     }
@@ -243,9 +271,9 @@ impl MessageLog {
     /// [`PASS`](Self::PASS) bytes), and a report of lines dropped since the
     /// last pass.
     fn write_some(&mut self) {
-        if self.dropped > 0 {
+        if self.dropped > 0 && !self.failing {
             warn!(
-                "{}: the disk is not keeping up: {} line(s) dropped ({} in all)",
+                "{}: the log buffer is full (the disk is not keeping up, or a burst passed --log-buffer): {} line(s) dropped ({} in all)",
                 self.path.display(),
                 self.dropped,
                 self.dropped_total + self.dropped
@@ -260,15 +288,24 @@ impl MessageLog {
         match self.file.write(&self.pending[..n]) {
             Ok(written) => {
                 self.pending.drain(..written);
+                self.written += written as u64;
+                if self.failing {
+                    info!("{}: writing again", self.path.display());
+                    self.failing = false;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                // A full disk, say: the lines held are lost, the echo goes on.
-                warn!(
-                    "{}: write failed: {e}; log lines dropped",
-                    self.path.display()
-                );
-                self.dropped_total += self.count_lines();
+                // A full disk, say: the lines held are lost, the echo goes
+                // on. Said once, counted after (the total is logged at exit).
+                if !self.failing {
+                    warn!(
+                        "{}: write failed: {e}; log lines are dropped until a write succeeds",
+                        self.path.display()
+                    );
+                    self.failing = true;
+                }
+                self.dropped_total += self.count_lines() + std::mem::take(&mut self.dropped);
                 self.pending.clear();
             }
         }
@@ -283,6 +320,7 @@ impl MessageLog {
         self.dropped_total += self.dropped;
         self.dropped = 0;
         self.file.write_all(&self.pending)?;
+        self.written += self.pending.len() as u64;
         self.pending.clear();
         self.file.flush()?;
         if self.dropped_total > 0 {
@@ -486,7 +524,12 @@ fn run(options: Options) -> io::Result<()> {
         // Lines of connections still open at a hard stop are in progress:
         // they are not logged; everything complete is.
         log.borrow_mut().flush()?;
-        info!("log flushed to {}", log.borrow().path.display());
+        let log = log.borrow();
+        info!(
+            "log flushed to {} ({} bytes written)",
+            log.path.display(),
+            log.written
+        );
     }
     ran?;
     common::announce_totals(&service, "served")

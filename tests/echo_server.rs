@@ -580,3 +580,29 @@ fn a_log_buffer_that_fills_drops_lines_and_says_how_many() {
     let logged = std::fs::read_to_string(&path).unwrap().lines().count();
     assert!(logged > 0 && logged < 4000, "{logged} of 4000 lines logged");
 }
+
+/// `--log-file` must be a regular file: a FIFO (or a terminal) could block
+/// the loop for as long as its reader likes, and before this check even the
+/// open hung (from an outside review).
+#[test]
+fn a_log_file_that_could_block_is_refused() {
+    let dir = support::TempDir::new("fifo-log");
+    let fifo = dir.join("log");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, _, err) = support::run_example(
+        "echo_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--log-file",
+            fifo.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}

@@ -482,3 +482,32 @@ fn ctrl_c_during_a_download_exits_1_and_leaves_no_partial_file() {
     let left: Vec<_> = fs::read_dir(&local.0).unwrap().collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+/// A second server started on the same directory (here on another port)
+/// leaves the first one's upload in progress alone: it removes only what a
+/// server that is gone left behind (from an outside review: it removed
+/// every temporary file, and the first server's upload failed).
+#[test]
+fn a_second_server_on_the_directory_leaves_running_uploads_alone() {
+    let served = TempDir::new("two-servers");
+    let first = start_server(&served.0, &[]);
+    let mut uploader = connect(first.addr());
+    uploader.write_all(b"PUT victim 10\n01234").unwrap();
+    // The upload is in progress once its temporary file exists.
+    let part = || {
+        fs::read_dir(&served.0)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".upload."))
+    };
+    assert!(
+        support::kv::eventually(Duration::from_secs(10), part),
+        "no temporary file"
+    );
+    let second = start_server(&served.0, &[]);
+    assert!(part(), "the second server removed the first one's upload");
+    uploader.write_all(b"56789").unwrap();
+    assert_eq!(read_line(&mut uploader), "OK 10\n");
+    assert_eq!(fs::read(served.join("victim")).unwrap(), b"0123456789");
+    drop(second);
+}

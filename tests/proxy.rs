@@ -177,3 +177,19 @@ fn idle_pairs_are_closed_and_clients_past_the_limit_are_refused() {
     let more = upstream.accept().map(|_| ()).unwrap_err();
     assert_eq!(more.kind(), std::io::ErrorKind::WouldBlock);
 }
+
+/// `--max-conns` counts clients, not sockets: each client's upstream
+/// connection does not take a client's place (an outside review reported
+/// one client let in with 2; this pins what the service counts).
+#[test]
+fn max_conns_counts_clients_not_sockets() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap().to_string();
+    let proxy = start_proxy(&upstream_addr, &["--max-conns", "2"]);
+    let _first = connect(proxy.addr());
+    let _first_far = upstream.accept().unwrap();
+    let _second = connect(proxy.addr());
+    let _second_far = upstream.accept().unwrap();
+    let mut third = connect(proxy.addr());
+    assert!(support::closed_within(&mut third, Duration::from_secs(10)));
+}

@@ -45,7 +45,8 @@ options:
   --discard-limit SIZE    a refused upload's bytes read and dropped before the ERROR,
                           so that it reaches the client (default 64MiB)
   --idle-timeout DURATION close a client idle this long (default 60s; off)
-  --grace DURATION        on SIGINT/SIGTERM, time allowed to finish transfers (default 5s)
+  --grace DURATION        on SIGINT/SIGTERM, time allowed to flush what is queued; transfers
+                          still running are cut (an upload is removed) (default 5s)
   -h, --help              show this text
 
 Prints 'listening on ADDR'. The protocol is in docs/file-transfer.md.

@@ -30,6 +30,28 @@ use crate::protocol::check_name;
 const TEMP_PREFIX: &str = ".upload.";
 const TEMP_SUFFIX: &str = ".part";
 
+/// Whether the process named in a temporary name (`.upload.PID.N.part`)
+/// is gone. A name we cannot read is taken as left behind. (A pid reused
+/// by an unrelated process keeps a stale file until that one exits.)
+fn writer_is_gone(temp: &str) -> bool {
+    let pid = temp
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+    match pid {
+        // Signal 0 asks whether the process exists, sending nothing.
+        // SAFETY: kill with signal 0 has no effect on the target.
+        Some(pid) if pid > 0 => {
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            // Our own pid is a previous server's that had it (a container
+            // restarted): nothing of ours exists yet when the store opens.
+            !alive || pid == std::process::id() as libc::pid_t
+        }
+        _ => true,
+    }
+}
+
 /// The directory and what it holds.
 pub struct Store {
     dir: PathBuf,
@@ -66,8 +88,14 @@ impl Store {
                 continue;
             };
             if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-                info!("removing {name}, an upload left unfinished");
-                let _ = fs::remove_file(entry.path());
+                // Only what a server that has gone left behind: another
+                // server may be serving this directory, mid-upload.
+                if writer_is_gone(&name) {
+                    info!("removing {name}, an upload left unfinished");
+                    let _ = fs::remove_file(entry.path());
+                } else {
+                    info!("leaving {name}: the server writing it is running");
+                }
             } else if check_name(&name).is_ok() && entry.file_type()?.is_file() {
                 names.insert(name);
             }

@@ -238,6 +238,8 @@ fn parse_options() -> Options {
     // and the one read that was in progress when the sender was paused.
     let limit = buffer.saturating_mul(2).saturating_add(1024 * 1024);
     let config = Config::default()
+        // Counts accepted connections only: a client's upstream connection
+        // does not take a client's place.
         .max_connections(max_conns)
         .output_limit(limit)
         .high_water(limit)

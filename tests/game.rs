@@ -527,6 +527,69 @@ fn spoofed_tokens_garbage_and_reordered_datagrams_are_ignored_and_counted() {
     assert_eq!(stat(&mut alice, "stale"), 2);
 }
 
+/// From an outside review: an old datagram replayed from another address
+/// must not pull the player's snapshots there (only a newer input moves a
+/// player's address), and a client that rejoins with its token numbers its
+/// inputs from the start again.
+#[test]
+fn replays_do_not_move_a_player_and_a_rejoin_counts_afresh() {
+    let server = start(&["--grace", "30s"]);
+    let mut ben = Player::join(server.addr(), "ben");
+    ben.input(Dir::Stop);
+    ben.snapshot();
+    // ben's old input, replayed from a stranger's socket.
+    let stranger = udp_socket();
+    let mut text = String::new();
+    Input {
+        token: ben.welcome.token,
+        seq: ben.seq,
+        dir: Dir::Stop,
+    }
+    .write(&mut text);
+    stranger.send_to(text.as_bytes(), ben.server_udp).unwrap();
+    // ben still gets its snapshots; the stranger gets none.
+    for _ in 0..5 {
+        ben.snapshot();
+    }
+    stranger.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "a replay moved ben's snapshots"
+    );
+    // A rejoin with the token, from a new client that starts at 1, after
+    // the old one had reached 1000.
+    ben.raw_input(ben.welcome.token, 1000, Dir::Stop);
+    let token = ben.welcome.token;
+    let mut watcher = Player::join(server.addr(), "watcher");
+    drop(ben);
+    watcher.expect("LEFT ben closed");
+    let stream = connect(server.addr());
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    writeln!(writer, "JOIN ben {}", game::format_token(token)).unwrap();
+    assert!(read_line(&mut reader).starts_with("WELCOME "));
+    let fresh = udp_socket();
+    let mut text = String::new();
+    Input {
+        token,
+        seq: 1,
+        dir: Dir::Stop,
+    }
+    .write(&mut text);
+    fresh.send_to(text.as_bytes(), watcher.server_udp).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = fresh
+        .recv_from(&mut buf)
+        .expect("snapshots for the rejoined client");
+    let mut snapshot = Snapshot::default();
+    snapshot.parse_into(&buf[..n]).expect("a snapshot");
+    assert_eq!(
+        snapshot.ack, 1,
+        "the rejoined client's first input was applied"
+    );
+}
+
 #[test]
 fn inputs_over_sixty_a_second_are_dropped_and_counted() {
     let server = start(&[]);
@@ -581,6 +644,9 @@ fn a_crowd_gets_the_nearest_players_that_fit_in_one_datagram() {
 fn loadgen_game_counts_every_snapshot() {
     let _heavy = heavy();
     let server = start(&["--width", "60", "--height", "20", "--win-score", "1000"]);
+    // Someone else is playing already: the load generator's bots must
+    // settle all the same (they once waited for ids 0..N).
+    let _other = Player::join(server.addr(), "someone");
     let addr = server.addr().to_string();
     let pid = server.pid().to_string();
     let (status, out, err) = run_example(
@@ -784,11 +850,14 @@ fn game_client_under_tmux_moves_chats_and_restores_the_terminal() {
     tmux.wait_for("bob's chat", |s| {
         s.contains("bob: hi alice") && s.contains("bob joined")
     });
-    // Ctrl-C ends the client; the terminal is as it was.
+    // Ctrl-C ends the client, leaving as `q` does (QUIT, so the name is
+    // free at once); the terminal is as it was.
     tmux.run(&["send-keys", "C-c"]);
     let (status, _) = client.exited_and_restored();
     assert_eq!(status, "status=0");
-    bob.expect("LEFT alice closed");
+    bob.expect("LEFT alice quit");
+    let again = Player::join(server.addr(), "alice");
+    drop(again);
 }
 
 #[test]

@@ -61,7 +61,6 @@ struct Bot {
     lines: LineDecoder,
     link: Option<Link>,
     last_arrival: Option<Instant>,
-    joins_heard: u64,
     rng: u64,
 }
 
@@ -70,6 +69,7 @@ pub struct Bots {
     server: SocketAddr,
     strategy: Strategy,
     /// How many bots there will be.
+    #[allow(dead_code)] // read by `settled`, which loadgen uses
     count: usize,
     bots: Vec<Bot>,
     by_conn: HashMap<ConnId, usize>,
@@ -82,12 +82,11 @@ pub struct Bots {
     pub stop_after_rounds: Option<u64>,
     pub rounds: u64,
     pub joined: usize,
-    /// How many bots have heard every join after their own: then the
-    /// join's announcements (one to every player for every player, N²/2
-    /// lines) have been delivered. (Ids are given in the order of joining,
-    /// so the bot with id k hears N - k `JOINED`, its own included, in a
-    /// game of these bots alone.)
-    pub settled: usize,
+    /// `JOINED` lines naming one of these bots, heard by these bots. Each
+    /// bot hears its own join and every later one (the server announces in
+    /// one order to all), so when all have joined the sum is N(N+1)/2,
+    /// whoever else plays and whatever ids the server gave.
+    pub announcements_heard: u64,
     pub measuring: bool,
     pub counts: Counts,
     /// The last `STATS` line the first bot got.
@@ -97,6 +96,13 @@ pub struct Bots {
 }
 
 impl Bots {
+    /// Every bot has joined and heard every join after its own.
+    #[allow(dead_code)] // used by loadgen game, not by game_client
+    pub fn settled(&self) -> bool {
+        let n = self.count as u64;
+        self.announcements_heard == n * (n + 1) / 2
+    }
+
     /// Starts `count` bots named `PREFIX1`, `PREFIX2`... (one bot is just
     /// `PREFIX`): connects them (a
     /// batch per turn, so that a thousand connects do not overflow the
@@ -123,7 +129,7 @@ impl Bots {
             stop_after_rounds: None,
             rounds: 0,
             joined: 0,
-            settled: 0,
+            announcements_heard: 0,
             measuring: false,
             counts: Counts::default(),
             stats_line: None,
@@ -177,13 +183,8 @@ impl Bots {
                 self.fail(conns, format!("{name}: {rest}"))
             }
             "JOINED" => {
-                let bot = &mut self.bots[index];
-                bot.joins_heard += 1;
-                let total = self.count as u64;
-                if let Some(link) = &bot.link
-                    && bot.joins_heard == total.saturating_sub(u64::from(link.welcome.id))
-                {
-                    self.settled += 1;
+                if self.bots.iter().any(|bot| bot.name == rest) {
+                    self.announcements_heard += 1;
                 }
             }
             "WINNER" if index == 0 => {
@@ -311,7 +312,6 @@ fn connect_batch(
                 lines: LineDecoder::new(MAX_LINE),
                 link: None,
                 last_arrival: None,
-                joins_heard: 0,
                 rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
             });
         }

@@ -71,15 +71,30 @@ impl Link {
         F: FnMut(&mut H, &mut Connections<'_>, &[u8]) + 'static,
     {
         let server = SocketAddr::new(server.ip(), welcome.udp_port);
-        let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().expect("an address")
+        // Facing the server only: a loopback server gets a loopback
+        // socket, so nothing from another host can reach it.
+        let local_ip: std::net::IpAddr = if server.ip().is_loopback() {
+            server.ip()
+        } else if server.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
         } else {
-            "[::]:0".parse().expect("an address")
+            std::net::Ipv6Addr::UNSPECIFIED.into()
         };
-        let udp = UdpEndpoint::bind(reactor, local, move |reactor, _, _, data| {
-            // The UDP callback runs outside the handler: `with` is not refused.
-            let _ = service.with(reactor, |handler, conns| on_datagram(handler, conns, data));
-        })?;
+        let udp = UdpEndpoint::bind(
+            reactor,
+            SocketAddr::new(local_ip, 0),
+            move |reactor, _, from, data| {
+                // Snapshots come from the server's address or not at all: one
+                // forged datagram with a far-future tick would otherwise make
+                // every real snapshot look stale.
+                if from != server {
+                    log::debug!("udp {from}: not the server, ignored");
+                    return;
+                }
+                // The UDP callback runs outside the handler: `with` is not refused.
+                let _ = service.with(reactor, |handler, conns| on_datagram(handler, conns, data));
+            },
+        )?;
         let mut link = Link {
             welcome,
             udp,

@@ -66,8 +66,9 @@ Exit status 1 if the server is lost or refuses the player.
 /// keys at any rate, and the terminal needs neither more often.
 const FRAME: Duration = Duration::from_millis(16);
 
-/// The longest chat line one can type.
-const MAX_SAY: usize = 200;
+/// The longest chat line one can type, in bytes: what the server's
+/// 512-byte line limit leaves after `SAY ` and the newline.
+const MAX_SAY: usize = 512 - "SAY \n".len();
 
 /// Inputs remembered until acknowledged, at most.
 const MAX_UNACKED: usize = 64;
@@ -281,7 +282,7 @@ impl Session {
         for &key in keys {
             if let Some(text) = self.typing.as_mut() {
                 match key {
-                    Key::Char(c) if text.chars().count() < MAX_SAY => text.push(c),
+                    Key::Char(c) if text.len() + c.len_utf8() <= MAX_SAY => text.push(c),
                     Key::Backspace => {
                         text.pop();
                     }
@@ -507,9 +508,22 @@ fn run_terminal(addr: SocketAddr, name: String) -> io::Result<()> {
             }
         });
     });
-    reactor::signal::on_shutdown_signal(&mut reactor, |reactor, signal| {
+    // Ctrl-C and SIGTERM leave as `q` does, with QUIT: a client that just
+    // closed would keep its name reserved for the grace period, and the
+    // player could not come back under it. A second signal stops at once.
+    let leaving = service.clone();
+    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
         debug!("{}: leaving", signal.name());
-        reactor.stop();
+        let quit = leaving.with(reactor, |session, conns| {
+            let first = !session.quitting && session.conn.is_some();
+            if first {
+                session.quit(conns);
+            }
+            first
+        });
+        if !quit.unwrap_or(false) {
+            reactor.stop();
+        }
     })?;
     let outcome = reactor.run();
     drop(terminal);

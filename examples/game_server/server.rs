@@ -189,6 +189,8 @@ impl GameServer {
                 p.presence = Presence::Playing;
                 p.heard = now;
                 p.dir = game::Dir::Stop;
+                // A new client numbers its inputs from the start again.
+                p.last_seq = None;
                 self.players.set_conn(player, Some(id));
                 (player, "BACK")
             }
@@ -203,7 +205,9 @@ impl GameServer {
             self.settings.height
         );
         let _ = conns.send(id, welcome.as_bytes());
-        self.announce(conns, &format!("{news} {name}\n"));
+        // The name as the game knows it, not as this JOIN spelled it.
+        let known = p.name.clone();
+        self.announce(conns, &format!("{news} {known}\n"));
         Ok(None)
     }
 
@@ -250,17 +254,21 @@ impl GameServer {
             self.stats.rate_limited += 1;
             return;
         }
+        // Only a newer input counts: a duplicated, reordered or replayed
+        // datagram changes nothing (it must not move the player's address,
+        // nor keep an away player present).
+        if p.last_seq
+            .is_some_and(|last| !game::seq_newer(input.seq, last))
+        {
+            self.stats.stale += 1;
+            return;
+        }
+        p.last_seq = Some(input.seq);
+        p.dir = input.dir;
+        self.stats.applied += 1;
         p.heard = now;
         let back = matches!(p.presence, Presence::Away(_));
         p.presence = Presence::Playing;
-        match p.last_seq {
-            Some(last) if !game::seq_newer(input.seq, last) => self.stats.stale += 1,
-            _ => {
-                p.last_seq = Some(input.seq);
-                p.dir = input.dir;
-                self.stats.applied += 1;
-            }
-        }
         if p.udp != Some(from) {
             if p.udp.is_some() {
                 info!("{}: UDP moved to {from}", p.name);

@@ -118,7 +118,7 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         &bots,
         Duration::from_secs(300),
         "the join's announcements were not delivered within 300 s",
-        |b| b.settled == players,
+        |b| b.settled(),
     )?;
     // The warm-up first (the join's announcements take a while to settle),
     // then `STATS`, which starts the server's timing samples afresh: they

@@ -182,10 +182,8 @@ impl Bots {
                 let name = &self.bots[index].name;
                 self.fail(conns, format!("{name}: {rest}"))
             }
-            "JOINED" => {
-                if self.bots.iter().any(|bot| bot.name == rest) {
-                    self.announcements_heard += 1;
-                }
+            "JOINED" if self.bots.iter().any(|bot| bot.name == rest) => {
+                self.announcements_heard += 1;
             }
             "WINNER" if index == 0 => {
                 self.rounds += 1;

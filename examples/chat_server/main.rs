@@ -212,11 +212,7 @@ fn hash_password(name: &str) -> ! {
 }
 
 fn main() {
-    common::init_logging();
-    let options = parse_options();
-    if let Err(e) = run(options) {
-        common::fail(e);
-    }
+    common::main(parse_options, run);
 }
 
 fn run(options: Options) -> io::Result<()> {

@@ -32,6 +32,17 @@ pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }
 
+/// A program's `main`: logging set up, the command line read by `parse`
+/// (which exits 2 on bad usage), then `run`; a failure is one line on
+/// stderr and exit status 1.
+pub fn main<O>(parse: impl FnOnce() -> O, run: impl FnOnce(O) -> io::Result<()>) {
+    init_logging();
+    let options = parse();
+    if let Err(e) = run(options) {
+        fail(e);
+    }
+}
+
 /// Bad usage: one line on stderr, a hint, exit status 2.
 pub fn usage_error(message: impl Display) -> ! {
     let program = program();

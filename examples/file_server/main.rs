@@ -127,11 +127,7 @@ fn parse_options() -> Options {
 }
 
 fn main() {
-    common::init_logging();
-    let options = parse_options();
-    if let Err(e) = run(options) {
-        common::fail(e);
-    }
+    common::main(parse_options, run);
 }
 
 fn run(options: Options) -> io::Result<()> {

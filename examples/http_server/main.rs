@@ -191,11 +191,7 @@ fn positive_count(s: &str) -> Result<usize, String> {
 }
 
 fn main() {
-    common::init_logging();
-    let options = parse_options();
-    if let Err(e) = run(options) {
-        common::fail(e);
-    }
+    common::main(parse_options, run);
 }
 
 fn run(options: Options) -> io::Result<()> {

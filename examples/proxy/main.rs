@@ -110,7 +110,7 @@ impl Handler for Relay {
                 }
                 Err(e) => {
                     warn!("{id}: cannot connect to {}: {e}", self.upstream);
-                    let _ = conns.abort(id);
+                    let _ = conns.reset(id);
                 }
             },
             Origin::Connected => debug!("{id}: connected to {}", self.upstream),
@@ -178,9 +178,11 @@ impl Handler for Relay {
                 let _ = conns.close(side.peer);
             }
             _ => {
-                // A reset, a failure, a timeout or a limit: the pair ends now.
-                info!("{id}: {reason}: closing {} too", side.peer);
-                let _ = conns.abort(side.peer);
+                // A reset, a failure, a timeout or a limit: the pair ends
+                // now, with a reset, so that the other end sees its stream
+                // cut short rather than ended.
+                info!("{id}: {reason}: resetting {} too", side.peer);
+                let _ = conns.reset(side.peer);
             }
         }
     }

@@ -110,6 +110,19 @@ impl State {
         Ok(())
     }
 
+    /// Closes at once with a reset: `SO_LINGER` of zero makes the kernel
+    /// send RST at `close(2)` instead of FIN.
+    pub(crate) fn reset(&mut self, reactor: &mut Reactor, id: ConnId) -> io::Result<()> {
+        let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;
+        if let super::stream::Stream::Tcp(tcp) = conn.transport.socket() {
+            if let Err(e) = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO))
+            {
+                debug!("{id}: SO_LINGER 0: {e}; closing without a reset");
+            }
+        }
+        self.abort(reactor, id, CloseReason::Closed)
+    }
+
     /// Shuts down the write side once queued output is written.
     pub(crate) fn shutdown_write(&mut self, id: ConnId) -> io::Result<()> {
         let conn = visible_mut(&mut self.conns, id).ok_or_else(|| not_open(id))?;

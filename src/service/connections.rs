@@ -188,6 +188,42 @@ impl Connections<'_> {
             .abort(self.reactor, id, super::CloseReason::Closed)
     }
 
+    /// Closes at once with a TCP reset (RST), whatever is queued: the peer
+    /// sees the stream cut short (`ECONNRESET`), not ended. What a relay
+    /// does when the other side of a pair was reset, so that a stream cut
+    /// short at one end does not look complete at the other.
+    /// [`Handler::on_close`](super::Handler::on_close) follows with
+    /// [`CloseReason::Closed`](super::CloseReason::Closed). On a Unix-domain
+    /// socket, which has no reset, it is [`abort`](Connections::abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #![allow(dead_code)]
+    /// use reactor::service::{CloseReason, ConnId, Connections, Handler};
+    ///
+    /// /// Ends a pair of connections: a reset passes on as a reset.
+    /// struct Pair { other: Option<ConnId> }
+    /// impl Handler for Pair {
+    ///     fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+    ///         data.len()
+    ///     }
+    ///     fn on_close(&mut self, conns: &mut Connections<'_>, _: ConnId, reason: &CloseReason) {
+    ///         if let (Some(other), CloseReason::Error(_)) = (self.other.take(), reason) {
+    ///             let _ = conns.reset(other);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `id` is not open.
+    pub fn reset(&mut self, id: ConnId) -> io::Result<()> {
+        self.settle_in_place();
+        self.state.reset(self.reactor, id)
+    }
+
     /// Shuts down the sending side (TCP FIN) once queued output is written;
     /// the connection can still receive. Later sends fail with `BrokenPipe`.
     ///

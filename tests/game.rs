@@ -129,6 +129,19 @@ impl Player {
         self.udp.send_to(text.as_bytes(), self.server_udp).unwrap();
     }
 
+    /// Stops, and waits for a snapshot that acknowledges it: from then on
+    /// the player stands still (and its score with it).
+    #[track_caller]
+    fn stop(&mut self) {
+        self.input(Dir::Stop);
+        for _ in 0..1000 {
+            if self.snapshot().ack == self.seq {
+                return;
+            }
+        }
+        panic!("{}: the stop was never acknowledged", self.name);
+    }
+
     /// The next snapshot (within the socket's timeout).
     #[track_caller]
     fn snapshot(&self) -> Snapshot {
@@ -354,14 +367,10 @@ fn a_player_whose_udp_is_cut_is_away_and_comes_back_with_its_score() {
     let mut bob = Player::join(server.addr(), "bob");
     alice.input(Dir::Stop);
     alice.play_until_score(2, Duration::from_secs(20));
-    // Stopped first (and acknowledged), so that no coin is taken between
-    // reading the score and going away: a moving player kept moving for
-    // the 300 ms before it was marked away (a race seen once in CI).
-    alice.input(Dir::Stop);
-    let mut s = alice.snapshot();
-    while s.ack != alice.seq {
-        s = alice.snapshot();
-    }
+    // Stopped first, so that no coin is taken between reading the score
+    // and going away (a moving player kept moving for the 300 ms before
+    // it was marked away: a race seen once in CI).
+    alice.stop();
     let score = alice.score_of("alice").unwrap();
     assert!(score >= 2);
     // The test stops alice's socket: nothing more is sent from it.
@@ -383,6 +392,7 @@ fn a_tcp_close_removes_the_player_and_its_token_brings_it_back() {
     let mut bob = Player::join(server.addr(), "bob");
     alice.input(Dir::Stop);
     alice.play_until_score(1, Duration::from_secs(20));
+    alice.stop();
     let score = alice.score_of("alice").unwrap();
     let token = game::format_token(alice.welcome.token);
     let id = alice.welcome.id;

@@ -68,9 +68,15 @@
 //!    thread (`getaddrinfo` cannot be made non-blocking) behind a bounded
 //!    queue, and answers on the loop through the [`Handle`], with a small
 //!    cache on the loop's side.
-//! 10. **RESP** — [`resp`] (`src/resp.rs`): Redis's protocol, RESP2 and RESP3,
+//! 10. **RESP** — [`resp`] (`src/resp/`): Redis's protocol, RESP2 and RESP3,
 //!     decoded incrementally within limits and encoded into one buffer per
-//!     pipeline; for servers (`kv_server`) and for clients of Redis.
+//!     pipeline; for servers (`kv_server`) and for clients of Redis:
+//!     `mod.rs` (limits, errors, numbers), `request.rs` (commands, as a
+//!     server reads them), `value.rs` (replies, as a client reads them),
+//!     `encode.rs` (writing either).
+//!
+//! Beside them, `src/decimal.rs` writes integers as ASCII digits for both
+//! encoders (HTTP's lengths and statuses, RESP's lengths and integers).
 //!
 //! The example programs follow the same ladder: `select_echo_client` uses
 //! layer 1 alone, `select_echo_server` layer 2, and `echo_server` and
@@ -110,6 +116,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod decimal;
 mod handle;
 mod key;
 mod reactor;

@@ -43,8 +43,10 @@
 //!      handler is called), `input.rs` (reading, delivery, pausing),
 //!      `output/` (`send.rs`, `flush.rs`, `in_place.rs` for the reply in
 //!      place, `turn.rs` for the turn buffer, `backlog.rs` for the backlog
-//!      and its pool), `close.rs` (close, linger, reset, shutdown), `accept.rs`
-//!      (accept, the `EMFILE` pause, connect), `timeouts.rs` (idle,
+//!      and its pool), `close.rs` (close, linger, reset, shutdown),
+//!      `dial.rs` (starting outgoing connections: TCP, Unix, TLS),
+//!      `accept.rs` (accept, the `EMFILE` pause, finishing a connect),
+//!      `timeouts.rs` (idle,
 //!      unfinished input, and the lists behind them);
 //!    - the seam: `transport.rs` (what a connection's bytes pass through
 //!      between socket and handler), `tls_transport.rs` (rustls on it, with

@@ -90,7 +90,7 @@ impl Value {
 /// Reads one RESP2 or RESP3 value from the start of a buffer: what a
 /// client does with replies.
 ///
-/// Unlike [`RequestDecoder`] it keeps no progress: a reply that has not
+/// Unlike [`RequestDecoder`](super::RequestDecoder) it keeps no progress: a reply that has not
 /// fully arrived is scanned again from its start on the next call, which is
 /// cheap for replies of a few kilobytes and linear in the headers for large
 /// ones (a bulk string's body is skipped by its length, not scanned).

@@ -101,6 +101,7 @@ mod close;
 mod config;
 mod conn;
 mod connections;
+mod dial;
 mod engine;
 mod flags;
 mod handler;

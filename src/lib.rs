@@ -57,8 +57,14 @@
 //!    files.
 //! 5. **Sockets** — [`socket`] (`src/socket.rs`): listeners with the options
 //!    mio does not expose (backlog, `SO_REUSEADDR`), via `socket2`.
-//! 6. **Framing** — [`codec`] (`src/codec.rs`): lines with a maximum length
-//!    and length-prefixed frames, cut from whatever bytes have arrived.
+//! 6. **Framing** — [`codec`] (`src/codec/`): messages cut from whatever
+//!    bytes have arrived, each decoder bounded and without I/O of its own.
+//!    `mod.rs` holds lines with a maximum length and length-prefixed
+//!    frames; [`codec::resp`] (`src/codec/resp/`) holds Redis's protocol,
+//!    RESP2 and RESP3, for servers (`kv_server`) and for clients of Redis:
+//!    `mod.rs` (limits, errors, numbers), `request.rs` (commands, as a
+//!    server reads them), `value.rs` (replies, as a client reads them),
+//!    `encode.rs` (writing either, one buffer per pipeline).
 //! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
 //!    a bounded send queue for when the socket is full.
 //! 8. **HTTP/1.1** — with the `http` feature, [`http`] (`src/http/`): request
@@ -70,12 +76,6 @@
 //!    thread (`getaddrinfo` cannot be made non-blocking) behind a bounded
 //!    queue, and answers on the loop through the [`Handle`], with a small
 //!    cache on the loop's side.
-//! 10. **RESP** — [`resp`] (`src/resp/`): Redis's protocol, RESP2 and RESP3,
-//!     decoded incrementally within limits and encoded into one buffer per
-//!     pipeline; for servers (`kv_server`) and for clients of Redis:
-//!     `mod.rs` (limits, errors, numbers), `request.rs` (commands, as a
-//!     server reads them), `value.rs` (replies, as a client reads them),
-//!     `encode.rs` (writing either).
 //!
 //! Beside them, `src/decimal.rs` writes integers as ASCII digits for both
 //! encoders (HTTP's lengths and statuses, RESP's lengths and integers).
@@ -130,7 +130,6 @@ pub mod codec;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod resolve;
-pub mod resp;
 pub mod service;
 #[cfg(feature = "signal")]
 pub mod signal;

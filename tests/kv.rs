@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use reactor::resp::Value;
+use reactor::codec::resp::Value;
 use support::kv::{Client, Target, both, bulk, eventually, ok};
 
 fn int(n: i64) -> Value {
@@ -315,9 +315,12 @@ fn pipelined_bursts_split_at_every_byte_boundary() {
     let mut burst = Vec::new();
     let mut expected = Vec::new();
     for i in 0..8 {
-        reactor::resp::encode::command(&mut burst, &["SET", &format!("k{i}"), &"v".repeat(i * 3)]);
+        reactor::codec::resp::encode::command(
+            &mut burst,
+            &["SET", &format!("k{i}"), &"v".repeat(i * 3)],
+        );
         expected.push(ok());
-        reactor::resp::encode::command(&mut burst, &["GET", &format!("k{i}")]);
+        reactor::codec::resp::encode::command(&mut burst, &["GET", &format!("k{i}")]);
         expected.push(bulk(&"v".repeat(i * 3)));
     }
     burst.extend_from_slice(b"PING\r\n");
@@ -346,7 +349,7 @@ fn pipelined_bursts_split_at_every_byte_boundary() {
         assert_eq!(c.call(&["GET", "big"]), bulk(&big));
         let mut mixed = Vec::new();
         for key in ["big", "k1", "big", "nothing", "big"] {
-            reactor::resp::encode::command(&mut mixed, &["GET", key]);
+            reactor::codec::resp::encode::command(&mut mixed, &["GET", key]);
         }
         c.send_raw(&mixed);
         for want in [bulk(&big), bulk("vvv"), bulk(&big), Value::Null, bulk(&big)] {
@@ -358,7 +361,7 @@ fn pipelined_bursts_split_at_every_byte_boundary() {
         // A thousand commands in one write, answered in order.
         let mut big = Vec::new();
         for i in 0..1000 {
-            reactor::resp::encode::command(&mut big, &["INCR", "counter"]);
+            reactor::codec::resp::encode::command(&mut big, &["INCR", "counter"]);
             let _ = i;
         }
         let mut c = target.client();
@@ -395,7 +398,7 @@ fn keys_expire_under_load() {
         let mut c = target.client();
         let mut burst = Vec::new();
         for i in 0..20_000 {
-            reactor::resp::encode::command(
+            reactor::codec::resp::encode::command(
                 &mut burst,
                 &["SET", &format!("e:{i}"), "v", "PX", "300"],
             );
@@ -539,7 +542,7 @@ fn slow_reader_of_keys_replies_keeps_memory_bounded() {
     let mut c = target.client();
     let mut burst = Vec::new();
     for i in 0..20_000 {
-        reactor::resp::encode::command(
+        reactor::codec::resp::encode::command(
             &mut burst,
             &["SET", &format!("key:{i:06}:{}", "p".repeat(180)), "v"],
         );
@@ -574,7 +577,7 @@ fn slow_reader_of_keys_replies_keeps_memory_bounded() {
     let mut filler = tiny.client();
     let mut burst = Vec::new();
     for i in 0..20_000 {
-        reactor::resp::encode::command(
+        reactor::codec::resp::encode::command(
             &mut burst,
             &["SET", &format!("key:{i:06}:{}", "p".repeat(180)), "v"],
         );

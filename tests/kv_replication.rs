@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use reactor::resp::Value;
+use reactor::codec::resp::Value;
 use support::Server;
 use support::kv::{Client, bulk, eventually, ok};
 

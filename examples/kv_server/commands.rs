@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use reactor::resp::{Protocol, encode, parse_i64};
+use reactor::codec::resp::{Protocol, encode, parse_i64};
 use reactor::service::{ConnId, Connections};
 
 use crate::db::{Db, Value, element_cost, field_cost};

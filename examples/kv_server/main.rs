@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use log::{error, info};
 use reactor::Reactor;
-use reactor::resp::Limits;
+use reactor::codec::resp::Limits;
 use reactor::service::{Config, Service};
 
 use crate::db::{Db, Policy};

@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use reactor::resp::{Limits, Value, ValueDecoder, encode, parse_i64};
+use reactor::codec::resp::{Limits, Value, ValueDecoder, encode, parse_i64};
 use reactor::service::{CloseReason, ConnId, Connections};
 
 use crate::backlog::Backlog;

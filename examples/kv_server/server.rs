@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use reactor::resp::{Limits, Protocol, RequestDecoder, encode, parse_i64};
+use reactor::codec::resp::{Limits, Protocol, RequestDecoder, encode, parse_i64};
 use reactor::service::{CloseReason, ConnId, Connections, Handler, Origin};
 
 use crate::backlog::Backlog;
@@ -51,7 +51,7 @@ pub enum Role {
 /// What a client that has not authenticated may send, as Redis allows
 /// it: commands of up to 10 arguments of 16 KiB. Without this bound a
 /// stranger could make the server hold `--max-bulk` per connection.
-const UNAUTHENTICATED: reactor::resp::Limits = reactor::resp::Limits {
+const UNAUTHENTICATED: reactor::codec::resp::Limits = reactor::codec::resp::Limits {
     max_bulk: 16 * 1024,
     max_array: 10,
     max_inline: 16 * 1024,

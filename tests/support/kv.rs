@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reactor::resp::{Limits, Value, ValueDecoder, encode};
+use reactor::codec::resp::{Limits, Value, ValueDecoder, encode};
 
 use super::Server;
 

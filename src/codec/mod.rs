@@ -17,8 +17,14 @@
 //!
 //! Neither decoder copies or allocates: lines and frames are slices of the
 //! input.
+//!
+//! Protocols with more structure have a module each:
+//!
+//! - [`resp`]: Redis's protocol, RESP2 and RESP3, commands and replies.
 
 use std::fmt;
+
+pub mod resp;
 
 /// Why [`LineDecoder::next_line`] rejected a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -102,7 +102,7 @@ impl Value {
 /// # Examples
 ///
 /// ```
-/// use reactor::resp::{Limits, Value, ValueDecoder};
+/// use reactor::codec::resp::{Limits, Value, ValueDecoder};
 ///
 /// let decoder = ValueDecoder::new(Limits::default());
 /// assert_eq!(decoder.decode(b"*2\r\n:1\r\n$-1\r\n").unwrap(),

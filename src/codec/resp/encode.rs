@@ -3,7 +3,7 @@
 //! pipeline's replies build up in one buffer and go out in one write.
 //!
 //! ```
-//! use reactor::resp::{encode, Protocol};
+//! use reactor::codec::resp::{encode, Protocol};
 //!
 //! let mut out = Vec::new();
 //! encode::map_header(&mut out, 1, Protocol::Resp2); // a flat array in RESP2

@@ -33,7 +33,7 @@ enum Progress {
 /// # Examples
 ///
 /// ```
-/// use reactor::resp::{Limits, RequestDecoder};
+/// use reactor::codec::resp::{Limits, RequestDecoder};
 ///
 /// let mut decoder = RequestDecoder::new(Limits::default());
 /// let whole = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
@@ -72,7 +72,7 @@ impl RequestDecoder {
     /// # Examples
     ///
     /// ```
-    /// use reactor::resp::{Limits, RequestDecoder};
+    /// use reactor::codec::resp::{Limits, RequestDecoder};
     ///
     /// let mut decoder = RequestDecoder::new(Limits { max_bulk: 16, ..Limits::default() });
     /// assert!(decoder.decode(b"*1\r\n$100\r\n").is_err());

@@ -27,7 +27,7 @@
 //! A server's side: decode two pipelined commands, answer both.
 //!
 //! ```
-//! use reactor::resp::{encode, Limits, Protocol, RequestDecoder};
+//! use reactor::codec::resp::{encode, Limits, Protocol, RequestDecoder};
 //!
 //! let input = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\nGET a\r\n";
 //! let mut decoder = RequestDecoder::new(Limits::default());
@@ -49,7 +49,7 @@
 //! A client's side: encode a command, decode the reply.
 //!
 //! ```
-//! use reactor::resp::{encode, Limits, Value, ValueDecoder};
+//! use reactor::codec::resp::{encode, Limits, Value, ValueDecoder};
 //!
 //! let mut request = Vec::new();
 //! encode::command(&mut request, &["HGETALL", "h"]);
@@ -86,7 +86,7 @@ pub enum Protocol {
 /// has one (`proto-max-bulk-len` 512 MiB, inline requests of 64 KiB).
 ///
 /// ```
-/// use reactor::resp::Limits;
+/// use reactor::codec::resp::Limits;
 /// let limits = Limits { max_bulk: 1 << 20, ..Limits::default() };
 /// assert_eq!(limits.max_array, 1 << 20);
 /// ```

@@ -85,7 +85,8 @@ def lock_version(path, name):
 
 # ----- SVG ---------------------------------------------------------------------
 COLORS = {"ours": "#1f77b4", "epoll": "#2ca02c", "tokio-ct": "#ff7f0e", "tokio-mt": "#d62728",
-          "ours-chat": "#1f77b4", "tokio-chat": "#ff7f0e"}
+          "ours-chat": "#1f77b4", "tokio-chat": "#ff7f0e",
+          "ours-ws": "#1f77b4", "tokio-ws": "#ff7f0e", "tokio-ws-batch": "#d62728", "ours-line": "#2ca02c"}
 
 
 def svg_lines(path, title, xlabel, ylabel, series, xs):
@@ -164,6 +165,10 @@ svg_bars(os.path.join(img_dir, "echo-latency.svg"), "Echo, 100 connections x 64 
 svg_bars(os.path.join(img_dir, "chat-deliveries.svg"), "Chat fan-out, 1 sender: deliveries per second", "deliveries / s",
          ["100 clients", "1000 clients"],
          {s: [median(s, f"chat-{c}", "deliveries_per_s") for c in (100, 1000)] for s in ("ours-chat", "tokio-chat")})
+WS_SERVERS = ("ours-ws", "tokio-ws", "tokio-ws-batch", "ours-line")
+svg_bars(os.path.join(img_dir, "ws-deliveries.svg"), "WebSocket fan-out, 1 sender: deliveries per second", "deliveries / s",
+         ["100 clients", "1000 clients"],
+         {s: [median(s, f"ws-{c}", "deliveries_per_s") for c in (100, 1000)] for s in WS_SERVERS})
 
 # ----- the document ----------------------------------------------------------------
 md = []
@@ -199,6 +204,8 @@ w("| ours | `examples/echo_server` (the connection layer), or `examples/chat_ser
 w("| epoll | `benches/baselines/epoll_echo`: raw `libc` epoll, edge-triggered, no abstraction (the floor) |")
 w("| tokio-ct / tokio-mt | `benches/baselines/tokio_echo`: a task per connection, current_thread / multi_thread runtime |")
 w("| tokio-chat | `benches/baselines/tokio_chat`: tokio's chat example (mutex, unbounded channel per peer), on our wire format |")
+w("| ours-ws / ours-line | `examples/chat_server`: its WebSocket listener (`--web-addr`) / its line listener, same server |")
+w("| tokio-ws / tokio-ws-batch | `benches/baselines/tokio_ws_chat`: tokio's chat example on tokio-tungstenite, a `send` (flush) per message / `feed` while the channel has more, then one flush |")
 w("")
 w("## Echo")
 w("")
@@ -309,6 +316,40 @@ for label in ("100x64", "100x16384"):
           f"{fmt(median(s, wl, 'server_user_us_per_round_trip'), 3)} | {fmt(median(s, wl, 'server_cpu_us_per_round_trip'), 2)} | {errs} |")
 w("")
 
+# ----- WebSocket fan-out (issue 14) ---------------------------------------------------
+w("## WebSocket fan-out")
+w("")
+w("`loadgen chat --ws --clients N --senders 1 --max-in-flight 100000`: the chat workload over")
+w("JSON-over-WebSocket (`GET /ws`, one JSON object per text message, client frames masked): each")
+w("client upgrades, answers the welcome with a join, waits for its own join's notification; one")
+w("sends `{\"type\":\"chat\",...}` messages as fast as the server takes them, every client counts")
+w("the chat messages that reach it (sequence numbers, in order). ours-line is the same chat_server")
+w("driven by the line protocol (`loadgen chat`, no `--ws`) in the same rounds: what framing costs.")
+w("Goal: at least 10x tokio-ws's deliveries/s, at bounded memory, and ahead of tokio-ws-batch.")
+w("")
+w("| clients | server | messages sent/s | deliveries/s | delivery ratio | peak RSS MiB | disconnected |")
+w("|---:|---|---:|---:|---:|---:|---:|")
+for c in (100, 1000):
+    for s in WS_SERVERS:
+        wl = f"ws-{c}"
+        if not by[(s, wl)]:
+            continue
+        w(f"| {c} | {s} | {fmt(median(s, wl, 'lines_per_s'))} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
+          f"{fmt(median(s, wl, 'delivery_ratio'), 4)} | {fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | "
+          f"{fmt(median(s, wl, 'disconnected'))} |")
+w("")
+w("With the sender unlimited (`--max-in-flight 0`, 100 clients, 5 s):")
+w("")
+w("| server | deliveries/s | peak RSS MiB | disconnected |")
+w("|---|---:|---:|---:|")
+for s in WS_SERVERS:
+    if by[(s, "ws-unlimited")]:
+        w(f"| {s} | {fmt(median(s, 'ws-unlimited', 'deliveries_per_s'))} | "
+          f"{fmt((median(s, 'ws-unlimited', 'server_peak_rss_kib') or 0) / 1024, 1)} | {fmt(median(s, 'ws-unlimited', 'disconnected'))} |")
+w("")
+w("![WebSocket deliveries](img/ws-deliveries.svg)")
+w("")
+
 # ----- targets -------------------------------------------------------------------------
 w("## Targets")
 w("")
@@ -355,6 +396,21 @@ for label in ("100x64", "100x16384"):
                  "server_cpu_us_per_round_trip", 1.0, True, server="ours-tls", base="tokio-tls")
     ratio_target(f"TLS echo {label}: throughput >= 1.0x tokio-rustls", wl,
                  "round_trips_per_s", 1.0, False, server="ours-tls", base="tokio-tls")
+# WebSocket fan-out (issue 14).
+for c in (100, 1000):
+    wl = f"ws-{c}"
+    ratio_target(f"WebSocket {c} clients: deliveries/s >= 10x tokio-ws (flush per message)", wl,
+                 "deliveries_per_s", 10, False, digits=1, server="ours-ws", base="tokio-ws")
+    ratio_target(f"WebSocket {c} clients: deliveries/s ahead of tokio-ws-batch", wl,
+                 "deliveries_per_s", 1.0, False, digits=2, server="ours-ws", base="tokio-ws-batch")
+    line = ratio(median("ours-ws", wl, "deliveries_per_s"), median("ours-line", wl, "deliveries_per_s"))
+    target(f"WebSocket {c} clients: deliveries/s / our line protocol's", fmt(line, 2) + "x", "(information)")
+    full = median("ours-ws", wl, "delivery_ratio")
+    target(f"WebSocket {c} clients: every message delivered", fmt(full, 4), None if full is None else full == 1)
+    rss = median("ours-ws", wl, "server_peak_rss_kib")
+    target(f"WebSocket {c} clients: server RSS < 64 MiB", fmt((rss or 0) / 1024, 1) + " MiB", None if rss is None else rss < 64 * 1024)
+rss = median("ours-ws", "ws-unlimited", "server_peak_rss_kib")
+target("WebSocket, sender unlimited: RSS bounded", fmt((rss or 0) / 1024, 1) + " MiB", None if rss is None else rss < 512 * 1024)
 # HTTP: benches/http.sh's own results (its section is folded in below).
 http_path = os.path.join(root, "benches", "results", "http.jsonl")
 http_runs = [json.loads(l) for l in open(http_path) if l.strip()] if os.path.exists(http_path) else []
@@ -384,6 +440,7 @@ w("benches/run.sh                      # everything, ~11 minutes")
 w("taskset -c 0 target/release/examples/echo_server --addr 127.0.0.1:0 &")
 w("taskset -c 1 target/release/examples/loadgen echo --addr ADDR --conns 100 --size 64 --duration 3s --server-pid PID")
 w("taskset -c 1 target/release/examples/loadgen chat --addr ADDR --clients 1000 --senders 1 --max-in-flight 100000")
+w("taskset -c 1 target/release/examples/loadgen chat --ws --addr WEB_ADDR --clients 1000 --senders 1 --max-in-flight 100000")
 w("taskset -c 1 target/release/examples/loadgen hold --addr ADDR --conns 10000 --src-ips 127.0.0.2-127.0.0.9")
 w("benches/callgrind.sh ours 4 -- target/release/examples/echo_server --addr 127.0.0.1:0")
 w("```")

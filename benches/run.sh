@@ -11,8 +11,10 @@
 #                                  (those sections only; the other results of
 #                                   the last run are kept)
 #
-# Sections: echo chat hold strace callgrind tls kv (kv: benches/kv.sh, redis-benchmark
+# Sections: echo chat hold strace callgrind tls ws kv (kv: benches/kv.sh, redis-benchmark
 # against kv_server and redis-server; needs redis-server and redis-tools).
+# CARGO_TARGET_DIR, when set, is where the crate's binaries are built and
+# found; the baselines always build in their own target/.
 # Needs: taskset, strace, valgrind (callgrind), python3, openssl. Results (one JSON
 # line per run) go to benches/results/latest.jsonl; benches/report.py turns
 # them into the document.
@@ -40,7 +42,7 @@ import json, sys
 path, only = sys.argv[1], sys.argv[2].split()
 def section(r):
     w = r.get("workload", "")
-    for name in ("echo", "chat", "hold", "strace", "callgrind", "tls"):
+    for name in ("echo", "chat", "hold", "strace", "callgrind", "tls", "ws"):
         if w == name or w.startswith(name + "-"):
             return name
     return None
@@ -52,10 +54,17 @@ fi
 # ----- build ------------------------------------------------------------------
 log "building (release)"
 cargo build --release --quiet --example echo_server --example chat_server --example loadgen
-for b in epoll_echo tokio_echo tokio_chat tokio_tls_echo; do
-    (cd "benches/baselines/$b" && cargo build --release --quiet)
+bin=${CARGO_TARGET_DIR:-$root/target}/release/examples
+# The baselines the wanted sections run.
+baselines=()
+if want echo || want hold || want strace || want callgrind; then baselines+=(epoll_echo tokio_echo); fi
+if want chat; then baselines+=(tokio_chat); fi
+if want tls; then baselines+=(tokio_tls_echo); fi
+if want ws; then baselines+=(tokio_ws_chat); fi
+for b in "${baselines[@]}"; do
+    (cd "benches/baselines/$b" && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 done
-loadgen=$root/target/release/examples/loadgen
+loadgen=$bin/loadgen
 
 # A certificate for the TLS runs, made for this run (not the demo pair).
 pki=$(mktemp -d)
@@ -65,15 +74,24 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 1 -node
 
 # Servers: name, then the command (prints 'listening on ADDR').
 declare -A server=(
-    [ours]="$root/target/release/examples/echo_server --addr 127.0.0.1:0 --max-conns 30000"
+    [ours]="$bin/echo_server --addr 127.0.0.1:0 --max-conns 30000"
     [epoll]="$root/benches/baselines/epoll_echo/target/release/epoll_echo 127.0.0.1:0"
     [tokio-ct]="$root/benches/baselines/tokio_echo/target/release/tokio_echo 127.0.0.1:0 current"
     [tokio-mt]="$root/benches/baselines/tokio_echo/target/release/tokio_echo 127.0.0.1:0 multi"
-    [ours-chat]="$root/target/release/examples/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
+    [ours-chat]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
     [tokio-chat]="$root/benches/baselines/tokio_chat/target/release/tokio_chat 127.0.0.1:0"
-    [ours-tls]="$root/target/release/examples/echo_server --tls-addr 127.0.0.1:0 --cert $pki/cert.pem --key $pki/key.pem"
+    [ours-tls]="$bin/echo_server --tls-addr 127.0.0.1:0 --cert $pki/cert.pem --key $pki/key.pem"
     [tokio-tls]="$root/benches/baselines/tokio_tls_echo/target/release/tokio_tls_echo 127.0.0.1:0 $pki/cert.pem $pki/key.pem current"
+    # WebSocket fan-out: chat_server's web listener, its line listener (the
+    # same server, for the line protocol's figure), and the two tokio ports.
+    [ours-ws]="$bin/chat_server --addr 127.0.0.1:0 --web-addr 127.0.0.1:0 --max-clients 30000"
+    [ours-line]="$bin/chat_server --addr 127.0.0.1:0 --max-clients 30000"
+    [tokio-ws]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0"
+    [tokio-ws-batch]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0 --batch"
 )
+# The listener a server's load goes to: the line printed 'listening on ADDR (TAG)'
+# when the server has one here, else its first 'listening on'.
+declare -A listener=([ours-ws]="web")
 
 # As many descriptors as allowed, for the servers and the load generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -81,14 +99,16 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SERVER_PID=""; SERVER_ADDR=""
 start_server() { # $1 = server name
     local out; out=$(mktemp)
+    local tag=${listener[$1]:-}
+    local pattern="^listening on [^ ]*${tag:+ ($tag)}"
     # shellcheck disable=SC2086
     taskset -c 0 ${server[$1]} >"$out" 2>/dev/null &
     SERVER_PID=$!
-    for _ in $(seq 1 200); do grep -q "listening on" "$out" && break; sleep 0.05; done
+    for _ in $(seq 1 200); do grep -q "$pattern" "$out" && break; sleep 0.05; done
     # Where the shell interposed a subshell, the server is its child.
     local child; child=$(pgrep -P "$SERVER_PID" | head -1 || true)
     [ -n "$child" ] && SERVER_PID=$child
-    SERVER_ADDR=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$out" | head -1)
+    SERVER_ADDR=$(grep "$pattern" "$out" | sed -n 's/^listening on \([^ ]*\).*/\1/p' | head -1)
     rm -f "$out"
     [ -n "$SERVER_ADDR" ] || { log "$1 did not start"; exit 1; }
 }
@@ -235,6 +255,36 @@ for round in $(seq 1 "$rounds"); do
 done
 fi
 rm -rf "$pki"
+
+# ----- WebSocket fan-out ----------------------------------------------------------
+# `loadgen chat --ws`: the chat workload above over JSON-over-WebSocket, against
+# chat_server --web-addr and the tokio-tungstenite port of tokio's chat example
+# (a flush per message, as the example does; and batching its flushes). ours-line
+# is the same chat_server over the line protocol, in the same rounds.
+if want ws; then
+ws_servers=(ours-ws tokio-ws tokio-ws-batch ours-line)
+ws_wire() { [ "$1" = ours-line ] || echo --ws; }
+for round in $(seq 1 "$rounds"); do
+    for clients in 100 1000; do
+        for s in $(rotate "$round" "${ws_servers[@]}"); do
+            log "ws $clients clients round $round: $s"
+            start_server "$s"
+            # shellcheck disable=SC2046
+            load "$s" "ws-$clients" chat $(ws_wire "$s") --clients "$clients" --senders 1 --max-in-flight 100000 \
+                --warmup "$warmup" --duration "$window" --drain 5s
+            stop_server
+        done
+    done
+done
+# The sender unlimited: what memory does each server grow to?
+for s in "${ws_servers[@]}"; do
+    log "ws unlimited sender: $s"
+    start_server "$s"
+    # shellcheck disable=SC2046
+    load "$s" "ws-unlimited" chat $(ws_wire "$s") --clients 100 --senders 1 --max-in-flight 0 --warmup 0s --duration 5s --drain 1s
+    stop_server
+done
+fi
 
 log "writing docs/benchmarks.md"
 python3 benches/report.py "$results" docs/benchmarks.md docs/img

@@ -170,6 +170,32 @@ svg_bars(os.path.join(img_dir, "ws-deliveries.svg"), "WebSocket fan-out, 1 sende
          ["100 clients", "1000 clients"],
          {s: [median(s, f"ws-{c}", "deliveries_per_s") for c in (100, 1000)] for s in WS_SERVERS})
 
+def fanout_tables(prefix, servers, sent="lines sent/s"):
+    """The tables of a fan-out section (`loadgen chat`): workloads PREFIX-100,
+    PREFIX-1000 and PREFIX-unlimited."""
+    w(f"| clients | server | {sent} | deliveries/s | delivery ratio | peak RSS MiB | disconnected |")
+    w("|---:|---|---:|---:|---:|---:|---:|")
+    for c in (100, 1000):
+        for s in servers:
+            wl = f"{prefix}-{c}"
+            if not by[(s, wl)]:
+                continue
+            w(f"| {c} | {s} | {fmt(median(s, wl, 'lines_per_s'))} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
+              f"{fmt(median(s, wl, 'delivery_ratio'), 4)} | {fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | "
+              f"{fmt(median(s, wl, 'disconnected'))} |")
+    w("")
+    w("With the sender unlimited (`--max-in-flight 0`, 100 clients, 5 s):")
+    w("")
+    w("| server | deliveries/s | peak RSS MiB | disconnected |")
+    w("|---|---:|---:|---:|")
+    wl = f"{prefix}-unlimited"
+    for s in servers:
+        if by[(s, wl)]:
+            w(f"| {s} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
+              f"{fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | {fmt(median(s, wl, 'disconnected'))} |")
+    w("")
+
+
 # ----- the document ----------------------------------------------------------------
 md = []
 w = md.append
@@ -235,26 +261,7 @@ w("`loadgen chat --clients N --senders 1 --max-in-flight 100000`: N clients answ
 w("one sends lines as fast as the server takes them (at most 100,000 in flight); every client")
 w("counts the lines that reach it. The delivery ratio is deliveries / (sent x (N-1)).")
 w("")
-w("| clients | server | lines sent/s | deliveries/s | delivery ratio | peak RSS MiB | disconnected |")
-w("|---:|---|---:|---:|---:|---:|---:|")
-for c in (100, 1000):
-    for s in ("ours-chat", "tokio-chat"):
-        wl = f"chat-{c}"
-        if not by[(s, wl)]:
-            continue
-        w(f"| {c} | {s} | {fmt(median(s, wl, 'lines_per_s'))} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
-          f"{fmt(median(s, wl, 'delivery_ratio'), 4)} | {fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | "
-          f"{fmt(median(s, wl, 'disconnected'))} |")
-w("")
-w("With the sender unlimited (`--max-in-flight 0`, 100 clients, 5 s):")
-w("")
-w("| server | deliveries/s | peak RSS MiB | disconnected |")
-w("|---|---:|---:|---:|")
-for s in ("ours-chat", "tokio-chat"):
-    if by[(s, "chat-unlimited")]:
-        w(f"| {s} | {fmt(median(s, 'chat-unlimited', 'deliveries_per_s'))} | "
-          f"{fmt((median(s, 'chat-unlimited', 'server_peak_rss_kib') or 0) / 1024, 1)} | {fmt(median(s, 'chat-unlimited', 'disconnected'))} |")
-w("")
+fanout_tables("chat", ("ours-chat", "tokio-chat"))
 w("![chat deliveries](img/chat-deliveries.svg)")
 w("")
 w("## Idle connections")
@@ -327,26 +334,7 @@ w("the chat messages that reach it (sequence numbers, in order). ours-line is th
 w("driven by the line protocol (`loadgen chat`, no `--ws`) in the same rounds: what framing costs.")
 w("Goal: at least 10x tokio-ws's deliveries/s, at bounded memory, and ahead of tokio-ws-batch.")
 w("")
-w("| clients | server | messages sent/s | deliveries/s | delivery ratio | peak RSS MiB | disconnected |")
-w("|---:|---|---:|---:|---:|---:|---:|")
-for c in (100, 1000):
-    for s in WS_SERVERS:
-        wl = f"ws-{c}"
-        if not by[(s, wl)]:
-            continue
-        w(f"| {c} | {s} | {fmt(median(s, wl, 'lines_per_s'))} | {fmt(median(s, wl, 'deliveries_per_s'))} | "
-          f"{fmt(median(s, wl, 'delivery_ratio'), 4)} | {fmt((median(s, wl, 'server_peak_rss_kib') or 0) / 1024, 1)} | "
-          f"{fmt(median(s, wl, 'disconnected'))} |")
-w("")
-w("With the sender unlimited (`--max-in-flight 0`, 100 clients, 5 s):")
-w("")
-w("| server | deliveries/s | peak RSS MiB | disconnected |")
-w("|---|---:|---:|---:|")
-for s in WS_SERVERS:
-    if by[(s, "ws-unlimited")]:
-        w(f"| {s} | {fmt(median(s, 'ws-unlimited', 'deliveries_per_s'))} | "
-          f"{fmt((median(s, 'ws-unlimited', 'server_peak_rss_kib') or 0) / 1024, 1)} | {fmt(median(s, 'ws-unlimited', 'disconnected'))} |")
-w("")
+fanout_tables("ws", WS_SERVERS, sent="messages sent/s")
 w("![WebSocket deliveries](img/ws-deliveries.svg)")
 w("")
 

@@ -10,6 +10,8 @@
 //! Runs on tokio's current_thread runtime, like the reactor. Prints
 //! `listening on ADDR`.
 
+mod shared;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,25 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::codec::{Framed, LinesCodec};
 
-type Tx = mpsc::UnboundedSender<String>;
-type Rx = mpsc::UnboundedReceiver<String>;
-
-/// Everyone's sender, keyed by address: the example's `Shared`.
-struct Shared {
-    peers: HashMap<SocketAddr, Tx>,
-}
-
-impl Shared {
-    /// Sends `message` to every peer but `sender`: one channel send each,
-    /// and each peer's task writes it to its socket on its own.
-    fn broadcast(&mut self, sender: SocketAddr, message: &str) {
-        for (addr, tx) in self.peers.iter() {
-            if *addr != sender {
-                let _ = tx.send(message.into());
-            }
-        }
-    }
-}
+use shared::{Rx, Shared, Tx};
 
 fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:10300".into());

@@ -20,6 +20,9 @@
 //! Runs on tokio's current_thread runtime, like the reactor. Prints
 //! `listening on ADDR`.
 
+#[path = "../../tokio_chat/src/shared.rs"]
+mod shared;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -33,27 +36,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
-type Tx = mpsc::UnboundedSender<String>;
-type Rx = mpsc::UnboundedReceiver<String>;
+use shared::{Rx, Shared, Tx};
 
 const WELCOME: &str = r#"{"type":"welcome","message":"Welcome! Send {\"type\": \"join\", \"room\": \"roomname\", \"username\": \"your_name\"}"}"#;
-
-/// Everyone's sender, keyed by address: the example's `Shared`.
-struct Shared {
-    peers: HashMap<SocketAddr, Tx>,
-}
-
-impl Shared {
-    /// Sends `message` to every peer but `sender`: one channel send each,
-    /// and each peer's task writes it to its socket on its own.
-    fn broadcast(&mut self, sender: SocketAddr, message: &str) {
-        for (addr, tx) in self.peers.iter() {
-            if *addr != sender {
-                let _ = tx.send(message.into());
-            }
-        }
-    }
-}
 
 fn main() {
     let mut addr = "127.0.0.1:10400".to_string();

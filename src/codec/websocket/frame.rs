@@ -249,6 +249,13 @@ impl Decoder {
         }
     }
 
+    /// What the message buffer holds allocated (for the tests of its
+    /// bounds).
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.message.capacity()
+    }
+
     /// Reads frames from `input` until one completes a message (or is a
     /// control frame), or the input runs out.
     fn frames(&mut self, input: &[u8]) -> Result<(usize, Option<Done>), Error> {
@@ -288,15 +295,59 @@ impl Decoder {
             let had = self.head_len;
             self.head_len += n;
             used += n;
+            // Fail fast: the first two bytes say most of what can be
+            // wrong; the length is checked as soon as it is there, before
+            // the key arrives.
             if had < 2 && self.head_len >= 2 {
-                // Fail fast: the first two bytes say most of what can be
-                // wrong, before the length and key arrive.
                 self.check_first_bytes()?;
+            }
+            let length_end = 2 + self.length_bytes();
+            if had < length_end && self.head_len >= length_end {
+                self.check_length()?;
             }
         }
         self.head_len = 0;
-        self.start_frame()?;
+        self.start_frame();
         Ok(used)
+    }
+
+    /// How many extended length bytes follow the first two (0, 2 or 8).
+    fn length_bytes(&self) -> usize {
+        match self.head[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        }
+    }
+
+    /// The payload length the header announces (once its length bytes
+    /// are in).
+    fn frame_len(&self) -> u64 {
+        let head = &self.head;
+        match head[1] & 0x7f {
+            126 => u64::from(u16::from_be_bytes([head[2], head[3]])),
+            127 => {
+                let mut bytes = [0; 8];
+                bytes.copy_from_slice(&head[2..10]);
+                u64::from_be_bytes(bytes)
+            }
+            short => u64::from(short),
+        }
+    }
+
+    /// The announced length: legal, and for a data frame within the limit
+    /// together with the message's earlier fragments. Nothing of an
+    /// oversized frame is read or stored.
+    fn check_length(&self) -> Result<(), Error> {
+        let len = self.frame_len();
+        if len >> 63 != 0 {
+            return Err(HUGE_LENGTH);
+        }
+        let is_data = self.head[0] & 0x08 == 0;
+        if is_data && self.announced + len > self.limits.max_message as u64 {
+            return Err(TOO_BIG);
+        }
+        Ok(())
     }
 
     /// The header's whole length, once its first two bytes are known.
@@ -304,13 +355,8 @@ impl Decoder {
         if self.head_len < 2 {
             return 2;
         }
-        let length_bytes = match self.head[1] & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
         let key_bytes = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
-        2 + length_bytes + key_bytes
+        2 + self.length_bytes() + key_bytes
     }
 
     /// The checks the first two header bytes allow.
@@ -341,21 +387,11 @@ impl Decoder {
         }
     }
 
-    /// The header is whole: its length against the limit, then the frame.
-    fn start_frame(&mut self) -> Result<(), Error> {
+    /// The header is whole and checked: the frame starts.
+    fn start_frame(&mut self) {
+        let len = self.frame_len();
+        let key_at = 2 + self.length_bytes();
         let head = &self.head;
-        let (len, key_at) = match head[1] & 0x7f {
-            126 => (u64::from(u16::from_be_bytes([head[2], head[3]])), 4),
-            127 => {
-                let mut bytes = [0; 8];
-                bytes.copy_from_slice(&head[2..10]);
-                (u64::from_be_bytes(bytes), 10)
-            }
-            short => (u64::from(short), 2),
-        };
-        if len >> 63 != 0 {
-            return Err(HUGE_LENGTH);
-        }
         let key = (head[1] & 0x80 != 0).then(|| {
             [
                 head[key_at],
@@ -364,23 +400,16 @@ impl Decoder {
                 head[key_at + 3],
             ]
         });
-        let opcode = Opcode::from_bits(head[0] & 0x0f).ok_or(UNKNOWN_OPCODE)?;
+        // Checked with the first two bytes: the opcode is known.
+        let opcode = Opcode::from_bits(head[0] & 0x0f).unwrap_or(Opcode::Continuation);
         match opcode {
-            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
-                // The whole message against the limit, from the header
-                // alone: nothing of an oversized frame is read or stored.
-                let announced = self.announced + len;
-                if announced > self.limits.max_message as u64 {
-                    return Err(TOO_BIG);
-                }
-                self.announced = announced;
-                match opcode {
-                    Opcode::Text => self.kind = Some(DataKind::Text),
-                    Opcode::Binary => self.kind = Some(DataKind::Binary),
-                    _ => {}
-                }
-            }
+            Opcode::Text => self.kind = Some(DataKind::Text),
+            Opcode::Binary => self.kind = Some(DataKind::Binary),
+            Opcode::Continuation => {}
             Opcode::Close | Opcode::Ping | Opcode::Pong => self.control_len = len as usize,
+        }
+        if !opcode.is_control() {
+            self.announced += len;
         }
         self.frame = Some(Frame {
             fin: head[0] & 0x80 != 0,
@@ -389,7 +418,6 @@ impl Decoder {
             len,
             done: 0,
         });
-        Ok(())
     }
 
     /// Takes payload bytes of `frame` from `input`, unmasked into the

@@ -307,3 +307,6 @@ pub enum Message<'a> {
     /// Answer with a close frame (the same code, or 1000), then close.
     Close(Option<u16>, &'a str),
 }
+
+#[cfg(test)]
+mod tests;

@@ -84,8 +84,8 @@ declare -A server=(
     [tokio-tls]="$root/benches/baselines/tokio_tls_echo/target/release/tokio_tls_echo 127.0.0.1:0 $pki/cert.pem $pki/key.pem current"
     # WebSocket fan-out: chat_server's web listener, its line listener (the
     # same server, for the line protocol's figure), and the two tokio ports.
-    [ours-ws]="$bin/chat_server --addr 127.0.0.1:0 --web-addr 127.0.0.1:0 --max-clients 30000"
-    [ours-line]="$bin/chat_server --addr 127.0.0.1:0 --max-clients 30000"
+    [ours-ws]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --web-addr 127.0.0.1:0 --max-clients 30000"
+    [ours-line]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
     [tokio-ws]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0"
     [tokio-ws-batch]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0 --batch"
 )

@@ -1,15 +1,16 @@
-//! `loadgen chat`: N clients join a chat server's line protocol (answering
-//! the name prompt), M of them send lines, everyone counts what reaches
-//! them. Every line must reach every other client, in order.
+//! `loadgen chat`: N clients join a chat server's lobby, M of them send
+//! lines, everyone counts what reaches them. Every line must reach every
+//! other client, in order. The clients speak the line protocol, or with
+//! `--ws` JSON over WebSocket: a [`Wire`] frames and reads, this counts.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use reactor::Reactor;
-use reactor::codec::LineDecoder;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 
+use crate::wire::{Heard, Wire};
 use crate::{Outcome, Window, report};
 
 pub struct Options {
@@ -20,22 +21,21 @@ pub struct Options {
     pub max_in_flight: usize,
     pub drain: Duration,
     pub window: Window,
+    /// How the report names the framing (`line`, `ws`).
+    pub wire: &'static str,
 }
 
-struct Client {
-    /// `sender3` or `reader17`.
-    name: String,
-    named: bool,
+struct Client<W> {
+    wire: W,
     joined: bool,
-    lines: LineDecoder,
     /// Per sender, the next sequence number expected from it.
     expected: Vec<u64>,
     /// Sender only: the next sequence number to send.
     next_seq: u64,
 }
 
-struct Chat {
-    clients: Vec<Option<Client>>,
+struct Chat<W> {
+    clients: Vec<Option<Client<W>>>,
     sender_ids: Vec<Option<ConnId>>,
     total: usize,
     joined: usize,
@@ -47,14 +47,19 @@ struct Chat {
     delivered_in_window: u64,
     out_of_order: u64,
     disconnected: u64,
-    /// Why a client closed before the load started (a failed connect).
+    /// Why a client closed before the load started (a failed connect, a
+    /// refused upgrade).
     join_failure: Option<String>,
     measuring: bool,
     sending: bool,
     batch: Vec<u8>,
+    /// One message's text, `0000000041 xxxx`, before the wire frames it.
+    line: Vec<u8>,
+    /// Replies a client's wire makes while reading (a name, a join, a pong).
+    reply: Vec<u8>,
 }
 
-impl Chat {
+impl<W: Wire> Chat<W> {
     fn in_flight(&self) -> u64 {
         let receivers = (self.total - 1) as u64;
         self.sent.saturating_sub(self.delivered / receivers)
@@ -81,10 +86,12 @@ impl Chat {
                 let Some(client) = self.clients[id.index()].as_mut() else {
                     break;
                 };
-                let seq = client.next_seq;
+                self.line.clear();
+                push_seq(&mut self.line, client.next_seq);
+                self.line.push(b' ');
+                self.line.extend_from_slice(self.text.as_bytes());
                 client.next_seq += 1;
-                self.batch
-                    .extend_from_slice(format!("{seq:010} {}\n", self.text).as_bytes());
+                client.wire.write_chat(&mut self.batch, &self.line);
                 lines += 1;
             }
             if lines > 0 && conns.send(id, &self.batch).is_ok() {
@@ -95,71 +102,113 @@ impl Chat {
             }
         }
     }
+}
 
-    /// A line arrived for `id`.
-    fn line(&mut self, id: ConnId, line: &[u8]) {
-        let Some(client) = self.clients[id.index()].as_mut() else {
-            return;
+/// Appends `seq` as ten digits, zero-padded (`{seq:010}` without `format!`).
+fn push_seq(out: &mut Vec<u8>, seq: u64) {
+    let mut digits = [b'0'; 10];
+    let mut n = seq;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits);
+}
+
+/// The counters of what arrived, apart from the clients so that a client's
+/// wire can report to them while it reads.
+struct Tally<'a> {
+    joined: &'a mut usize,
+    delivered: &'a mut u64,
+    delivered_in_window: &'a mut u64,
+    out_of_order: &'a mut u64,
+    measuring: bool,
+}
+
+impl Tally<'_> {
+    /// Counts what a client heard; `expected` is its next sequence number
+    /// per sender.
+    fn heard(&mut self, joined: &mut bool, expected: &mut [u64], heard: Heard<'_>) {
+        let (from, text) = match heard {
+            Heard::Joined => {
+                if !*joined {
+                    *joined = true;
+                    *self.joined += 1;
+                }
+                return;
+            }
+            Heard::Chat { from, text } => (from, text),
         };
-        if !client.joined {
-            client.joined = true; // the welcome
-            self.joined += 1;
-            return;
-        }
-        // Deliveries look like "sender2: 0000000041 xxxx".
-        let Some(rest) = line.strip_prefix(b"sender") else {
-            return;
-        };
-        let Some(colon) = rest.iter().position(|&b| b == b':') else {
-            return;
-        };
-        let Some(sender) = std::str::from_utf8(&rest[..colon])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
+        // From "senderN", text "0000000041 xxxx".
+        let Some(sender) = from
+            .strip_prefix(b"sender")
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| n.parse::<usize>().ok())
         else {
-            return; // "sender2 joined lobby" and other notices
+            return;
         };
-        let seq = rest
-            .get(colon + 2..colon + 12)
+        let seq = text
+            .get(..10)
             .and_then(|digits| std::str::from_utf8(digits).ok())
             .and_then(|digits| digits.parse::<u64>().ok());
-        if let (Some(seq), Some(expected)) = (seq, client.expected.get_mut(sender)) {
+        if let (Some(seq), Some(expected)) = (seq, expected.get_mut(sender)) {
             if seq != *expected {
-                self.out_of_order += 1;
+                *self.out_of_order += 1;
             }
             *expected = seq + 1;
         }
-        self.delivered += 1;
+        *self.delivered += 1;
         if self.measuring {
-            self.delivered_in_window += 1;
+            *self.delivered_in_window += 1;
         }
     }
 }
 
-impl Handler for Chat {
-    fn on_open(&mut self, _: &mut Connections<'_>, _: ConnId, _: Origin) {}
+impl<W: Wire + 'static> Handler for Chat<W> {
+    fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
+        let Some(client) = self.clients.get_mut(id.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        self.reply.clear();
+        client.wire.on_open(&mut self.reply);
+        if !self.reply.is_empty() {
+            let _ = conns.send(id, &self.reply);
+        }
+    }
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
         let Some(client) = self.clients.get_mut(id.index()).and_then(Option::as_mut) else {
             return data.len();
         };
-        if !client.named {
-            // The first bytes are the prompt (no newline): answer it.
-            client.named = true;
-            let answer = format!("{}\n", client.name);
-            let _ = conns.send(id, answer.as_bytes());
-            return data.len();
+        let mut tally = Tally {
+            joined: &mut self.joined,
+            delivered: &mut self.delivered,
+            delivered_in_window: &mut self.delivered_in_window,
+            out_of_order: &mut self.out_of_order,
+            measuring: self.measuring,
+        };
+        self.reply.clear();
+        let (joined, expected) = (&mut client.joined, &mut client.expected);
+        let read = client.wire.read(data, &mut self.reply, |heard| {
+            tally.heard(joined, expected, heard)
+        });
+        if !self.reply.is_empty() {
+            let _ = conns.send(id, &self.reply);
         }
-        let mut pos = 0;
-        while let Some(client) = self.clients[id.index()].as_mut() {
-            match client.lines.next_line(data, &mut pos) {
-                Some(Ok(line)) => self.line(id, line),
-                Some(Err(_)) => {}
-                None => break,
+        match read {
+            Ok(used) => {
+                self.pump(conns);
+                used
+            }
+            Err(why) => {
+                log::warn!("{id}: {why}");
+                if !self.sending && self.join_failure.is_none() {
+                    self.join_failure = Some(why);
+                }
+                let _ = conns.close(id);
+                data.len()
             }
         }
-        self.pump(conns);
-        pos
     }
 
     fn on_drained(&mut self, conns: &mut Connections<'_>, _: ConnId) {
@@ -167,15 +216,13 @@ impl Handler for Chat {
     }
 
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
-        if self
-            .clients
-            .get_mut(id.index())
-            .and_then(Option::take)
-            .is_some()
-            && self.sending
-        {
-            self.disconnected += 1;
-            log::warn!("{id} disconnected during the run: {reason}");
+        if let Some(client) = self.clients.get_mut(id.index()).and_then(Option::take) {
+            if self.sending {
+                self.disconnected += 1;
+                log::warn!("{id} disconnected during the run: {reason}");
+            } else if !client.joined && self.join_failure.is_none() {
+                self.join_failure = Some(reason.to_string());
+            }
         }
         for s in self.sender_ids.iter_mut() {
             if *s == Some(id) {
@@ -186,7 +233,11 @@ impl Handler for Chat {
     }
 }
 
-pub fn run(options: Options) -> io::Result<Outcome> {
+/// Runs the load with clients framed by the wire `new_wire(name)` makes.
+pub fn run<W: Wire + 'static>(
+    options: Options,
+    mut new_wire: impl FnMut(String) -> W,
+) -> io::Result<Outcome> {
     let mut reactor = Reactor::new()?;
     let chat = Chat {
         clients: Vec::new(),
@@ -205,6 +256,8 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         measuring: false,
         sending: false,
         batch: Vec::new(),
+        line: Vec::new(),
+        reply: Vec::new(),
     };
     let config = Config::default()
         .max_connections(options.clients + 16)
@@ -215,18 +268,18 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     for i in 0..options.clients {
         let id = service.connect(&mut reactor, options.addr)?;
         let sender = (i < options.senders).then_some(i);
+        let name = match sender {
+            Some(s) => format!("sender{s}"),
+            None => format!("reader{i}"),
+        };
+        let wire = new_wire(name);
         service.with(&mut reactor, |chat, _| {
             if chat.clients.len() <= id.index() {
                 chat.clients.resize_with(id.index() + 1, || None);
             }
             chat.clients[id.index()] = Some(Client {
-                name: match sender {
-                    Some(s) => format!("sender{s}"),
-                    None => format!("reader{i}"),
-                },
-                named: false,
+                wire,
                 joined: false,
-                lines: LineDecoder::new(64 * 1024),
                 expected: vec![0; options.senders],
                 next_seq: 0,
             });
@@ -286,6 +339,7 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         let ratio = if chat.sent == 0 { 0.0 } else { chat.delivered as f64 / (chat.sent * receivers) as f64 };
         let mut report = report::Report::new("chat");
         report
+            .text("wire", options.wire)
             .int("clients", options.clients as u64)
             .int("senders", options.senders as u64)
             .int("size", options.size as u64)
@@ -300,7 +354,8 @@ pub fn run(options: Options) -> io::Result<Outcome> {
             .int("disconnected", chat.disconnected);
         measured.add_server_figures(&mut report, chat.delivered_in_window, "delivery");
         report.human = format!(
-            "chat: {} clients, {} sender(s), {:.1} s: {:.0} lines sent/s, {:.0} deliveries/s, {} of {} deliveries made (ratio {:.4}), {} out of order, {} disconnected",
+            "chat ({}): {} clients, {} sender(s), {:.1} s: {:.0} lines sent/s, {:.0} deliveries/s, {} of {} deliveries made (ratio {:.4}), {} out of order, {} disconnected",
+            options.wire,
             options.clients,
             options.senders,
             seconds,

@@ -23,6 +23,11 @@ impl Report {
         self
     }
 
+    pub fn text(&mut self, key: &str, value: &str) -> &mut Report {
+        self.fields.insert(key.into(), Value::from(value));
+        self
+    }
+
     pub fn num(&mut self, key: &str, value: f64) -> &mut Report {
         let rounded = (value * 1000.0).round() / 1000.0;
         self.fields.insert(key.into(), Value::from(rounded));

@@ -1,0 +1,287 @@
+//! How a `loadgen chat` client speaks to the server: the only thing that
+//! differs between the line protocol and JSON over WebSocket. The counting
+//! (sequence numbers, order, lines in flight, the report) is `chat.rs`'s and
+//! sees only what a [`Wire`] hears.
+//!
+//! - [`Line`]: chat_server's line protocol. The name answers the prompt, the
+//!   first line is the welcome, and a delivery is `sender2: TEXT`.
+//! - [`WebSocket`]: an HTTP upgrade to `GET /ws`, then one JSON object per
+//!   text message: the welcome, our `join`, the `notification` of our own
+//!   join, and deliveries `{"type":"chat","username":"sender2",...,"message":TEXT}`.
+//!   Our frames are masked, as a client's must be.
+
+use reactor::codec::LineDecoder;
+use reactor::codec::websocket::{self as ws, Decoder, Message, Opcode, Role};
+use reactor::http;
+
+/// What a client heard, as far as the load counts it.
+pub enum Heard<'a> {
+    /// The server has put this client in the room: every line sent from now
+    /// on must reach it.
+    Joined,
+    /// A chat message: who sent it and its text.
+    Chat { from: &'a [u8], text: &'a [u8] },
+}
+
+/// One client's framing.
+pub trait Wire {
+    /// Bytes to send as soon as the connection is open (nothing, or the
+    /// upgrade request).
+    fn on_open(&mut self, out: &mut Vec<u8>);
+
+    /// Reads what `data` holds: `heard` is called for each message that
+    /// counts, and replies (our name, a join, a pong) are appended to `out`.
+    /// Returns the bytes consumed, or why the connection must close.
+    fn read(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        heard: impl FnMut(Heard<'_>),
+    ) -> Result<usize, String>;
+
+    /// Appends one chat message with `text` (ASCII digits, spaces and `x`s:
+    /// nothing to escape) to `out`.
+    fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]);
+}
+
+/// The line protocol.
+pub struct Line {
+    name: String,
+    named: bool,
+    welcomed: bool,
+    lines: LineDecoder,
+}
+
+impl Line {
+    pub fn new(name: String) -> Line {
+        Line {
+            name,
+            named: false,
+            welcomed: false,
+            lines: LineDecoder::new(64 * 1024),
+        }
+    }
+}
+
+impl Wire for Line {
+    fn on_open(&mut self, _: &mut Vec<u8>) {}
+
+    fn read(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        mut heard: impl FnMut(Heard<'_>),
+    ) -> Result<usize, String> {
+        if !self.named {
+            // The first bytes are the prompt (no newline): answer it.
+            self.named = true;
+            out.extend_from_slice(self.name.as_bytes());
+            out.push(b'\n');
+            return Ok(data.len());
+        }
+        let mut pos = 0;
+        while let Some(line) = self.lines.next_line(data, &mut pos) {
+            let Ok(line) = line else { continue };
+            if !self.welcomed {
+                self.welcomed = true; // "welcome to lobby, NAME ..."
+                heard(Heard::Joined);
+                continue;
+            }
+            // "sender2: TEXT"; notices ("reader5 joined lobby") have no colon.
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                if let Some(text) = line[colon + 1..].strip_prefix(b" ") {
+                    heard(Heard::Chat {
+                        from: &line[..colon],
+                        text,
+                    });
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]) {
+        out.extend_from_slice(text);
+        out.push(b'\n');
+    }
+}
+
+/// Where a WebSocket client connects: the request's `Host`, path and
+/// `Origin` (none: a non-browser client).
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub path: String,
+    pub origin: Option<String>,
+}
+
+/// Where a WebSocket client is in its conversation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The request is sent; waiting for 101.
+    Upgrading,
+    /// Waiting for the welcome, to answer it with a join.
+    Welcome,
+    /// Join sent; waiting for the notification of our own join.
+    Joining,
+    Joined,
+}
+
+/// JSON over WebSocket, client side.
+pub struct WebSocket {
+    decoder: Decoder,
+    state: WsState,
+}
+
+/// Everything but the decoder, so that a decoded message (borrowed from the
+/// decoder) can be handled with the rest mutable.
+struct WsState {
+    name: String,
+    target: Target,
+    key: String,
+    stage: Stage,
+}
+
+impl WebSocket {
+    pub fn new(name: String, target: Target) -> WebSocket {
+        WebSocket {
+            decoder: Decoder::new(Role::Client, ws::Limits::default()),
+            state: WsState {
+                name,
+                target,
+                key: ws::new_key(),
+                stage: Stage::Upgrading,
+            },
+        }
+    }
+}
+
+/// Appends one masked text frame whose payload is `parts`, end to end: the
+/// payload is written in place after the header, then masked there.
+fn push_text(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let key = ws::new_mask();
+    ws::write_header(out, Opcode::Text, len, Some(key));
+    let start = out.len();
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    ws::mask(&mut out[start..], key);
+}
+
+impl WsState {
+    fn text(&mut self, text: &str, out: &mut Vec<u8>, heard: &mut impl FnMut(Heard<'_>)) {
+        match self.stage {
+            Stage::Upgrading => {}
+            Stage::Welcome => {
+                // Whatever comes first is the welcome: answer with a join.
+                self.stage = Stage::Joining;
+                let name = serde_json::Value::from(self.name.as_str()).to_string();
+                push_text(
+                    out,
+                    &[
+                        br#"{"type":"join","room":"lobby","username":"#,
+                        name.as_bytes(),
+                        b"}",
+                    ],
+                );
+            }
+            Stage::Joining => {
+                // Others' joins are announced too: wait for ours.
+                let ours = format!("{} joined lobby", self.name);
+                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                if value["type"] == "notification" && value["message"] == ours.as_str() {
+                    self.stage = Stage::Joined;
+                    heard(Heard::Joined);
+                }
+            }
+            Stage::Joined => {
+                // The hot path, millions a second: the order chat_server
+                // writes the fields in is read without a parser; any other
+                // order goes through serde_json.
+                let text = text.as_bytes();
+                if let Some((from, text)) = chat_fields(text) {
+                    heard(Heard::Chat { from, text });
+                } else if text.starts_with(br#"{"type":"chat""#) {
+                    let value: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
+                    if let (Some(from), Some(text)) =
+                        (value["username"].as_str(), value["message"].as_str())
+                    {
+                        heard(Heard::Chat {
+                            from: from.as_bytes(),
+                            text: text.as_bytes(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `{"type":"chat","username":N,"room":R,"message":T}` read as chat_server
+/// writes it: N and T, raw (our names and texts have nothing to escape).
+fn chat_fields(object: &[u8]) -> Option<(&[u8], &[u8])> {
+    const HEAD: &[u8] = br#"{"type":"chat","username":""#;
+    const MESSAGE: &[u8] = br#""message":""#;
+    let rest = object.strip_prefix(HEAD)?;
+    let (from, rest) = rest.split_at(rest.iter().position(|&b| b == b'"')?);
+    // The room comes between: a few bytes to step over.
+    let at = rest.windows(MESSAGE.len()).position(|w| w == MESSAGE)?;
+    let text = rest[at + MESSAGE.len()..].strip_suffix(br#""}"#)?;
+    Some((from, text))
+}
+
+impl Wire for WebSocket {
+    fn on_open(&mut self, out: &mut Vec<u8>) {
+        let t = &self.state.target;
+        ws::write_request(out, &t.host, &t.path, &self.state.key, t.origin.as_deref());
+    }
+
+    fn read(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        mut heard: impl FnMut(Heard<'_>),
+    ) -> Result<usize, String> {
+        let state = &mut self.state;
+        let mut used = 0;
+        if state.stage == Stage::Upgrading {
+            let mut fields = [http::EMPTY_HEADER; 32];
+            let response = http::parse_response(data, &mut fields, &http::Limits::default(), false)
+                .map_err(|e| format!("bad upgrade response: {e}"))?;
+            let Some(response) = response else {
+                return Ok(0); // the head is not all here yet
+            };
+            ws::check_accept(&response, &state.key)
+                .map_err(|e| format!("upgrade refused: {e:?}"))?;
+            used = response.head_len;
+            state.stage = Stage::Welcome;
+        }
+        loop {
+            let (n, message) = match self.decoder.decode(&data[used..]) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    ws::write_close(out, e.code, e.reason, Some(ws::new_mask()));
+                    return Err(format!("bad frame from the server: {e}"));
+                }
+            };
+            used += n;
+            match message {
+                None => break,
+                Some(Message::Text(text)) => state.text(text, out, &mut heard),
+                Some(Message::Ping(payload)) => {
+                    ws::write_frame(out, Opcode::Pong, payload, Some(ws::new_mask()));
+                }
+                Some(Message::Close(code, reason)) => {
+                    return Err(format!("the server closed with {code:?} {reason}"));
+                }
+                Some(Message::Binary(_) | Message::Pong(_)) => {}
+            }
+        }
+        Ok(used)
+    }
+
+    fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]) {
+        push_text(out, &[br#"{"type":"chat","message":""#, text, br#""}"#]);
+    }
+}

@@ -115,6 +115,17 @@ fn push_seq(out: &mut Vec<u8>, seq: u64) {
     out.extend_from_slice(&digits);
 }
 
+/// The value of `digits`, all ASCII digits (1 to 19 of them), or None: the
+/// hot path's number reader (no UTF-8 check, no `str::parse`).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
 /// The counters of what arrived, apart from the clients so that a client's
 /// wire can report to them while it reads.
 struct Tally<'a> {
@@ -140,18 +151,11 @@ impl Tally<'_> {
             Heard::Chat { from, text } => (from, text),
         };
         // From "senderN", text "0000000041 xxxx".
-        let Some(sender) = from
-            .strip_prefix(b"sender")
-            .and_then(|n| std::str::from_utf8(n).ok())
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(sender) = from.strip_prefix(b"sender").and_then(decimal) else {
             return;
         };
-        let seq = text
-            .get(..10)
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let (Some(seq), Some(expected)) = (seq, expected.get_mut(sender)) {
+        let seq = text.get(..10).and_then(decimal);
+        if let (Some(seq), Some(expected)) = (seq, expected.get_mut(sender as usize)) {
             if seq != *expected {
                 *self.out_of_order += 1;
             }

@@ -221,13 +221,13 @@ impl WsState {
 /// `{"type":"chat","username":N,"room":R,"message":T}` read as chat_server
 /// writes it: N and T, raw (our names and texts have nothing to escape).
 fn chat_fields(object: &[u8]) -> Option<(&[u8], &[u8])> {
-    const HEAD: &[u8] = br#"{"type":"chat","username":""#;
-    const MESSAGE: &[u8] = br#""message":""#;
-    let rest = object.strip_prefix(HEAD)?;
+    let rest = object.strip_prefix(br#"{"type":"chat","username":""#)?;
     let (from, rest) = rest.split_at(rest.iter().position(|&b| b == b'"')?);
-    // The room comes between: a few bytes to step over.
-    let at = rest.windows(MESSAGE.len()).position(|w| w == MESSAGE)?;
-    let text = rest[at + MESSAGE.len()..].strip_suffix(br#""}"#)?;
+    let rest = rest.strip_prefix(br#"","room":""#)?;
+    let rest = &rest[rest.iter().position(|&b| b == b'"')?..];
+    let text = rest
+        .strip_prefix(br#"","message":""#)?
+        .strip_suffix(br#""}"#)?;
     Some((from, text))
 }
 

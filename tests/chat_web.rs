@@ -678,3 +678,170 @@ fn two_browser_pages_and_a_line_user_talk() {
         std::fs::write(std::path::Path::new(&dir).join("chat_web.png"), &png).unwrap();
     }
 }
+
+#[test]
+fn a_browser_that_never_reads_is_dropped_and_the_others_get_everything() {
+    let _heavy = heavy();
+    let server = start(&["--output-limit", "1MiB"]);
+    let slow = ws_join(web_addr(&server), "slow");
+    socket2::SockRef::from(&slow.stream)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let mut fast = ws_join(web_addr(&server), "fast");
+    let mut sender = Line::join(line_addr(&server), "sender");
+    assert_eq!(fast.next_json(), note("sender joined lobby"));
+    // 8 MiB in 1 KiB lines, the sender at most two windows ahead of the
+    // reading browser, so that only the one that never reads falls behind.
+    const LINES: usize = 8 * 1024;
+    const WINDOW: usize = 256;
+    let body = "x".repeat(1000);
+    let mut writer = sender.writer.try_clone().unwrap();
+    let (read_tx, read_rx) = std::sync::mpsc::channel::<usize>();
+    let text = body.clone();
+    let send = std::thread::spawn(move || {
+        for start in (0..LINES).step_by(WINDOW) {
+            if start >= 2 * WINDOW {
+                while read_rx.recv_timeout(Duration::from_secs(60)).unwrap() + 2 * WINDOW
+                    < start + WINDOW
+                {}
+            }
+            let batch: String = (start..(start + WINDOW).min(LINES))
+                .map(|i| format!("{i:05} {text}\n"))
+                .collect();
+            writer.write_all(batch.as_bytes()).unwrap();
+        }
+    });
+    let mut slow_left = false;
+    let mut i = 0;
+    while i < LINES {
+        let message = fast.next_json();
+        if message == note("slow left lobby") {
+            slow_left = true;
+            continue;
+        }
+        assert_eq!(message["message"], format!("{i:05} {body}"));
+        i += 1;
+        if i % WINDOW == 0 {
+            let _ = read_tx.send(i);
+        }
+    }
+    send.join().unwrap();
+    if !slow_left {
+        assert_eq!(fast.next_json(), note("slow left lobby"));
+    }
+    sender.expect("slow left lobby");
+    sender.send("/who");
+    sender.expect("who: fast, sender");
+    // The server's memory stayed bounded: far below the 8 MiB sent.
+    let peak = support::status_kib(server.pid(), "VmHWM");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_frame_trickled_for_ever_is_cut_off() {
+    let server = start(&["--line-timeout", "300ms"]);
+    let mut client = ws_join(web_addr(&server), "trickler");
+    // The first two bytes of a 100-byte text frame, and then nothing.
+    client.send_raw(&[0x81, 0x80 | 100]);
+    let error = client.next_json();
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(
+        error["message"],
+        "line not finished within 300ms: disconnecting"
+    );
+    assert_eq!(client.expect_close(), Some(1008));
+    // A browser that never even asks for the upgrade is closed, silently.
+    let mut idle = connect(web_addr(&server));
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn sigterm_says_goodbye_to_browsers_with_a_close_frame() {
+    let server = start(&[]);
+    let mut client = ws_join(web_addr(&server), "alice");
+    server.signal(libc::SIGTERM);
+    assert_eq!(client.next_json(), note("server shutting down"));
+    assert_eq!(client.expect_close(), Some(1001));
+    let (status, _) = server.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+}
+
+/// `--web-tls-addr`: the page over https and the chat over wss, in a real
+/// browser, beside a line user. With `--users`, a registered name cannot
+/// be taken from the web.
+#[test]
+fn the_page_and_its_websocket_over_tls() {
+    if !tool("chromium") {
+        return;
+    }
+    let _heavy = heavy();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = support::TempDir::new("chat-wss");
+    let (cert, key, users) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("users"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    // A registered name; its hash is never checked here (no one logs in).
+    std::fs::write(
+        &users,
+        "root:$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3RtB0lxLzCc7WvmRxvdgfSVgYsB3CfphWbfM7Jm2Dgg\n",
+    )
+    .unwrap();
+    let (cert, key, users) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        users.to_str().unwrap(),
+    );
+    let server = Server::start(
+        "chat_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--json-addr",
+            "127.0.0.1:0",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--web-tls-addr",
+            "127.0.0.1:0",
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--users",
+            users,
+        ],
+        4,
+    );
+    let url = format!("https://{}/", server.listening[3]);
+    let browser = Browser::start(&["--ignore-certificate-errors"]);
+    let mut page = browser.open(&url);
+    let mut line = Line::join(line_addr(&server), "nc_user");
+    let limit = Duration::from_secs(20);
+    assert!(page.wait_until("document.readyState === 'complete'", limit));
+    page.type_and_submit("name", "root");
+    assert!(page.wait_until(
+        "document.getElementById('login-error').textContent.includes('registered name')",
+        limit
+    ));
+    page.type_and_submit("name", "secure_ann");
+    assert!(
+        page.wait_until("!document.getElementById('chat').hidden", limit),
+        "status {:?}, error {:?}",
+        page.text_of("status"),
+        page.text_of("login-error")
+    );
+    line.expect("secure_ann joined lobby");
+    assert_eq!(
+        page.eval("location.protocol"),
+        json!("https:"),
+        "the page came over TLS"
+    );
+    page.type_and_submit("text", "hello over wss");
+    line.expect("secure_ann: hello over wss");
+    line.send("and back");
+    assert!(page.wait_until(
+        "document.getElementById('messages').textContent.includes('nc_user: and back')",
+        limit
+    ));
+}

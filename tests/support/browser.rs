@@ -88,9 +88,11 @@ impl Browser {
         }
     }
 
-    /// Opens a new tab at `url` and connects to it.
+    /// Opens a new tab, connects to it, and navigates it to `url` (the
+    /// call returns once the new document is committed, so what is
+    /// evaluated next runs in it, not in `about:blank`).
     pub fn open(&self, url: &str) -> Page {
-        let target = self.http("PUT", &format!("/json/new?{url}"));
+        let target = self.http("PUT", "/json/new?about:blank");
         let ws_url = target["webSocketDebuggerUrl"]
             .as_str()
             .unwrap_or_else(|| panic!("no webSocketDebuggerUrl in {target}"));
@@ -103,8 +105,11 @@ impl Browser {
         let ws = WsClient::handshake(stream, &self.devtools.to_string(), &path, None, 64 << 20)
             .unwrap_or_else(|r| panic!("DevTools refused: {}", r.head));
         let mut page = Page { ws, next_id: 0 };
-        page.call("Runtime.enable", json!({}));
         page.call("Page.enable", json!({}));
+        let navigated = page.call("Page.navigate", json!({"url": url}));
+        if let Some(error) = navigated.get("errorText") {
+            panic!("{url}: {error}");
+        }
         page
     }
 

@@ -201,12 +201,7 @@ impl WsEcho {
 
 impl Handler for WsEcho {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, _: Origin) {
-        debug!(
-            "{id}: accepted from {}",
-            conns
-                .peer_addr(id)
-                .map_or_else(|e| e.to_string(), |a| a.to_string())
-        );
+        // The service logs the accept itself (RUST_LOG=debug).
         if self.slots.len() <= id.index() {
             self.slots.resize_with(id.index() + 1, || None);
         }

@@ -17,6 +17,8 @@ use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Or
 use crate::protocol::{
     self, HELP, JSON_WELCOME, Notice, PROMPT, Proto, Request, check_name, fold, render,
 };
+use crate::web::{self, HttpOutcome, PingDue, WebConfig, WebConn};
+use reactor::codec::websocket::{self as ws, Message, Opcode, close_code};
 
 /// Every new user starts here; it exists even when empty.
 pub const LOBBY: &str = "lobby";
@@ -41,6 +43,10 @@ struct User {
     name: Option<Box<str>>,
     /// The folded name of the room the user is in, shared with the room's key.
     room: Option<Rc<str>>,
+    /// Web users: HTTP until the upgrade, then the WebSocket's state.
+    /// Taken out while a message is handled (so that the handling may
+    /// borrow the whole chat), and put back after.
+    web: Option<WebConn>,
 }
 
 /// A login under way: the name asked for, and how it is going.
@@ -81,6 +87,9 @@ pub struct Chat {
     rooms: HashMap<Rc<str>, Room>,
     /// Scratch space for rendering a notice.
     line_out: Vec<u8>,
+    /// With `--web-addr`: the web listeners and how they are run.
+    web_listeners: Vec<ListenerId>,
+    web: Option<WebConfig>,
 }
 
 impl Chat {
@@ -103,7 +112,16 @@ impl Chat {
             names: HashMap::new(),
             rooms,
             line_out: Vec::new(),
+            web_listeners: Vec::new(),
+            web: None,
         }
+    }
+
+    /// Connections accepted on this listener are browsers: HTTP for the
+    /// page, then a WebSocket.
+    pub fn add_web_listener(&mut self, id: ListenerId, config: WebConfig) {
+        self.web_listeners.push(id);
+        self.web = Some(config);
     }
 
     /// Connections accepted on this listener are TLS: registered names may
@@ -147,9 +165,14 @@ impl Chat {
 
     /// Tells one user something.
     fn tell(&mut self, conns: &mut Connections<'_>, id: ConnId, notice: Notice<'_>) {
-        let Some(proto) = self.user(id).map(|u| u.proto) else {
+        let Some(user) = self.user(id) else {
             return;
         };
+        if matches!(user.web, Some(WebConn::Http)) {
+            // Not a WebSocket (yet): a page request has no chat to be told.
+            return;
+        }
+        let proto = user.proto;
         self.line_out.clear();
         render(&notice, proto, &mut self.line_out);
         // Fails only for a connection already closing: nothing to do.
@@ -170,7 +193,7 @@ impl Chat {
         let Some(room) = self.rooms.get(room) else {
             return;
         };
-        for proto in [Proto::Line, Proto::Json] {
+        for proto in [Proto::Line, Proto::Json, Proto::Web] {
             let users = &self.users;
             let members = room.members.iter().copied().filter(|&m| {
                 Some(m) != except
@@ -197,6 +220,7 @@ impl Chat {
         let ids: Vec<ConnId> = conns.ids().collect();
         for id in ids {
             self.tell(conns, id, Notice::ShuttingDown);
+            self.close_ws(conns, id, close_code::GOING_AWAY, "server shutting down");
         }
     }
 
@@ -302,7 +326,7 @@ impl Chat {
                 name: &name,
                 room: &display,
             },
-            Proto::Json => Notice::Joined {
+            Proto::Json | Proto::Web => Notice::Joined {
                 name: &name,
                 room: &display,
             },
@@ -403,8 +427,8 @@ impl Chat {
     }
 
     fn who(&mut self, conns: &mut Connections<'_>, id: ConnId) {
-        let Some((key, _, _)) = self.room_of(id) else {
-            return;
+        let Some((key, display, _)) = self.room_of(id) else {
+            return self.tell(conns, id, Notice::Error("join a room first"));
         };
         let mut names: Vec<&str> = self.rooms[&key]
             .members
@@ -412,27 +436,28 @@ impl Chat {
             .filter_map(|m| self.user(*m).and_then(|u| u.name.as_deref()))
             .collect();
         names.sort_by_key(|n| n.to_lowercase());
-        let line = format!("who: {}", names.join(", "));
-        self.tell(conns, id, Notice::Info(&line));
+        let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let notice = Notice::Who {
+            room: &display,
+            users: &names,
+        };
+        self.tell(conns, id, notice);
     }
 
     fn list_rooms(&mut self, conns: &mut Connections<'_>, id: ConnId) {
-        let mut rooms: Vec<(&str, usize)> = self
+        let mut rooms: Vec<(String, usize)> = self
             .rooms
             .values()
-            .map(|r| (&*r.name, r.members.len()))
+            .map(|r| (r.name.to_string(), r.members.len()))
             .collect();
         // Busiest first, then by name.
         rooms.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase()))
         });
-        let list: Vec<String> = rooms
-            .iter()
-            .map(|(name, n)| format!("{name} ({n})"))
-            .collect();
-        let line = format!("rooms: {}", list.join(", "));
-        self.tell(conns, id, Notice::Info(&line));
+        let rooms: Vec<(&str, usize)> = rooms.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        self.tell(conns, id, Notice::Rooms(&rooms));
     }
 
     // ----- the line protocol --------------------------------------------
@@ -656,6 +681,12 @@ impl Chat {
             Request::Chat { message } => self.say(conns, id, &message, false),
             Request::Action { message } => self.say(conns, id, &message, true),
             Request::Private { to, message } => self.private(conns, id, &to, &message),
+            Request::Rooms => self.list_rooms(conns, id),
+            Request::Who => self.who(conns, id),
+            Request::Nick { username } => match self.user(id).and_then(|u| u.name.clone()) {
+                Some(_) => self.rename(conns, id, &username),
+                None => self.tell(conns, id, Notice::Error("pick a name first (join a room)")),
+            },
             Request::Leave => match self.room_of(id) {
                 None => self.tell(conns, id, Notice::Error("you are not in a room")),
                 Some((_, room, name)) => {
@@ -675,10 +706,143 @@ impl Chat {
     }
 }
 
+// ----- the web protocol ------------------------------------------------
+
+impl Chat {
+    /// A web connection's input: HTTP requests until the upgrade, then
+    /// WebSocket frames, each text message handled as an NDJSON line.
+    fn web_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let (Some(mut conn), Some(config)) = (
+            self.user_mut(id).and_then(|u| u.web.take()),
+            self.web.as_ref(),
+        ) else {
+            return data.len();
+        };
+        let mut pos = 0;
+        if let WebConn::Http = conn {
+            match web::serve_http(conns, id, data, config) {
+                HttpOutcome::Served(used) => {
+                    self.put_web_back(id, conn);
+                    return used;
+                }
+                HttpOutcome::Upgraded(used, socket) => {
+                    pos = used;
+                    conn = WebConn::Ws(socket);
+                    self.put_web_back(id, conn);
+                    let mut out = Vec::new();
+                    protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
+                    protocol::frame_text(&mut out, 0);
+                    let _ = conns.send(id, &out);
+                    // As for a JSON user: the first join must come within
+                    // the line timeout.
+                    let _ = conns.expect_message(id);
+                    conn = match self.user_mut(id).and_then(|u| u.web.take()) {
+                        Some(conn) => conn,
+                        None => return data.len(),
+                    };
+                }
+            }
+        }
+        let WebConn::Ws(socket) = &mut conn else {
+            return data.len();
+        };
+        if pos < data.len() {
+            socket.last_heard = conns.reactor().now();
+        }
+        while conns.is_open(id) && !socket.closing {
+            let message = match socket.decoder.decode(&data[pos..]) {
+                Ok((used, message)) => {
+                    pos += used;
+                    match message {
+                        Some(message) => message,
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    info!("{id}: WebSocket error: {e}");
+                    socket.close(conns, id, e.code, e.reason);
+                    break;
+                }
+            };
+            match message {
+                Message::Text(text) => self.json_input(conns, id, text.as_bytes()),
+                Message::Binary(_) => {
+                    debug!("{id}: a binary message");
+                    socket.close(conns, id, close_code::UNSUPPORTED, "text messages only");
+                }
+                Message::Ping(payload) => {
+                    let mut pong = Vec::with_capacity(2 + payload.len());
+                    ws::write_frame(&mut pong, Opcode::Pong, payload, None);
+                    let _ = conns.send(id, &pong);
+                }
+                Message::Pong(_) => socket.ping_sent = None,
+                Message::Close(code, _) => {
+                    debug!("{id}: WebSocket close {code:?}");
+                    socket.close(conns, id, code.unwrap_or(close_code::NORMAL), "");
+                }
+            }
+        }
+        // Inside a frame or a fragmented message: like a line not
+        // finished, it must be finished within the line timeout.
+        let unfinished = !socket.decoder.is_idle();
+        self.put_web_back(id, conn);
+        if unfinished {
+            let _ = conns.expect_message(id);
+        }
+        if conns.is_open(id) { pos } else { data.len() }
+    }
+
+    fn put_web_back(&mut self, id: ConnId, conn: WebConn) {
+        if let Some(user) = self.user_mut(id) {
+            user.web = Some(conn);
+        }
+    }
+
+    /// Sends a WebSocket user a close frame and closes it (others: nothing).
+    fn close_ws(&mut self, conns: &mut Connections<'_>, id: ConnId, code: u16, reason: &str) {
+        if let Some(WebConn::Ws(socket)) = self.user_mut(id).and_then(|u| u.web.as_mut()) {
+            socket.close(conns, id, code, reason);
+        }
+    }
+
+    /// The ping clock (called every [`WebConfig::sweep_period`]): pings the
+    /// WebSocket users silent for `--ws-ping`, and closes those whose pong
+    /// is overdue.
+    pub fn web_sweep(&mut self, conns: &mut Connections<'_>) {
+        let Some(config) = self.web.as_ref() else {
+            return;
+        };
+        let now = conns.reactor().now();
+        for user in self.users.iter_mut().flatten() {
+            let Some(WebConn::Ws(socket)) = user.web.as_mut() else {
+                continue;
+            };
+            if socket.closing {
+                continue;
+            }
+            let id = socket.id;
+            match socket.ping_due(config, now) {
+                PingDue::Nothing => {}
+                PingDue::Ping => {
+                    let mut ping = Vec::with_capacity(2);
+                    ws::write_frame(&mut ping, Opcode::Ping, b"", None);
+                    let _ = conns.send(id, &ping);
+                    socket.ping_sent = Some(now);
+                }
+                PingDue::Close => {
+                    info!("{id}: no pong within {:?}: closing", config.pong_timeout);
+                    socket.close(conns, id, close_code::GOING_AWAY, "no pong");
+                }
+            }
+        }
+    }
+}
+
 impl Handler for Chat {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
         let proto = match origin {
             Origin::Accepted(listener) if Some(listener) == self.json_listener => Proto::Json,
+            Origin::Accepted(listener) if self.web_listeners.contains(&listener) => Proto::Web,
             _ => Proto::Line,
         };
         if self.users.len() <= id.index() {
@@ -693,6 +857,7 @@ impl Handler for Chat {
             lines: LineDecoder::new(self.limits.max_line),
             name: None,
             room: None,
+            web: (proto == Proto::Web).then_some(WebConn::Http),
         });
         // The name is the first message: it must come within the line
         // timeout of connecting.
@@ -707,10 +872,15 @@ impl Handler for Chat {
                 out.push(b'\n');
                 let _ = conns.send(id, &out);
             }
+            // The page, or the upgrade, is asked for first.
+            Proto::Web => {}
         }
     }
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        if self.user(id).is_some_and(|u| u.proto == Proto::Web) {
+            return self.web_data(conns, id, data);
+        }
         let mut pos = 0;
         loop {
             let Some(user) = self.user_mut(id) else {
@@ -730,7 +900,7 @@ impl Handler for Chat {
                     }
                 }
                 Ok(bytes) => match proto {
-                    Proto::Json => self.json_input(conns, id, bytes),
+                    Proto::Json | Proto::Web => self.json_input(conns, id, bytes),
                     Proto::Line => match std::str::from_utf8(bytes) {
                         Ok(text) => self.line_input(conns, id, text),
                         Err(_) => {
@@ -773,6 +943,14 @@ impl Handler for Chat {
     }
 
     fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if matches!(
+            self.user(id).and_then(|u| u.web.as_ref()),
+            Some(WebConn::Http)
+        ) {
+            // A page connection idle past the timeout, or a request that
+            // never finished: closed without a word.
+            return;
+        }
         // One error, then the service closes gracefully (the error is sent,
         // then FIN; what the client still sends is read and discarded).
         let after = conns
@@ -788,6 +966,7 @@ impl Handler for Chat {
             id,
             Notice::Error(&format!("{what}{after}: disconnecting")),
         );
+        self.close_ws(conns, id, close_code::POLICY, what);
     }
 
     fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {

@@ -164,6 +164,27 @@ impl Decoder {
         }
     }
 
+    /// Whether the decoder holds nothing unfinished: no partial header,
+    /// frame or fragmented message. A server uses it as it uses an
+    /// unfinished line: input stuck mid-frame must finish within a
+    /// deadline, or a client could trickle one frame for ever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::codec::websocket::{Decoder, Limits, Role};
+    ///
+    /// let mut decoder = Decoder::new(Role::Server, Limits::default());
+    /// assert!(decoder.is_idle());
+    /// // The first two bytes of a masked 5-byte text frame.
+    /// let (used, message) = decoder.decode(&[0x81, 0x85]).unwrap();
+    /// assert_eq!((used, message), (2, None));
+    /// assert!(!decoder.is_idle());
+    /// ```
+    pub fn is_idle(&self) -> bool {
+        self.head_len == 0 && self.frame.is_none() && self.kind.is_none()
+    }
+
     /// Decodes from `input`, what the connection has buffered. Returns how
     /// many bytes it consumed and at most one message, borrowed from the
     /// decoder until the next call.

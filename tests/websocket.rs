@@ -1,0 +1,348 @@
+//! ws_echo_server from outside: Autobahn's fuzzing client on sections 1-7,
+//! and raw sockets for the handshake's refusals, the close codes, ping and
+//! pong, and a 100 MiB announcement refused without 100 MiB of memory.
+//!
+//! The client side is the crate's own codec (`Role::Client`), except where
+//! a test needs bytes no correct client would send.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use reactor::codec::websocket::{
+    self, Decoder, Limits, Message, Opcode, Role, new_key, new_mask, write_close, write_frame,
+};
+use reactor::http;
+use support::{Server, closed_within, connect, status_kib, tool};
+
+/// A message as the test keeps it.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<u16>, String),
+}
+
+/// A WebSocket client over a blocking socket (with the support module's
+/// timeouts, so that a broken server fails the test instead of hanging it).
+struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    pending: Vec<u8>,
+}
+
+impl Client {
+    /// Connects and does the opening handshake, checking the 101.
+    fn connect(addr: SocketAddr) -> Client {
+        let mut stream = connect(addr);
+        let key = new_key();
+        let mut request = Vec::new();
+        websocket::write_request(&mut request, &addr.to_string(), "/", &key, None);
+        stream.write_all(&request).unwrap();
+        let mut pending = Vec::new();
+        let head_len = loop {
+            let mut fields = [http::EMPTY_HEADER; 16];
+            if let Some(response) =
+                http::parse_response(&pending, &mut fields, &http::Limits::default(), false)
+                    .expect("a valid response head")
+            {
+                websocket::check_accept(&response, &key).expect("101 with the right accept");
+                break response.head_len;
+            }
+            read_some(&mut stream, &mut pending);
+        };
+        pending.drain(..head_len);
+        Client {
+            stream,
+            decoder: Decoder::new(
+                Role::Client,
+                Limits {
+                    max_message: 64 << 20,
+                },
+            ),
+            pending,
+        }
+    }
+
+    /// Sends one masked frame.
+    fn send(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mut out = Vec::new();
+        write_frame(&mut out, opcode, payload, Some(new_mask()));
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next message from the server.
+    fn next(&mut self) -> Got {
+        loop {
+            let (used, message) = self.decoder.decode(&self.pending).expect("valid frames");
+            let got = message.map(|m| match m {
+                Message::Text(t) => Got::Text(t.to_string()),
+                Message::Binary(b) => Got::Binary(b.to_vec()),
+                Message::Ping(p) => Got::Ping(p.to_vec()),
+                Message::Pong(p) => Got::Pong(p.to_vec()),
+                Message::Close(code, reason) => Got::Close(code, reason.to_string()),
+            });
+            self.pending.drain(..used);
+            if let Some(got) = got {
+                return got;
+            }
+            read_some(&mut self.stream, &mut self.pending);
+        }
+    }
+
+    /// The server sends a close frame with `code` and then closes the
+    /// connection.
+    fn expect_closed_with(&mut self, code: u16) {
+        match self.next() {
+            Got::Close(Some(got), _) => assert_eq!(got, code),
+            other => panic!("expected a close {code}, got {other:?}"),
+        }
+        assert!(
+            closed_within(&mut self.stream, Duration::from_secs(10)),
+            "the server did not close the connection after its close frame"
+        );
+    }
+}
+
+/// Reads what arrives into `into`; the end of the stream fails the test.
+fn read_some(stream: &mut TcpStream, into: &mut Vec<u8>) {
+    let mut buf = [0u8; 64 * 1024];
+    let n = stream.read(&mut buf).expect("read");
+    assert!(n > 0, "the server closed the connection");
+    into.extend_from_slice(&buf[..n]);
+}
+
+fn echo_server(args: &[&str]) -> Server {
+    let mut all = vec!["--addr", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Server::start("ws_echo_server", &all, 1)
+}
+
+/// A good upgrade request for `addr`, to make bad ones from.
+fn good_request(addr: SocketAddr) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Sends `request` and reads the whole answer (the server closes after a
+/// refusal).
+fn answer_to(addr: SocketAddr, request: &str) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn autobahn_sections_1_to_7_have_no_failed_case() {
+    if !tool("wstest") || !tool("python3") {
+        return;
+    }
+    let _heavy = support::heavy();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/autobahn.sh");
+    let mut command = Command::new("bash");
+    command
+        .arg(script)
+        .args(["1", "2", "3", "4", "5", "6", "7"])
+        .env("WS_ECHO_SERVER", support::example("ws_echo_server"))
+        .env("NO_DOCS", "1")
+        .env("AUTOBAHN_TIMEOUT", "240");
+    let (status, stdout, stderr) = support::run_command(command, Duration::from_secs(300));
+    eprintln!("{stdout}");
+    assert!(
+        status.success(),
+        "Autobahn reported FAILED cases (or did not run):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("| **all** |"), "no summary:\n{stdout}");
+}
+
+#[test]
+fn the_handshake_is_accepted_and_answered_with_the_right_key() {
+    let server = echo_server(&[]);
+    let answer = {
+        let mut stream = connect(server.addr());
+        stream
+            .write_all(good_request(server.addr()).as_bytes())
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(
+        answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{answer}"
+    );
+    // RFC 6455 §1.3's example key and answer.
+    assert!(answer.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    // permessage-deflate offered, and declined by not being named.
+    let offered = good_request(server.addr()).replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    );
+    let mut stream = connect(server.addr());
+    stream.write_all(offered.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 101"), "{answer}");
+    assert!(!answer.contains("extensions"), "{answer}");
+}
+
+#[test]
+fn bad_handshakes_get_400_or_426_and_a_close() {
+    let server = echo_server(&[]);
+    let good = good_request(server.addr());
+    let cases = [
+        (good.replace("GET", "POST"), "400"),
+        (good.replace("HTTP/1.1", "HTTP/1.0"), "400"),
+        (good.replace("Upgrade: websocket\r\n", ""), "400"),
+        (
+            good.replace("Connection: Upgrade\r\n", "Connection: keep-alive\r\n"),
+            "400",
+        ),
+        (
+            good.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+            "400",
+        ),
+        (good.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="), "400"),
+        (good.replace("Sec-WebSocket-Version: 13\r\n", ""), "426"),
+        (good.replace("Version: 13", "Version: 7"), "426"),
+        ("GET / HTTP/1.1\r\n\r\n".to_string(), "400"), // no Host: HTTP's own refusal
+    ];
+    for (request, status) in cases {
+        let answer = answer_to(server.addr(), &request);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?} got {answer:?}"
+        );
+        assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+        assert_eq!(
+            answer.contains("\r\nSec-WebSocket-Version: 13\r\n"),
+            status == "426",
+            "{answer}"
+        );
+    }
+}
+
+#[test]
+fn messages_are_echoed_and_pings_answered() {
+    let server = echo_server(&[]);
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Text, "héllo".as_bytes());
+    assert_eq!(client.next(), Got::Text("héllo".into()));
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    client.send(Opcode::Binary, &binary);
+    assert_eq!(client.next(), Got::Binary(binary));
+    client.send(Opcode::Ping, b"are you there?");
+    assert_eq!(client.next(), Got::Pong(b"are you there?".to_vec()));
+
+    // A fragmented message with a ping between its fragments: the pong
+    // comes first, then the whole message.
+    let key = new_mask();
+    let mut frames = vec![0x01, 0x80 | 5];
+    frames.extend_from_slice(&key);
+    frames.extend(b"frag-".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    write_frame(&mut frames, Opcode::Ping, b"mid", Some(new_mask()));
+    frames.extend_from_slice(&[0x80, 0x80 | 5]);
+    frames.extend_from_slice(&key);
+    frames.extend(b"ments".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    client.stream.write_all(&frames).unwrap();
+    assert_eq!(client.next(), Got::Pong(b"mid".to_vec()));
+    assert_eq!(client.next(), Got::Text("frag-ments".into()));
+}
+
+#[test]
+fn the_close_handshake_echoes_the_code() {
+    let server = echo_server(&[]);
+    let mut client = Client::connect(server.addr());
+    let mut close = Vec::new();
+    write_close(&mut close, 4001, "done here", Some(new_mask()));
+    client.stream.write_all(&close).unwrap();
+    client.expect_closed_with(4001);
+
+    // A close without a code is answered with 1000.
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Close, b"");
+    client.expect_closed_with(1000);
+}
+
+#[test]
+fn an_unmasked_frame_is_closed_with_1002() {
+    let server = echo_server(&[]);
+    let mut client = Client::connect(server.addr());
+    let mut frame = Vec::new();
+    write_frame(&mut frame, Opcode::Text, b"not masked", None);
+    client.stream.write_all(&frame).unwrap();
+    client.expect_closed_with(1002);
+}
+
+#[test]
+fn invalid_utf8_is_closed_with_1007() {
+    let server = echo_server(&[]);
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Text, b"caf\xc3\x28");
+    client.expect_closed_with(1007);
+}
+
+#[test]
+fn a_message_over_the_limit_is_closed_with_1009() {
+    let server = echo_server(&["--max-message", "64KiB"]);
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Binary, &[1; 64 * 1024]);
+    assert_eq!(client.next(), Got::Binary(vec![1; 64 * 1024]));
+    // Over the limit in one frame: refused from its header (the payload is
+    // never sent, so the close frame cannot be lost to a reset).
+    let mut header = Vec::new();
+    websocket::write_header(&mut header, Opcode::Binary, 64 * 1024 + 1, Some(new_mask()));
+    client.stream.write_all(&header).unwrap();
+    client.expect_closed_with(1009);
+}
+
+#[test]
+fn a_100_mib_announcement_is_refused_without_100_mib_of_memory() {
+    let _heavy = support::heavy();
+    let server = echo_server(&[]);
+    // Warm up (the first connection allocates the loop's buffers).
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Text, b"warm");
+    assert_eq!(client.next(), Got::Text("warm".into()));
+    let before = status_kib(server.pid(), "VmHWM");
+
+    let mut header = Vec::new();
+    websocket::write_header(&mut header, Opcode::Binary, 100 << 20, Some(new_mask()));
+    client.stream.write_all(&header).unwrap();
+    client.expect_closed_with(1009);
+
+    // The same message in 1 MiB fragments, actually sent: refused at the
+    // second fragment's header, whatever follows.
+    let mut client = Client::connect(server.addr());
+    let fragment = vec![0u8; 1 << 20];
+    let key = new_mask();
+    let mut first = vec![0x02, 0x80 | 127];
+    first.extend_from_slice(&(fragment.len() as u64).to_be_bytes());
+    first.extend_from_slice(&key);
+    client.stream.write_all(&first).unwrap();
+    client.stream.write_all(&fragment).unwrap(); // masked zeros: the key itself, repeated
+    let mut second = vec![0x00, 0x80 | 127];
+    second.extend_from_slice(&(fragment.len() as u64).to_be_bytes());
+    second.extend_from_slice(&key);
+    client.stream.write_all(&second).unwrap();
+    client.expect_closed_with(1009);
+
+    let after = status_kib(server.pid(), "VmHWM");
+    eprintln!("ws_echo_server VmHWM {before} KiB before, {after} KiB after");
+    assert!(
+        after < before + 8 * 1024,
+        "the server's peak memory grew by {} KiB",
+        after - before
+    );
+}

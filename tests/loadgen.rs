@@ -116,6 +116,94 @@ fn chat_mode_delivers_every_line_to_every_client() {
 }
 
 #[test]
+fn chat_mode_over_websocket_delivers_every_message_to_every_client() {
+    let server = Server::start(
+        "chat_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--json-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+        ],
+        3,
+    );
+    // Line, JSON, then web.
+    let web = server.listening[2].clone();
+    let pid = server.pid().to_string();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "chat",
+            "--ws",
+            "--addr",
+            &web,
+            "--clients",
+            "5",
+            "--senders",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+            "--server-pid",
+            &pid,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["wire"], "ws", "{report}");
+    assert_eq!(report["delivery_ratio"], 1.0, "{report}");
+    assert_eq!(report["out_of_order"], 0);
+    assert_eq!(report["disconnected"], 0);
+    assert!(report["deliveries"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn chat_mode_over_websocket_reports_a_refused_upgrade() {
+    // An Origin the server does not allow: 403, and loadgen says why.
+    let server = Server::start(
+        "chat_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--json-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+        ],
+        3,
+    );
+    let web = server.listening[2].clone();
+    let (status, _, stderr) = run_example(
+        "loadgen",
+        &[
+            "chat",
+            "--ws",
+            "--origin",
+            "http://elsewhere.example",
+            "--addr",
+            &web,
+            "--clients",
+            "2",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("could not join") && stderr.contains("403"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn hold_mode_holds_connections_from_several_source_addresses() {
     let server = Server::start("echo_server", &["--addr", "127.0.0.1:0"], 1);
     let addr = server.addr().to_string();

@@ -252,8 +252,7 @@ impl Wire for WebSocket {
             let Some(response) = response else {
                 return Ok(0); // the head is not all here yet
             };
-            ws::check_accept(&response, &state.key)
-                .map_err(|e| format!("upgrade refused: {e:?}"))?;
+            ws::check_accept(&response, &state.key).map_err(|e| format!("upgrade refused: {e}"))?;
             used = response.head_len;
             state.stage = Stage::Welcome;
         }

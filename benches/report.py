@@ -86,7 +86,8 @@ def lock_version(path, name):
 # ----- SVG ---------------------------------------------------------------------
 COLORS = {"ours": "#1f77b4", "epoll": "#2ca02c", "tokio-ct": "#ff7f0e", "tokio-mt": "#d62728",
           "ours-chat": "#1f77b4", "tokio-chat": "#ff7f0e",
-          "ours-ws": "#1f77b4", "tokio-ws": "#ff7f0e", "tokio-ws-batch": "#d62728", "ours-line": "#2ca02c"}
+          "ours-ws": "#1f77b4", "tokio-ws": "#ff7f0e", "tokio-ws-batch": "#d62728", "ours-line": "#2ca02c",
+          "ours-ndjson": "#9467bd"}
 
 
 def svg_lines(path, title, xlabel, ylabel, series, xs):
@@ -165,7 +166,7 @@ svg_bars(os.path.join(img_dir, "echo-latency.svg"), "Echo, 100 connections x 64 
 svg_bars(os.path.join(img_dir, "chat-deliveries.svg"), "Chat fan-out, 1 sender: deliveries per second", "deliveries / s",
          ["100 clients", "1000 clients"],
          {s: [median(s, f"chat-{c}", "deliveries_per_s") for c in (100, 1000)] for s in ("ours-chat", "tokio-chat")})
-WS_SERVERS = ("ours-ws", "tokio-ws", "tokio-ws-batch", "ours-line")
+WS_SERVERS = ("ours-ws", "tokio-ws", "tokio-ws-batch", "ours-line", "ours-ndjson")
 svg_bars(os.path.join(img_dir, "ws-deliveries.svg"), "WebSocket fan-out, 1 sender: deliveries per second", "deliveries / s",
          ["100 clients", "1000 clients"],
          {s: [median(s, f"ws-{c}", "deliveries_per_s") for c in (100, 1000)] for s in WS_SERVERS})
@@ -233,7 +234,7 @@ w("| ours | `examples/echo_server` (the connection layer), or `examples/chat_ser
 w("| epoll | `benches/baselines/epoll_echo`: raw `libc` epoll, edge-triggered, no abstraction (the floor) |")
 w("| tokio-ct / tokio-mt | `benches/baselines/tokio_echo`: a task per connection, current_thread / multi_thread runtime |")
 w("| tokio-chat | `benches/baselines/tokio_chat`: tokio's chat example (mutex, unbounded channel per peer), on our wire format |")
-w("| ours-ws / ours-line | `examples/chat_server`: its WebSocket listener (`--web-addr`) / its line listener, same server |")
+w("| ours-ws / ours-line / ours-ndjson | `examples/chat_server`: its WebSocket listener (`--web-addr`) / its line listener / its JSON listener (`--json-addr`), same server |")
 w("| tokio-ws / tokio-ws-batch | `benches/baselines/tokio_ws_chat`: tokio's chat example on tokio-tungstenite, a `send` (flush) per message / `feed` while the channel has more, then one flush |")
 w("")
 w("## Echo")
@@ -334,7 +335,9 @@ w("JSON-over-WebSocket (`GET /ws`, one JSON object per text message, client fram
 w("client upgrades, answers the welcome with a join, waits for its own join's notification; one")
 w("sends `{\"type\":\"chat\",...}` messages as fast as the server takes them, every client counts")
 w("the chat messages that reach it (sequence numbers, in order). ours-line is the same chat_server")
-w("driven by the line protocol (`loadgen chat`, no `--ws`) in the same rounds: what framing costs.")
+w("driven by the line protocol (`loadgen chat`, no `--ws`), ours-ndjson by its JSON protocol")
+w("(`--ndjson`: the same objects, one per line), in the same rounds: beside ours-ndjson, ours-ws")
+w("shows what the WebSocket framing costs.")
 w("Goal: at least 10x tokio-ws's deliveries/s, at bounded memory, and ahead of tokio-ws-batch.")
 w("After the window every run drains for up to 30 s (100,000 messages in flight are up to 100")
 w("million deliveries at 1,000 clients); a ratio below 1 with nothing out of order and nobody")
@@ -399,8 +402,9 @@ for c in (100, 1000):
                  "deliveries_per_s", 10, False, digits=1, server="ours-ws", base="tokio-ws")
     ratio_target(f"WebSocket {c} clients: deliveries/s ahead of tokio-ws-batch", wl,
                  "deliveries_per_s", 1.0, False, digits=2, server="ours-ws", base="tokio-ws-batch")
-    line = ratio(median("ours-ws", wl, "deliveries_per_s"), median("ours-line", wl, "deliveries_per_s"))
-    target(f"WebSocket {c} clients: deliveries/s / our line protocol's", fmt(line, 2) + "x", "(information)")
+    for base, what in (("ours-line", "our line protocol's"), ("ours-ndjson", "our NDJSON's")):
+        r = ratio(median("ours-ws", wl, "deliveries_per_s"), median(base, wl, "deliveries_per_s"))
+        target(f"WebSocket {c} clients: deliveries/s / {what}", fmt(r, 2) + "x", "(information)")
     full = median("ours-ws", wl, "delivery_ratio")
     target(f"WebSocket {c} clients: every message delivered", fmt(full, 4), None if full is None else full == 1)
     rss = median("ours-ws", wl, "server_peak_rss_kib")

@@ -82,16 +82,19 @@ declare -A server=(
     [tokio-chat]="$root/benches/baselines/tokio_chat/target/release/tokio_chat 127.0.0.1:0"
     [ours-tls]="$bin/echo_server --tls-addr 127.0.0.1:0 --cert $pki/cert.pem --key $pki/key.pem"
     [tokio-tls]="$root/benches/baselines/tokio_tls_echo/target/release/tokio_tls_echo 127.0.0.1:0 $pki/cert.pem $pki/key.pem current"
-    # WebSocket fan-out: chat_server's web listener, its line listener (the
-    # same server, for the line protocol's figure), and the two tokio ports.
+    # WebSocket fan-out: chat_server's web listener, its line and JSON listeners
+    # (the same server: the line protocol's figure, and the same JSON objects
+    # framed by newlines), and the two tokio ports.
     [ours-ws]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --web-addr 127.0.0.1:0 --max-clients 30000"
     [ours-line]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
+    [ours-ndjson]="$bin/chat_server --addr 127.0.0.1:0 --json-addr 127.0.0.1:0 --max-clients 30000"
     [tokio-ws]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0"
     [tokio-ws-batch]="$root/benches/baselines/tokio_ws_chat/target/release/tokio_ws_chat 127.0.0.1:0 --batch"
 )
-# The listener a server's load goes to: the line printed 'listening on ADDR (TAG)'
-# when the server has one here, else its first 'listening on'.
-declare -A listener=([ours-ws]="web")
+# The listener a server's load goes to: the one printed 'listening on ADDR (TAG)'
+# when the server has a TAG here, the Nth 'listening on' when it has a number N,
+# else the first.
+declare -A listener=([ours-ws]="web" [ours-ndjson]=2)
 
 # As many descriptors as allowed, for the servers and the load generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -99,16 +102,19 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SERVER_PID=""; SERVER_ADDR=""
 start_server() { # $1 = server name
     local out; out=$(mktemp)
-    local tag=${listener[$1]:-}
-    local pattern="^listening on [^ ]*${tag:+ ($tag)}"
+    local tag=${listener[$1]:-} nth=1 pattern
+    case $tag in
+        [0-9]*) nth=$tag; pattern="^listening on " ;;
+        *) pattern="^listening on [^ ]*${tag:+ ($tag)}" ;;
+    esac
     # shellcheck disable=SC2086
     taskset -c 0 ${server[$1]} >"$out" 2>/dev/null &
     SERVER_PID=$!
-    for _ in $(seq 1 200); do grep -q "$pattern" "$out" && break; sleep 0.05; done
+    for _ in $(seq 1 200); do [ "$(grep -c "$pattern" "$out")" -ge "$nth" ] && break; sleep 0.05; done
     # Where the shell interposed a subshell, the server is its child.
     local child; child=$(pgrep -P "$SERVER_PID" | head -1 || true)
     [ -n "$child" ] && SERVER_PID=$child
-    SERVER_ADDR=$(grep "$pattern" "$out" | sed -n 's/^listening on \([^ ]*\).*/\1/p' | head -1)
+    SERVER_ADDR=$(grep "$pattern" "$out" | sed -n 's/^listening on \([^ ]*\).*/\1/p' | sed -n "${nth}p")
     rm -f "$out"
     [ -n "$SERVER_ADDR" ] || { log "$1 did not start"; exit 1; }
 }
@@ -260,10 +266,17 @@ rm -rf "$pki"
 # `loadgen chat --ws`: the chat workload above over JSON-over-WebSocket, against
 # chat_server --web-addr and the tokio-tungstenite port of tokio's chat example
 # (a flush per message, as the example does; and batching its flushes). ours-line
-# is the same chat_server over the line protocol, in the same rounds.
+# and ours-ndjson are the same chat_server over the line protocol and over NDJSON
+# (the same JSON objects as the WebSocket's, framed by newlines), in the same rounds.
 if want ws; then
-ws_servers=(ours-ws tokio-ws tokio-ws-batch ours-line)
-ws_wire() { [ "$1" = ours-line ] || echo --ws; }
+ws_servers=(ours-ws tokio-ws tokio-ws-batch ours-line ours-ndjson)
+ws_wire() {
+    case $1 in
+        ours-line) ;;
+        ours-ndjson) echo --ndjson ;;
+        *) echo --ws ;;
+    esac
+}
 # Up to 100,000 messages in flight to 999 receivers are 100 million deliveries
 # still to make when the window ends: 5 s (the chat section's drain) is too
 # short to see them all arrive at 1,000 clients, so every server gets 30 s.

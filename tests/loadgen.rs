@@ -82,41 +82,10 @@ fn echo_mode_notices_a_server_that_changes_the_bytes() {
     );
 }
 
-#[test]
-fn chat_mode_delivers_every_line_to_every_client() {
-    let server = Server::start(
-        "chat_server",
-        &["--addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0"],
-        2,
-    );
-    let addr = server.listening[0].clone();
-    let (status, stdout, stderr) = run_example(
-        "loadgen",
-        &[
-            "chat",
-            "--addr",
-            &addr,
-            "--clients",
-            "5",
-            "--senders",
-            "2",
-            "--warmup",
-            "0s",
-            "--duration",
-            "1s",
-            "--json",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(status.success(), "{stdout}\n{stderr}");
-    let report = json(&stdout);
-    assert_eq!(report["delivery_ratio"], 1.0, "{report}");
-    assert_eq!(report["out_of_order"], 0);
-    assert!(report["deliveries"].as_u64().unwrap() > 0);
-}
-
-#[test]
-fn chat_mode_over_websocket_delivers_every_message_to_every_client() {
+/// Runs `loadgen chat` with `wire` (none, `--ndjson`, `--ws`) against a
+/// chat server's `listener`-th listener (line, JSON, web) and checks that
+/// every line reached every other client in order.
+fn chat_mode_delivers_everything(wire: Option<&str>, listener: usize, name: &str) {
     let server = Server::start(
         "chat_server",
         &[
@@ -129,37 +98,49 @@ fn chat_mode_over_websocket_delivers_every_message_to_every_client() {
         ],
         3,
     );
-    // Line, JSON, then web.
-    let web = server.listening[2].clone();
+    let addr = server.listening[listener].clone();
     let pid = server.pid().to_string();
-    let (status, stdout, stderr) = run_example(
-        "loadgen",
-        &[
-            "chat",
-            "--ws",
-            "--addr",
-            &web,
-            "--clients",
-            "5",
-            "--senders",
-            "2",
-            "--warmup",
-            "0s",
-            "--duration",
-            "1s",
-            "--json",
-            "--server-pid",
-            &pid,
-        ],
-        Duration::from_secs(60),
-    );
+    let mut args = vec!["chat"];
+    args.extend(wire);
+    args.extend([
+        "--addr",
+        &addr,
+        "--clients",
+        "5",
+        "--senders",
+        "2",
+        "--warmup",
+        "0s",
+        "--duration",
+        "1s",
+        "--json",
+        "--server-pid",
+        &pid,
+    ]);
+    let (status, stdout, stderr) = run_example("loadgen", &args, Duration::from_secs(60));
     assert!(status.success(), "{stdout}\n{stderr}");
     let report = json(&stdout);
-    assert_eq!(report["wire"], "ws", "{report}");
+    assert_eq!(report["wire"], name, "{report}");
     assert_eq!(report["delivery_ratio"], 1.0, "{report}");
     assert_eq!(report["out_of_order"], 0);
     assert_eq!(report["disconnected"], 0);
     assert!(report["deliveries"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn chat_mode_delivers_every_line_to_every_client() {
+    chat_mode_delivers_everything(None, 0, "line");
+}
+
+#[test]
+fn chat_mode_over_ndjson_delivers_every_message_to_every_client() {
+    chat_mode_delivers_everything(Some("--ndjson"), 1, "ndjson");
+}
+
+#[test]
+fn chat_mode_over_websocket_delivers_every_message_to_every_client() {
+    // Line, JSON, then web.
+    chat_mode_delivers_everything(Some("--ws"), 2, "ws");
 }
 
 #[test]

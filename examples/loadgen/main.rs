@@ -6,9 +6,10 @@
 //!   round trips per second, MB/s, latency percentiles.
 //! - `chat`: N chat clients answer the name prompt, M of them send lines;
 //!   lines sent and delivered per second, and whether every line reached
-//!   every other client. With `--ws` the clients speak JSON over WebSocket
-//!   (`chat_server --web-addr`) instead of the line protocol; the counting
-//!   is the same (`wire.rs` holds all that differs).
+//!   every other client. With `--ndjson` the clients speak the JSON
+//!   protocol (`chat_server --json-addr`), with `--ws` the same JSON over
+//!   WebSocket (`chat_server --web-addr`), instead of the line protocol; the
+//!   counting is the same (`wire.rs` holds all that differs).
 //! - `game`: N bots (`game_client`'s) play on a `game_server`; snapshots
 //!   received against those due, and the server's own tick jitter.
 //! - `hold`: N idle connections, spread over source addresses 127.0.0.x to
@@ -49,7 +50,7 @@ loadgen: load for echo and chat servers, measured
 
 usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem] [--duration D] [--warmup D]
        loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
-                    [--ws [--ws-path /ws] [--origin URL]]
+                    [--ndjson | --ws [--ws-path /ws] [--origin URL]]
        loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
        loadgen game --addr A [--players N] [--tick D] [--duration D]
 
@@ -64,8 +65,10 @@ echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection),
 chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
        --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit),
        --drain 30s (after the window, how long to wait for lines in flight),
-       --ws (JSON over WebSocket: upgrade at --ws-path, default /ws, then join the
-       lobby), --origin URL (the upgrade's Origin; default none, as a non-browser sends)
+       --ndjson (the JSON protocol, one object per line: --addr is the --json-addr
+       listener), --ws (the JSON protocol over WebSocket: upgrade at --ws-path, default
+       /ws, then join the lobby), --origin URL (the upgrade's Origin; default none, as a
+       non-browser sends)
 game:  --players 100, --tick 50ms (the server's --tick: how many snapshots are due)
 hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
 
@@ -167,7 +170,8 @@ fn main() {
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
     let (mut seconds, mut src_ips) = (Duration::from_secs(5), None);
     let mut drain = Duration::from_secs(30);
-    let (mut websocket, mut ws_path, mut origin) = (false, "/ws".to_string(), None);
+    let (mut websocket, mut ndjson) = (false, false);
+    let (mut ws_path, mut origin) = ("/ws".to_string(), None);
     let (mut players, mut tick) = (100, Duration::from_millis(50));
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -198,6 +202,7 @@ fn main() {
             Long("players") => players = common::value(&mut parser, "players", common::count),
             Long("tick") => tick = common::value(&mut parser, "tick", common::parse_duration),
             Long("ws") => websocket = true,
+            Long("ndjson") => ndjson = true,
             Long("ws-path") => ws_path = common::value(&mut parser, "ws-path", common::text),
             Long("origin") => origin = Some(common::value(&mut parser, "origin", common::text)),
             Long("drain") => drain = common::value(&mut parser, "drain", common::parse_duration),
@@ -226,6 +231,9 @@ fn main() {
             if senders == 0 || senders > clients || clients < 2 {
                 common::usage_error("chat needs at least 2 clients and 1 to --clients senders");
             }
+            if websocket && ndjson {
+                common::usage_error("--ws and --ndjson are two wires: choose one");
+            }
             let options = chat::Options {
                 addr,
                 clients,
@@ -234,7 +242,11 @@ fn main() {
                 max_in_flight: in_flight,
                 drain,
                 window,
-                wire: if websocket { "ws" } else { "line" },
+                wire: match (websocket, ndjson) {
+                    (true, _) => "ws",
+                    (_, true) => "ndjson",
+                    _ => "line",
+                },
             };
             if websocket {
                 let target = wire::Target {
@@ -243,6 +255,8 @@ fn main() {
                     origin,
                 };
                 chat::run(options, |name| wire::WebSocket::new(name, target.clone()))
+            } else if ndjson {
+                chat::run(options, wire::Ndjson::new)
             } else {
                 chat::run(options, wire::Line::new)
             }

@@ -1,14 +1,16 @@
 //! How a `loadgen chat` client speaks to the server: the only thing that
-//! differs between the line protocol and JSON over WebSocket. The counting
-//! (sequence numbers, order, lines in flight, the report) is `chat.rs`'s and
-//! sees only what a [`Wire`] hears.
+//! differs between the line protocol, NDJSON and JSON over WebSocket. The
+//! counting (sequence numbers, order, lines in flight, the report) is
+//! `chat.rs`'s and sees only what a [`Wire`] hears.
 //!
 //! - [`Line`]: chat_server's line protocol. The name answers the prompt, the
 //!   first line is the welcome, and a delivery is `sender2: TEXT`.
-//! - [`WebSocket`]: an HTTP upgrade to `GET /ws`, then one JSON object per
-//!   text message: the welcome, our `join`, the `notification` of our own
-//!   join, and deliveries `{"type":"chat","username":"sender2",...,"message":TEXT}`.
-//!   Our frames are masked, as a client's must be.
+//! - [`Ndjson`]: its JSON protocol, one object per line ([`JsonChat`]: the
+//!   welcome, our `join`, the `notification` of our own join, and deliveries
+//!   `{"type":"chat","username":"sender2",...,"message":TEXT}`).
+//! - [`WebSocket`]: an HTTP upgrade to `GET /ws`, then the same JSON
+//!   conversation, one object per text message. Our frames are masked, as a
+//!   client's must be. Beside [`Ndjson`], it shows what the framing costs.
 
 use reactor::codec::LineDecoder;
 use reactor::codec::websocket::{self as ws, Decoder, Message, Opcode, Role};
@@ -106,20 +108,16 @@ impl Wire for Line {
     }
 }
 
-/// Where a WebSocket client connects: the request's `Host`, path and
-/// `Origin` (none: a non-browser client).
-#[derive(Clone)]
-pub struct Target {
-    pub host: String,
-    pub path: String,
-    pub origin: Option<String>,
+/// The JSON conversation of chat_server's NDJSON protocol, whatever
+/// carries its objects.
+struct JsonChat {
+    name: String,
+    stage: Stage,
 }
 
-/// Where a WebSocket client is in its conversation.
+/// Where a JSON client is in its conversation.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// The request is sent; waiting for 101.
-    Upgrading,
     /// Waiting for the welcome, to answer it with a join.
     Welcome,
     /// Join sent; waiting for the notification of our own join.
@@ -127,79 +125,39 @@ enum Stage {
     Joined,
 }
 
-/// JSON over WebSocket, client side.
-pub struct WebSocket {
-    decoder: Decoder,
-    state: WsState,
-}
-
-/// Everything but the decoder, so that a decoded message (borrowed from the
-/// decoder) can be handled with the rest mutable.
-struct WsState {
-    name: String,
-    target: Target,
-    key: String,
-    stage: Stage,
-}
-
-impl WebSocket {
-    pub fn new(name: String, target: Target) -> WebSocket {
-        WebSocket {
-            decoder: Decoder::new(Role::Client, ws::Limits::default()),
-            state: WsState {
-                name,
-                target,
-                key: ws::new_key(),
-                stage: Stage::Upgrading,
-            },
+impl JsonChat {
+    fn new(name: String) -> JsonChat {
+        JsonChat {
+            name,
+            stage: Stage::Welcome,
         }
     }
-}
 
-/// Appends one masked text frame whose payload is `parts`, end to end: the
-/// payload is written in place after the header, then masked there.
-fn push_text(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let len = parts.iter().map(|p| p.len()).sum();
-    let key = ws::new_mask();
-    ws::write_header(out, Opcode::Text, len, Some(key));
-    let start = out.len();
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    ws::mask(&mut out[start..], key);
-}
-
-impl WsState {
-    fn text(&mut self, text: &str, out: &mut Vec<u8>, heard: &mut impl FnMut(Heard<'_>)) {
+    /// One object arrived. Returns the reply to send, if any (the join).
+    fn object(&mut self, text: &[u8], heard: &mut impl FnMut(Heard<'_>)) -> Option<String> {
         match self.stage {
-            Stage::Upgrading => {}
             Stage::Welcome => {
                 // Whatever comes first is the welcome: answer with a join.
                 self.stage = Stage::Joining;
-                let name = serde_json::Value::from(self.name.as_str()).to_string();
-                push_text(
-                    out,
-                    &[
-                        br#"{"type":"join","room":"lobby","username":"#,
-                        name.as_bytes(),
-                        b"}",
-                    ],
-                );
+                let name = serde_json::Value::from(self.name.as_str());
+                Some(format!(
+                    r#"{{"type":"join","room":"lobby","username":{name}}}"#
+                ))
             }
             Stage::Joining => {
                 // Others' joins are announced too: wait for ours.
                 let ours = format!("{} joined lobby", self.name);
-                let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                let value: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
                 if value["type"] == "notification" && value["message"] == ours.as_str() {
                     self.stage = Stage::Joined;
                     heard(Heard::Joined);
                 }
+                None
             }
             Stage::Joined => {
                 // The hot path, millions a second: the order chat_server
                 // writes the fields in is read without a parser; any other
                 // order goes through serde_json.
-                let text = text.as_bytes();
                 if let Some((from, text)) = chat_fields(text) {
                     heard(Heard::Chat { from, text });
                 } else if text.starts_with(br#"{"type":"chat""#) {
@@ -213,6 +171,7 @@ impl WsState {
                         });
                     }
                 }
+                None
             }
         }
     }
@@ -231,10 +190,102 @@ fn chat_fields(object: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((from, text))
 }
 
+/// A chat message's JSON object: the parts, end to end.
+fn chat_object(text: &[u8]) -> [&[u8]; 3] {
+    [br#"{"type":"chat","message":""#, text, br#""}"#]
+}
+
+/// NDJSON: the JSON conversation, one object per line.
+pub struct Ndjson {
+    lines: LineDecoder,
+    chat: JsonChat,
+}
+
+impl Ndjson {
+    pub fn new(name: String) -> Ndjson {
+        Ndjson {
+            lines: LineDecoder::new(64 * 1024),
+            chat: JsonChat::new(name),
+        }
+    }
+}
+
+impl Wire for Ndjson {
+    fn on_open(&mut self, _: &mut Vec<u8>) {}
+
+    fn read(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        mut heard: impl FnMut(Heard<'_>),
+    ) -> Result<usize, String> {
+        let mut pos = 0;
+        while let Some(line) = self.lines.next_line(data, &mut pos) {
+            let Ok(line) = line else { continue };
+            if let Some(reply) = self.chat.object(line, &mut heard) {
+                out.extend_from_slice(reply.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        Ok(pos)
+    }
+
+    fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]) {
+        for part in chat_object(text) {
+            out.extend_from_slice(part);
+        }
+        out.push(b'\n');
+    }
+}
+
+/// Where a WebSocket client connects: the request's `Host`, path and
+/// `Origin` (none: a non-browser client).
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub path: String,
+    pub origin: Option<String>,
+}
+
+/// JSON over WebSocket, client side.
+pub struct WebSocket {
+    decoder: Decoder,
+    target: Target,
+    key: String,
+    /// Whether the 101 has come (until then, the bytes are its head).
+    upgraded: bool,
+    chat: JsonChat,
+}
+
+impl WebSocket {
+    pub fn new(name: String, target: Target) -> WebSocket {
+        WebSocket {
+            decoder: Decoder::new(Role::Client, ws::Limits::default()),
+            target,
+            key: ws::new_key(),
+            upgraded: false,
+            chat: JsonChat::new(name),
+        }
+    }
+}
+
+/// Appends one masked text frame whose payload is `parts`, end to end: the
+/// payload is written in place after the header, then masked there.
+fn push_text(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let key = ws::new_mask();
+    ws::write_header(out, Opcode::Text, len, Some(key));
+    let start = out.len();
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    ws::mask(&mut out[start..], key);
+}
+
 impl Wire for WebSocket {
     fn on_open(&mut self, out: &mut Vec<u8>) {
-        let t = &self.state.target;
-        ws::write_request(out, &t.host, &t.path, &self.state.key, t.origin.as_deref());
+        let t = &self.target;
+        ws::write_request(out, &t.host, &t.path, &self.key, t.origin.as_deref());
     }
 
     fn read(
@@ -243,18 +294,17 @@ impl Wire for WebSocket {
         out: &mut Vec<u8>,
         mut heard: impl FnMut(Heard<'_>),
     ) -> Result<usize, String> {
-        let state = &mut self.state;
         let mut used = 0;
-        if state.stage == Stage::Upgrading {
+        if !self.upgraded {
             let mut fields = [http::EMPTY_HEADER; 32];
             let response = http::parse_response(data, &mut fields, &http::Limits::default(), false)
                 .map_err(|e| format!("bad upgrade response: {e}"))?;
             let Some(response) = response else {
                 return Ok(0); // the head is not all here yet
             };
-            ws::check_accept(&response, &state.key).map_err(|e| format!("upgrade refused: {e}"))?;
+            ws::check_accept(&response, &self.key).map_err(|e| format!("upgrade refused: {e}"))?;
             used = response.head_len;
-            state.stage = Stage::Welcome;
+            self.upgraded = true;
         }
         loop {
             let (n, message) = match self.decoder.decode(&data[used..]) {
@@ -267,7 +317,11 @@ impl Wire for WebSocket {
             used += n;
             match message {
                 None => break,
-                Some(Message::Text(text)) => state.text(text, out, &mut heard),
+                Some(Message::Text(text)) => {
+                    if let Some(reply) = self.chat.object(text.as_bytes(), &mut heard) {
+                        push_text(out, &[reply.as_bytes()]);
+                    }
+                }
                 Some(Message::Ping(payload)) => {
                     ws::write_frame(out, Opcode::Pong, payload, Some(ws::new_mask()));
                 }
@@ -281,6 +335,6 @@ impl Wire for WebSocket {
     }
 
     fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]) {
-        push_text(out, &[br#"{"type":"chat","message":""#, text, br#""}"#]);
+        push_text(out, &chat_object(text));
     }
 }

@@ -109,6 +109,11 @@ fn chat_mode_delivers_everything(wire: Option<&str>, listener: usize, name: &str
         "5",
         "--senders",
         "2",
+        // Few enough lines in flight that a reader is never the server's
+        // output limit (4 MiB) behind, even with debug builds on a busy
+        // machine: past it the server drops the reader, as it should.
+        "--max-in-flight",
+        "1000",
         "--warmup",
         "0s",
         "--duration",

@@ -52,6 +52,9 @@ struct Chat<W> {
     join_failure: Option<String>,
     measuring: bool,
     sending: bool,
+    /// Set when the load starts, never cleared: a client that closes after
+    /// it (in the window or while the backlog drains) is a disconnect.
+    loaded: bool,
     batch: Vec<u8>,
     /// One message's text, `0000000041 xxxx`, before the wire frames it.
     line: Vec<u8>,
@@ -206,7 +209,7 @@ impl<W: Wire + 'static> Handler for Chat<W> {
             }
             Err(why) => {
                 log::warn!("{id}: {why}");
-                if !self.sending && self.join_failure.is_none() {
+                if !self.loaded && self.join_failure.is_none() {
                     self.join_failure = Some(why);
                 }
                 let _ = conns.close(id);
@@ -221,7 +224,7 @@ impl<W: Wire + 'static> Handler for Chat<W> {
 
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
         if let Some(client) = self.clients.get_mut(id.index()).and_then(Option::take) {
-            if self.sending {
+            if self.loaded {
                 self.disconnected += 1;
                 log::warn!("{id} disconnected during the run: {reason}");
             } else if !client.joined && self.join_failure.is_none() {
@@ -259,6 +262,7 @@ pub fn run<W: Wire + 'static>(
         join_failure: None,
         measuring: false,
         sending: false,
+        loaded: false,
         batch: Vec::new(),
         line: Vec::new(),
         reply: Vec::new(),
@@ -319,6 +323,7 @@ pub fn run<W: Wire + 'static>(
     }
     service.with(&mut reactor, |chat, conns| {
         chat.sending = true;
+        chat.loaded = true;
         chat.pump(conns);
     })?;
     let measured = crate::measure(&mut reactor, &service, options.window, |chat, on| {

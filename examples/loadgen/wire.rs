@@ -27,9 +27,11 @@ pub enum Heard<'a> {
 
 /// One client's framing.
 pub trait Wire {
-    /// Bytes to send as soon as the connection is open (nothing, or the
-    /// upgrade request).
-    fn on_open(&mut self, out: &mut Vec<u8>);
+    /// Bytes to send as soon as the connection is open (the upgrade
+    /// request); nothing by default.
+    fn on_open(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+    }
 
     /// Reads what `data` holds: `heard` is called for each message that
     /// counts, and replies (our name, a join, a pong) are appended to `out`.
@@ -66,8 +68,6 @@ impl Line {
 }
 
 impl Wire for Line {
-    fn on_open(&mut self, _: &mut Vec<u8>) {}
-
     fn read(
         &mut self,
         data: &[u8],
@@ -211,8 +211,6 @@ impl Ndjson {
 }
 
 impl Wire for Ndjson {
-    fn on_open(&mut self, _: &mut Vec<u8>) {}
-
     fn read(
         &mut self,
         data: &[u8],

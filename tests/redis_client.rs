@@ -512,3 +512,35 @@ fn a_hung_redis_is_noticed_by_the_reply_timeout_even_on_an_idle_subscriber() {
     sub.until(connected);
     wait_subscribers(&redis, "quiet", 1);
 }
+
+#[test]
+fn close_writes_what_was_sent_and_stops_reconnecting() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let client = Running::start(ClientConfig::new(redis.addr));
+    client.until(connected);
+    client.call(|redis, conns| {
+        redis.send(conns, &["SET", "last", "words"], 1).unwrap();
+        redis.close(conns);
+    });
+    // Written and run, but a closing connection reads no reply.
+    assert_eq!(
+        client.next(),
+        Event::Failed {
+            tag: 1,
+            failure: Failure::Lost
+        }
+    );
+    assert_eq!(redis.cli_text(&["GET", "last"]), "words");
+    // Only redis-cli itself is left connected, for good.
+    let deadline = Instant::now() + WAIT;
+    while redis.cli_text(&["CLIENT", "LIST"]).lines().count() != 1 {
+        assert!(Instant::now() < deadline, "the client did not close");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (tx, rx) = mpsc::channel();
+    client.call(move |redis, _| tx.send(redis.stats()).unwrap());
+    let stats = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!((stats.connects, stats.disconnects), (1, 0));
+}

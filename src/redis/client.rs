@@ -99,6 +99,8 @@ pub struct ClientStats {
 enum Link {
     /// [`Client::start`] has not been called.
     Idle,
+    /// [`Client::close`] was called: no more connects.
+    Closed,
     /// Not connected; the next attempt is due at the instant.
     Down(Instant),
     /// The TCP connect is under way.
@@ -113,7 +115,7 @@ impl Link {
     fn conn(self) -> Option<ConnId> {
         match self {
             Link::Connecting(id) | Link::Handshake(id) | Link::Ready(id) => Some(id),
-            Link::Idle | Link::Down(_) => None,
+            Link::Idle | Link::Closed | Link::Down(_) => None,
         }
     }
 }
@@ -161,6 +163,8 @@ pub struct Client<T> {
     events: VecDeque<Event<T>>,
     scratch: Vec<u8>,
     stats: ClientStats,
+    /// [`Client::close`] was called.
+    closing: bool,
 }
 
 impl<T> Client<T> {
@@ -181,6 +185,7 @@ impl<T> Client<T> {
             events: VecDeque::new(),
             scratch: Vec::new(),
             stats: ClientStats::default(),
+            closing: false,
         }
     }
 
@@ -220,6 +225,30 @@ impl<T> Client<T> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Closes the connection gracefully and stops reconnecting: for a
+    /// program's shutdown (send its last commands first). What was written
+    /// reaches Redis, which runs it, but a graceful close reads no more, so
+    /// the commands in flight get [`Event::Failed`] with [`Failure::Lost`]
+    /// rather than their replies. Commands still waiting in the queue are
+    /// dropped ([`Failure::Dropped`]). No [`Event::Disconnected`] follows.
+    pub fn close(&mut self, conns: &mut Connections<'_>) {
+        self.pump(conns);
+        self.closing = true;
+        for (_, tag) in self.queue.drain(..) {
+            self.events.push_back(Event::Failed {
+                tag,
+                failure: Failure::Dropped,
+            });
+        }
+        match self.link.conn() {
+            // `on_close` ends it, when the output is written.
+            Some(id) => {
+                let _ = conns.close(id);
+            }
+            None => self.link = Link::Closed,
         }
     }
 
@@ -465,6 +494,11 @@ impl<T> Client<T> {
                     failure: Failure::Lost,
                 });
             }
+        }
+        if self.closing {
+            debug!("Redis client closed: {reason}");
+            self.link = Link::Closed;
+            return;
         }
         let retry_in = self.backoff.next_delay();
         self.link = Link::Down(Instant::now() + retry_in);

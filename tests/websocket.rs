@@ -149,12 +149,16 @@ fn autobahn_sections_1_to_7_have_no_failed_case() {
     }
     let _heavy = support::heavy();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/autobahn.sh");
+    // wstest's reports (a JSON and an HTML file per case) go here, and are
+    // removed with it.
+    let reports = support::TempDir::new("autobahn");
     let mut command = Command::new("bash");
     command
         .arg(script)
         .args(["1", "2", "3", "4", "5", "6", "7"])
         .env("WS_ECHO_SERVER", support::example("ws_echo_server"))
         .env("NO_DOCS", "1")
+        .env("AUTOBAHN_OUT", &reports.0)
         .env("AUTOBAHN_TIMEOUT", "240");
     let (status, stdout, stderr) = support::run_command(command, Duration::from_secs(300));
     eprintln!("{stdout}");
@@ -345,4 +349,94 @@ fn a_100_mib_announcement_is_refused_without_100_mib_of_memory() {
         "the server's peak memory grew by {} KiB",
         after - before
     );
+}
+
+#[test]
+fn a_client_that_does_not_read_holds_the_server_at_bounded_memory_and_loses_nothing() {
+    let _heavy = support::heavy();
+    let server = echo_server(&[]);
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Text, b"warm");
+    assert_eq!(client.next(), Got::Text("warm".into()));
+    let before = status_kib(server.pid(), "VmHWM");
+
+    // 640 messages of 64 KiB (40 MiB), each a different byte, sent without
+    // reading: the server stops reading us once its queue for us is full.
+    const COUNT: usize = 640;
+    const SIZE: usize = 64 * 1024;
+    let mut frames = Vec::with_capacity(COUNT * (SIZE + 14));
+    for i in 0..COUNT {
+        write_frame(
+            &mut frames,
+            Opcode::Binary,
+            &[i as u8; SIZE],
+            Some(new_mask()),
+        );
+    }
+    let sent = support::write_until_stall(&mut client.stream, &frames, || {});
+    assert!(sent < frames.len(), "the server never pushed back");
+    let stalled = status_kib(server.pid(), "VmHWM");
+
+    // Now read everything back while the rest is written: every echo
+    // arrives, in order.
+    let mut writer = client.stream.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let rest = frames[sent..].to_vec();
+    let writing = std::thread::spawn(move || writer.write_all(&rest));
+    for i in 0..COUNT {
+        assert_eq!(
+            client.next(),
+            Got::Binary(vec![i as u8; SIZE]),
+            "message {i}"
+        );
+    }
+    writing.join().unwrap().unwrap();
+    eprintln!(
+        "ws_echo_server VmHWM {before} KiB before, {stalled} KiB with {sent} bytes unread by the client"
+    );
+    assert!(
+        stalled < before + 16 * 1024,
+        "the server's peak memory grew by {} KiB for a client that did not read",
+        stalled - before
+    );
+}
+
+#[test]
+fn an_echo_over_the_output_limit_closes_the_connection() {
+    let server = echo_server(&["--output-limit", "256KiB"]);
+    let mut client = Client::connect(server.addr());
+    client.send(Opcode::Binary, &[5; 512 * 1024]);
+    assert!(
+        closed_within(&mut client.stream, Duration::from_secs(10)),
+        "a 512 KiB echo queued past a 256 KiB output limit"
+    );
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let (status, stdout, _) =
+        support::run_example("ws_echo_server", &["--help"], Duration::from_secs(10));
+    assert!(status.success() && stdout.contains("usage:"), "{stdout}");
+    for args in [
+        &["--bogus"][..],
+        &["--max-message", "0"],
+        &["--max-message", "lots"],
+    ] {
+        let (status, _, stderr) =
+            support::run_example("ws_echo_server", args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("ws_echo_server: "), "{args:?}: {stderr}");
+    }
+    // A port in use: one line, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, _, stderr) = support::run_example(
+        "ws_echo_server",
+        &["--addr", &addr],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::info;
 use reactor::Reactor;
 use reactor::service::{Config, Service};
 
@@ -270,21 +270,8 @@ fn run(options: Options) -> io::Result<()> {
     // SIGINT/SIGTERM: tell everyone, flush, close, exit 0. A second signal
     // stops at once. Installed before the first `listening on`: whoever waits
     // for that line may signal at once.
-    let grace = options.grace;
-    let on_signal = service.clone();
-    let mut signalled = false;
-    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        if signalled {
-            reactor.stop();
-            return;
-        }
-        signalled = true;
-        info!("{}: shutting down", signal.name());
-        let _ = on_signal.with(reactor, |chat, conns| chat.announce_shutdown(conns));
-        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
-            warn!("shutdown: {e}");
-            reactor.stop();
-        }
+    service.shutdown_on_signal_with(&mut reactor, options.grace, |chat, conns| {
+        chat.announce_shutdown(conns)
     })?;
 
     let listen = |reactor: &mut Reactor, addr: SocketAddr| {

@@ -728,7 +728,6 @@ impl Chat {
                 HttpOutcome::Upgraded(used, socket) => {
                     pos = used;
                     conn = WebConn::Ws(socket);
-                    self.put_web_back(id, conn);
                     let mut out = Vec::new();
                     protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
                     protocol::frame_text(&mut out, 0);
@@ -736,10 +735,6 @@ impl Chat {
                     // As for a JSON user: the first join must come within
                     // the line timeout.
                     let _ = conns.expect_message(id);
-                    conn = match self.user_mut(id).and_then(|u| u.web.take()) {
-                        Some(conn) => conn,
-                        None => return data.len(),
-                    };
                 }
             }
         }

@@ -17,6 +17,7 @@ use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Or
 use crate::protocol::{
     self, HELP, JSON_WELCOME, Notice, PROMPT, Proto, Request, check_name, fold, render,
 };
+use crate::text::Loggable;
 use crate::web::{self, HttpOutcome, PingDue, WebConfig, WebConn};
 use reactor::codec::websocket::{self as ws, Message, Opcode, close_code};
 
@@ -142,12 +143,17 @@ impl Chat {
     }
 
     /// Why `name` may not be taken by `id` without logging in, if it is a
-    /// registered name.
-    fn registered(&self, name: &str) -> Option<String> {
-        self.accounts
-            .as_ref()
-            .and_then(|a| a.hash_of(name))
-            .map(|_| format!("{name} is a registered name: log in over TLS to use it"))
+    /// registered name. (Web users cannot log in at all: a password is
+    /// only ever typed on the TLS line listener.)
+    fn registered(&self, id: ConnId, name: &str) -> Option<String> {
+        self.accounts.as_ref().and_then(|a| a.hash_of(name))?;
+        Some(match self.user(id).map(|u| u.proto) {
+            Some(Proto::Web) => format!(
+                "{name} is a registered name: its owner logs in with a line client over TLS; \
+                 pick another name here"
+            ),
+            _ => format!("{name} is a registered name: log in over TLS to use it"),
+        })
     }
 
     /// Connections accepted on this listener speak NDJSON.
@@ -234,7 +240,7 @@ impl Chat {
             .user(id)
             .is_some_and(|u| u.verified.as_deref() == Some(key.as_str()));
         if !logged_in {
-            if let Some(why) = self.registered(name) {
+            if let Some(why) = self.registered(id, name) {
                 return Err(why);
             }
         }
@@ -380,7 +386,7 @@ impl Chat {
         let Some((key, room, name)) = self.room_of(id) else {
             return self.tell(conns, id, Notice::Error("join a room first"));
         };
-        debug!("{name} in {room}: {text}");
+        debug!("{name} in {room}: {}", Loggable(text));
         let notice = if action {
             Notice::Action {
                 name: &name,
@@ -403,7 +409,7 @@ impl Chat {
         };
         match self.names.get(&fold(to)).copied() {
             Some(target) => {
-                debug!("{from} to {to}: {text}");
+                debug!("{from} to {}: {}", Loggable(to), Loggable(text));
                 self.tell(conns, target, Notice::Private { from: &from, text });
             }
             None => self.tell(conns, id, Notice::Error(&format!("no such user {to}"))),
@@ -479,7 +485,7 @@ impl Chat {
     }
 
     fn pick_name(&mut self, conns: &mut Connections<'_>, id: ConnId, name: &str) {
-        if let Some(why) = self.registered(name) {
+        if let Some(why) = self.registered(id, name) {
             let secure = self.user(id).is_some_and(|u| u.secure);
             if !secure {
                 self.tell(conns, id, Notice::Error(&why));
@@ -728,8 +734,14 @@ impl Chat {
                 HttpOutcome::Upgraded(used, socket) => {
                     pos = used;
                     conn = WebConn::Ws(socket);
+                    // The NDJSON welcome, and the page's one extra: the
+                    // largest message it may send (over it: close 1009).
                     let mut out = Vec::new();
                     protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
+                    out.pop();
+                    out.extend_from_slice(
+                        format!(",\"max_message\":{}}}", config.max_message).as_bytes(),
+                    );
                     protocol::frame_text(&mut out, 0);
                     let _ = conns.send(id, &out);
                     // As for a JSON user: the first join must come within
@@ -777,11 +789,12 @@ impl Chat {
                 }
             }
         }
-        // Inside a frame or a fragmented message: like a line not
-        // finished, it must be finished within the line timeout.
+        // Inside a frame or a fragmented message, or still without a
+        // name: as for a line not finished, the line timeout keeps running
+        // (pings, pongs and refused joins do not stop it).
         let unfinished = !socket.decoder.is_idle();
         self.put_web_back(id, conn);
-        if unfinished {
+        if unfinished || self.user(id).is_some_and(|u| u.name.is_none()) {
             let _ = conns.expect_message(id);
         }
         if conns.is_open(id) { pos } else { data.len() }

@@ -31,7 +31,7 @@ use reactor::service::{Config, Service};
 use chat::{Chat, Limits};
 
 const USAGE: &str = "\
-chat_server: a chat server with rooms, for line clients (nc, telnet) and NDJSON clients
+chat_server: a chat server with rooms, for line clients (nc, telnet), NDJSON clients and browsers
 
 usage: chat_server [OPTIONS]
 
@@ -46,7 +46,8 @@ options:
                           the page and wss:// over TLS (default off; needs --cert and --key)
   --web-origin ORIGIN     an Origin a WebSocket handshake may carry, e.g. http://chat.example:8088
                           (repeatable; '*' allows any; default: each web listener's own address
-                          and localhost, same port); a handshake without Origin is accepted
+                          and localhost, same port, and for 0.0.0.0 or [::] the host the page
+                          was loaded from); a handshake without Origin is accepted
   --ws-ping DURATION      ping a WebSocket user silent this long (default 30s; 'off')
   --ws-pong-timeout DURATION
                           close a WebSocket user whose pong is this late (default 10s)
@@ -54,7 +55,7 @@ options:
                           be used by logging in with its password over TLS
   --hash-password NAME    read a password from standard input and print the line to add
                           to a --users file, then exit
-  --max-clients N         clients at once over both listeners (default 10000)
+  --max-clients N         clients at once over all the listeners (default 10000)
   --max-rooms N           rooms at once, the lobby included (default 1000)
   --max-line SIZE         longest line, or WebSocket message, accepted (default 4096)
   --output-limit SIZE     a client with this much unread output is disconnected (default 4MiB)
@@ -324,7 +325,8 @@ fn run(options: Options) -> io::Result<()> {
         web.push((id, local, true));
     }
     if !web.is_empty() {
-        let origins = if options.web_origins.is_empty() {
+        let defaults = options.web_origins.is_empty();
+        let origins = if defaults {
             web.iter()
                 .flat_map(|&(_, addr, tls)| web::WebConfig::default_origins(addr, tls))
                 .collect()
@@ -333,6 +335,7 @@ fn run(options: Options) -> io::Result<()> {
         };
         let config = web::WebConfig {
             origins,
+            same_host: defaults && web.iter().any(|(_, addr, _)| addr.ip().is_unspecified()),
             ping_after: options.ws_ping,
             pong_timeout: options.ws_pong_timeout,
             max_message: max_line,
@@ -360,6 +363,9 @@ fn run(options: Options) -> io::Result<()> {
         service.with(&mut reactor, |chat, _| {
             chat.set_accounts(accounts, verifier, me)
         })?;
+    }
+    for &(id, _, _) in &web {
+        service.set_reject_message(id, Some(&web::full_response()))?;
     }
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
     service.set_reject_message(

@@ -65,6 +65,12 @@
 //!    `mod.rs` (limits, errors, numbers), `request.rs` (commands, as a
 //!    server reads them), `value.rs` (replies, as a client reads them),
 //!    `encode.rs` (writing either, one buffer per pipeline).
+//!    With the `websocket` feature, [`codec::websocket`]
+//!    (`src/codec/websocket/`) holds RFC 6455, sans I/O: `handshake.rs` (the
+//!    HTTP upgrade, both sides, on [`http`]'s heads), `frame.rs` (the
+//!    [`Decoder`](codec::websocket::Decoder): frames in, whole messages out,
+//!    bounded, partial frames consumed as they come), `encode.rs` (writing
+//!    frames, masking), `sha1.rs` and `base64.rs` (for the handshake).
 //! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
 //!    a bounded send queue for when the socket is full.
 //! 8. **HTTP/1.1** — with the `http` feature, [`http`] (`src/http/`): request

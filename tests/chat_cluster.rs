@@ -38,7 +38,8 @@ fn node(redis: &Redis, id: &str, extra: &[&str]) -> Server {
         id,
     ];
     args.extend_from_slice(extra);
-    Server::start("chat_server", &args, 2)
+    let listeners = 2 + usize::from(extra.contains(&"--web-addr"));
+    Server::start("chat_server", &args, listeners)
 }
 
 fn nodes(redis: &Redis, extra: &[&str]) -> Vec<Server> {
@@ -163,18 +164,45 @@ impl User {
     }
 
     /// Asks `/who` (line users) until the answer satisfies `ok`, at most
-    /// `tries` times; returns the last answer.
+    /// `tries` times; returns the last answer. A local answer (Redis away)
+    /// is followed by a note, which is returned joined to it in brackets.
     fn who_until(&mut self, tries: usize, ok: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
         for _ in 0..tries {
-            self.send("/who");
-            last = self.expect("who: ");
+            last = self.who();
             if ok(&last) {
                 return last;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("{}: /who never satisfied the test; last: {last}", self.name);
+    }
+
+    /// `/who`, then `/help` as a marker: the cluster's answer comes from
+    /// Redis, after `/help`'s; a local one and its note come before it.
+    fn who(&mut self) -> String {
+        self.send("/who");
+        self.send("/help");
+        let (mut who, mut note, mut help) = (None, None, false);
+        let deadline = Instant::now() + WAIT;
+        while who.is_none() || !help {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .next_within(left)
+                .unwrap_or_else(|| panic!("{}: no answer to /who", self.name));
+            if line.starts_with("who: ") {
+                who = Some(line);
+            } else if line.contains("cluster view is unavailable") {
+                note = Some(line);
+            } else if line.starts_with("commands: ") {
+                help = true;
+            }
+        }
+        let who = who.unwrap_or_default();
+        match note {
+            Some(note) => format!("{who} ({note})"),
+            None => who,
+        }
     }
 }
 
@@ -574,9 +602,8 @@ fn a_password_file_logs_in_and_a_wrong_one_is_logged_while_local_chat_goes_on() 
     let mut carl = User::line(&with_bad, "carl");
     bob.send("local only");
     carl.expect("bob: local only");
-    bob.send("/who");
     assert_eq!(
-        bob.expect("who: "),
+        bob.who(),
         "who: bob, carl (this node only: the cluster view is unavailable)"
     );
 }
@@ -632,4 +659,39 @@ fn a_name_waits_for_redis_at_most_a_second_then_is_accepted_locally() {
     // The log says which path it took: the wait ran out.
     support::wait_for_line(&log, "no answer from Redis for the name late", WAIT);
     alice.expect("late joined lobby");
+}
+
+#[test]
+fn websocket_users_claim_names_and_chat_across_nodes() {
+    use support::ws::WsClient;
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let web = node(&redis, "web0", &["--web-addr", "127.0.0.1:0"]);
+    let other = node(&redis, "node1", &[]);
+    let mut alice = User::line(&other, "alice");
+    cluster_up(&mut [&mut alice]);
+    let web_addr: SocketAddr = web.listening[2].parse().unwrap();
+    let mut page = WsClient::connect(web_addr, "/ws", None).expect("an upgrade");
+    assert_eq!(page.next_json()["type"], "welcome");
+    // The name another node holds is refused; the message waited for Redis.
+    page.send_json(&json!({"type": "join", "room": "lobby", "username": "Alice"}));
+    let refused = page.next_json();
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["message"], "the name Alice is taken");
+    page.send_json(&json!({"type": "join", "room": "lobby", "username": "wendy"}));
+    assert_eq!(page.next_json()["message"], "wendy joined lobby");
+    alice.expect("wendy joined lobby");
+    page.send_json(&json!({"type": "chat", "message": "from a browser"}));
+    alice.expect("wendy: from a browser");
+    alice.send("hello browser");
+    loop {
+        let m = page.next_json();
+        if m["type"] == "chat" {
+            assert_eq!(m["username"], "alice");
+            assert_eq!(m["message"], "hello browser");
+            break;
+        }
+    }
 }

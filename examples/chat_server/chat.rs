@@ -21,6 +21,9 @@ use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Or
 use crate::protocol::{
     self, HELP, JSON_WELCOME, Notice, PROMPT, Proto, Request, check_name, fold, render,
 };
+use crate::text::Loggable;
+use crate::web::{self, HttpOutcome, PingDue, WebConfig, WebConn};
+use reactor::codec::websocket::{self as ws, Message, Opcode, close_code};
 
 /// Every new user starts here; it exists even when empty.
 pub const LOBBY: &str = "lobby";
@@ -45,6 +48,10 @@ struct User {
     name: Option<Box<str>>,
     /// The folded name of the room the user is in, shared with the room's key.
     room: Option<Rc<str>>,
+    /// Web users: HTTP until the upgrade, then the WebSocket's state.
+    /// Taken out while a message is handled (so that the handling may
+    /// borrow the whole chat), and put back after.
+    web: Option<WebConn>,
 }
 
 /// A login under way: the name asked for, and how it is going.
@@ -85,6 +92,9 @@ pub struct Chat {
     rooms: HashMap<Rc<str>, Room>,
     /// Scratch space for rendering a notice.
     line_out: Vec<u8>,
+    /// With `--web-addr`: the web listeners and how they are run.
+    web_listeners: Vec<ListenerId>,
+    web: Option<WebConfig>,
     /// With `--redis`: the other nodes, through Redis (`cluster.rs`).
     cluster: Option<cluster::Cluster>,
 }
@@ -109,8 +119,17 @@ impl Chat {
             names: HashMap::new(),
             rooms,
             line_out: Vec::new(),
+            web_listeners: Vec::new(),
+            web: None,
             cluster: None,
         }
+    }
+
+    /// Connections accepted on this listener are browsers: HTTP for the
+    /// page, then a WebSocket.
+    pub fn add_web_listener(&mut self, id: ListenerId, config: WebConfig) {
+        self.web_listeners.push(id);
+        self.web = Some(config);
     }
 
     /// Connections accepted on this listener are TLS: registered names may
@@ -131,12 +150,17 @@ impl Chat {
     }
 
     /// Why `name` may not be taken by `id` without logging in, if it is a
-    /// registered name.
-    fn registered(&self, name: &str) -> Option<String> {
-        self.accounts
-            .as_ref()
-            .and_then(|a| a.hash_of(name))
-            .map(|_| format!("{name} is a registered name: log in over TLS to use it"))
+    /// registered name. (Web users cannot log in at all: a password is
+    /// only ever typed on the TLS line listener.)
+    fn registered(&self, id: ConnId, name: &str) -> Option<String> {
+        self.accounts.as_ref().and_then(|a| a.hash_of(name))?;
+        Some(match self.user(id).map(|u| u.proto) {
+            Some(Proto::Web) => format!(
+                "{name} is a registered name: its owner logs in with a line client over TLS; \
+                 pick another name here"
+            ),
+            _ => format!("{name} is a registered name: log in over TLS to use it"),
+        })
     }
 
     /// Connections accepted on this listener speak NDJSON.
@@ -154,9 +178,14 @@ impl Chat {
 
     /// Tells one user something.
     fn tell(&mut self, conns: &mut Connections<'_>, id: ConnId, notice: Notice<'_>) {
-        let Some(proto) = self.user(id).map(|u| u.proto) else {
+        let Some(user) = self.user(id) else {
             return;
         };
+        if matches!(user.web, Some(WebConn::Http)) {
+            // Not a WebSocket (yet): a page request has no chat to be told.
+            return;
+        }
+        let proto = user.proto;
         self.line_out.clear();
         render(&notice, proto, &mut self.line_out);
         // Fails only for a connection already closing: nothing to do.
@@ -178,7 +207,7 @@ impl Chat {
         let Some(room) = self.rooms.get(room) else {
             return;
         };
-        for proto in [Proto::Line, Proto::Json] {
+        for proto in [Proto::Line, Proto::Json, Proto::Web] {
             let users = &self.users;
             let members = room.members.iter().copied().filter(|&m| {
                 Some(m) != except
@@ -205,6 +234,7 @@ impl Chat {
         let ids: Vec<ConnId> = conns.ids().collect();
         for id in ids {
             self.tell(conns, id, Notice::ShuttingDown);
+            self.close_ws(conns, id, close_code::GOING_AWAY, "server shutting down");
         }
     }
 
@@ -218,7 +248,7 @@ impl Chat {
             .user(id)
             .is_some_and(|u| u.verified.as_deref() == Some(key.as_str()));
         if !logged_in {
-            if let Some(why) = self.registered(name) {
+            if let Some(why) = self.registered(id, name) {
                 return Err(why);
             }
         }
@@ -311,7 +341,7 @@ impl Chat {
                 name: &name,
                 room: &display,
             },
-            Proto::Json => Notice::Joined {
+            Proto::Json | Proto::Web => Notice::Joined {
                 name: &name,
                 room: &display,
             },
@@ -371,7 +401,7 @@ impl Chat {
         let Some((key, room, name)) = self.room_of(id) else {
             return self.tell(conns, id, Notice::Error("join a room first"));
         };
-        debug!("{name} in {room}: {text}");
+        debug!("{name} in {room}: {}", Loggable(text));
         let notice = if action {
             Notice::Action {
                 name: &name,
@@ -394,7 +424,7 @@ impl Chat {
         };
         match self.names.get(&fold(to)).copied() {
             Some(target) => {
-                debug!("{from} to {to}: {text}");
+                debug!("{from} to {}: {}", Loggable(to), Loggable(text));
                 self.tell(conns, target, Notice::Private { from: &from, text });
             }
             None if self.cluster_private(conns, id, to, &from, text) => {}
@@ -423,8 +453,8 @@ impl Chat {
         if self.cluster_who(conns, id) {
             return;
         }
-        let Some((key, _, _)) = self.room_of(id) else {
-            return;
+        let Some((key, display, _)) = self.room_of(id) else {
+            return self.tell(conns, id, Notice::Error("join a room first"));
         };
         let mut names: Vec<&str> = self.rooms[&key]
             .members
@@ -432,8 +462,14 @@ impl Chat {
             .filter_map(|m| self.user(*m).and_then(|u| u.name.as_deref()))
             .collect();
         names.sort_by_key(|n| n.to_lowercase());
-        let line = format!("who: {}{}", names.join(", "), self.cluster_note());
-        self.tell(conns, id, Notice::Info(&line));
+        let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let notice = Notice::Who {
+            room: &display,
+            users: &names,
+        };
+        self.tell(conns, id, notice);
+        self.tell_cluster_note(conns, id);
     }
 
     fn list_rooms(&mut self, conns: &mut Connections<'_>, id: ConnId) {
@@ -446,6 +482,7 @@ impl Chat {
             .map(|r| (r.name.to_string(), r.members.len()))
             .collect();
         self.tell_rooms(conns, id, rooms.iter().map(|(n, c)| (n.as_str(), *c)));
+        self.tell_cluster_note(conns, id);
     }
 
     /// `/rooms`' answer, from this node's rooms or the cluster's.
@@ -461,12 +498,7 @@ impl Chat {
             b.1.cmp(&a.1)
                 .then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase()))
         });
-        let list: Vec<String> = rooms
-            .iter()
-            .map(|(name, n)| format!("{name} ({n})"))
-            .collect();
-        let line = format!("rooms: {}{}", list.join(", "), self.cluster_note());
-        self.tell(conns, id, Notice::Info(&line));
+        self.tell(conns, id, Notice::Rooms(&rooms));
     }
 
     // ----- the line protocol --------------------------------------------
@@ -488,7 +520,7 @@ impl Chat {
     }
 
     fn pick_name(&mut self, conns: &mut Connections<'_>, id: ConnId, name: &str) {
-        if let Some(why) = self.registered(name) {
+        if let Some(why) = self.registered(id, name) {
             let secure = self.user(id).is_some_and(|u| u.secure);
             if !secure {
                 self.tell(conns, id, Notice::Error(&why));
@@ -690,6 +722,12 @@ impl Chat {
             Request::Chat { message } => self.say(conns, id, &message, false),
             Request::Action { message } => self.say(conns, id, &message, true),
             Request::Private { to, message } => self.private(conns, id, &to, &message),
+            Request::Rooms => self.list_rooms(conns, id),
+            Request::Who => self.who(conns, id),
+            Request::Nick { username } => match self.user(id).and_then(|u| u.name.clone()) {
+                Some(_) => self.rename(conns, id, &username),
+                None => self.tell(conns, id, Notice::Error("pick a name first (join a room)")),
+            },
             Request::Leave => match self.room_of(id) {
                 None => self.tell(conns, id, Notice::Error("you are not in a room")),
                 Some((_, room, name)) => {
@@ -709,6 +747,151 @@ impl Chat {
     }
 }
 
+// ----- the web protocol ------------------------------------------------
+
+impl Chat {
+    /// A web connection's input: HTTP requests until the upgrade, then
+    /// WebSocket frames, each text message handled as an NDJSON line.
+    fn web_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let (Some(mut conn), Some(config)) = (
+            self.user_mut(id).and_then(|u| u.web.take()),
+            self.web.as_ref(),
+        ) else {
+            return data.len();
+        };
+        let mut pos = 0;
+        if let WebConn::Http = conn {
+            match web::serve_http(conns, id, data, config) {
+                HttpOutcome::Served(used) => {
+                    self.put_web_back(id, conn);
+                    return used;
+                }
+                HttpOutcome::Upgraded(used, socket) => {
+                    pos = used;
+                    conn = WebConn::Ws(socket);
+                    // The NDJSON welcome, and the page's one extra: the
+                    // largest message it may send (over it: close 1009).
+                    let mut out = Vec::new();
+                    protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
+                    out.pop();
+                    out.extend_from_slice(
+                        format!(",\"max_message\":{}}}", config.max_message).as_bytes(),
+                    );
+                    protocol::frame_text(&mut out, 0);
+                    let _ = conns.send(id, &out);
+                    // As for a JSON user: the first join must come within
+                    // the line timeout.
+                    let _ = conns.expect_message(id);
+                }
+            }
+        }
+        let WebConn::Ws(socket) = &mut conn else {
+            return data.len();
+        };
+        if pos < data.len() {
+            socket.last_heard = conns.reactor().now();
+        }
+        while conns.is_open(id) && !socket.closing {
+            let message = match socket.decoder.decode(&data[pos..]) {
+                Ok((used, message)) => {
+                    pos += used;
+                    match message {
+                        Some(message) => message,
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    info!("{id}: WebSocket error: {e}");
+                    socket.close(conns, id, e.code, e.reason);
+                    break;
+                }
+            };
+            match message {
+                // A message that takes a new name waits for the cluster
+                // (kept by it, since a WebSocket message cannot be left
+                // unread the way a line is).
+                Message::Text(text) => match self.name_gate(conns, id, Proto::Web, text.as_bytes())
+                {
+                    claims::Gate::Wait => {
+                        self.hold_message(id, text);
+                        break;
+                    }
+                    claims::Gate::Refused => {}
+                    claims::Gate::Go => self.json_input(conns, id, text.as_bytes()),
+                },
+                Message::Binary(_) => {
+                    debug!("{id}: a binary message");
+                    socket.close(conns, id, close_code::UNSUPPORTED, "text messages only");
+                }
+                Message::Ping(payload) => {
+                    let mut pong = Vec::with_capacity(2 + payload.len());
+                    ws::write_frame(&mut pong, Opcode::Pong, payload, None);
+                    let _ = conns.send(id, &pong);
+                }
+                Message::Pong(_) => socket.ping_sent = None,
+                Message::Close(code, _) => {
+                    debug!("{id}: WebSocket close {code:?}");
+                    socket.close(conns, id, code.unwrap_or(close_code::NORMAL), "");
+                }
+            }
+        }
+        // Inside a frame or a fragmented message, or still without a
+        // name: as for a line not finished, the line timeout keeps running
+        // (pings, pongs and refused joins do not stop it).
+        let unfinished = !socket.decoder.is_idle();
+        self.put_web_back(id, conn);
+        if unfinished || self.user(id).is_some_and(|u| u.name.is_none()) {
+            let _ = conns.expect_message(id);
+        }
+        if conns.is_open(id) { pos } else { data.len() }
+    }
+
+    fn put_web_back(&mut self, id: ConnId, conn: WebConn) {
+        if let Some(user) = self.user_mut(id) {
+            user.web = Some(conn);
+        }
+    }
+
+    /// Sends a WebSocket user a close frame and closes it (others: nothing).
+    fn close_ws(&mut self, conns: &mut Connections<'_>, id: ConnId, code: u16, reason: &str) {
+        if let Some(WebConn::Ws(socket)) = self.user_mut(id).and_then(|u| u.web.as_mut()) {
+            socket.close(conns, id, code, reason);
+        }
+    }
+
+    /// The ping clock (called every [`WebConfig::sweep_period`]): pings the
+    /// WebSocket users silent for `--ws-ping`, and closes those whose pong
+    /// is overdue.
+    pub fn web_sweep(&mut self, conns: &mut Connections<'_>) {
+        let Some(config) = self.web.as_ref() else {
+            return;
+        };
+        let now = conns.reactor().now();
+        for user in self.users.iter_mut().flatten() {
+            let Some(WebConn::Ws(socket)) = user.web.as_mut() else {
+                continue;
+            };
+            if socket.closing {
+                continue;
+            }
+            let id = socket.id;
+            match socket.ping_due(config, now) {
+                PingDue::Nothing => {}
+                PingDue::Ping => {
+                    let mut ping = Vec::with_capacity(2);
+                    ws::write_frame(&mut ping, Opcode::Ping, b"", None);
+                    let _ = conns.send(id, &ping);
+                    socket.ping_sent = Some(now);
+                }
+                PingDue::Close => {
+                    info!("{id}: no pong within {:?}: closing", config.pong_timeout);
+                    socket.close(conns, id, close_code::GOING_AWAY, "no pong");
+                }
+            }
+        }
+    }
+}
+
 impl Handler for Chat {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
         if self.cluster_open(conns, id) {
@@ -716,6 +899,7 @@ impl Handler for Chat {
         }
         let proto = match origin {
             Origin::Accepted(listener) if Some(listener) == self.json_listener => Proto::Json,
+            Origin::Accepted(listener) if self.web_listeners.contains(&listener) => Proto::Web,
             _ => Proto::Line,
         };
         if self.users.len() <= id.index() {
@@ -730,6 +914,7 @@ impl Handler for Chat {
             lines: LineDecoder::new(self.limits.max_line),
             name: None,
             room: None,
+            web: (proto == Proto::Web).then_some(WebConn::Http),
         });
         // The name is the first message: it must come within the line
         // timeout of connecting.
@@ -744,12 +929,17 @@ impl Handler for Chat {
                 out.push(b'\n');
                 let _ = conns.send(id, &out);
             }
+            // The page, or the upgrade, is asked for first.
+            Proto::Web => {}
         }
     }
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
         if let Some(used) = self.cluster_data(conns, id, data) {
             return used;
+        }
+        if self.user(id).is_some_and(|u| u.proto == Proto::Web) {
+            return self.web_data(conns, id, data);
         }
         let mut pos = 0;
         loop {
@@ -782,7 +972,7 @@ impl Handler for Chat {
                     }
                 }
                 Ok(bytes) => match proto {
-                    Proto::Json => self.json_input(conns, id, bytes),
+                    Proto::Json | Proto::Web => self.json_input(conns, id, bytes),
                     Proto::Line => match std::str::from_utf8(bytes) {
                         Ok(text) => self.line_input(conns, id, text),
                         Err(_) => {
@@ -825,6 +1015,14 @@ impl Handler for Chat {
     }
 
     fn on_input_timeout(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if matches!(
+            self.user(id).and_then(|u| u.web.as_ref()),
+            Some(WebConn::Http)
+        ) {
+            // A page connection idle past the timeout, or a request that
+            // never finished: closed without a word.
+            return;
+        }
         // One error, then the service closes gracefully (the error is sent,
         // then FIN; what the client still sends is read and discarded).
         let after = conns
@@ -840,6 +1038,7 @@ impl Handler for Chat {
             id,
             Notice::Error(&format!("{what}{after}: disconnecting")),
         );
+        self.close_ws(conns, id, close_code::POLICY, what);
     }
 
     fn on_read_closed(&mut self, conns: &mut Connections<'_>, id: ConnId) {

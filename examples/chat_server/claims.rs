@@ -2,8 +2,9 @@
 //! `SET chat:name:NAME NODE NX GET PX TTL`, and refreshed by a timer.
 //!
 //! - **A new name waits for Redis, at most 1 s.** The line that takes a
-//!   name (the answer to the prompt, `/nick`, a JSON `join` or `nick`) is
-//!   left unread and the connection paused while the claim is asked; the
+//!   name (the answer to the prompt, `/nick`, a JSON or WebSocket `join` or
+//!   `nick`) is left unread (a WebSocket message: kept) and the connection
+//!   paused while the claim is asked; the
 //!   answer comes, or the second passes, and the line is read again and
 //!   runs as it would on a lone server (or is refused: the name is taken
 //!   on another node).
@@ -180,7 +181,7 @@ impl Chat {
         }
         let current = user.name.as_deref().map(fold);
         let wanted = match proto {
-            Proto::Json => {
+            Proto::Json | Proto::Web => {
                 let Ok(Json::Object(fields)) = serde_json::from_slice::<Json>(line) else {
                     return None;
                 };
@@ -192,7 +193,7 @@ impl Chat {
                     _ => return None,
                 }
             }
-            _ => {
+            Proto::Line => {
                 let text = std::str::from_utf8(line).ok()?;
                 if current.is_none() {
                     text.trim().to_string()
@@ -240,6 +241,30 @@ impl Chat {
         };
         cluster.answered.insert(id, answer);
         let _ = conns.resume_reading(id);
+        self.run_held_message(conns, id);
+    }
+
+    /// A WebSocket message that waits for its claim's answer: a line waits
+    /// unread in the connection's input, but a message is cut from its
+    /// frames by then, so the cluster keeps it.
+    pub(super) fn hold_message(&mut self, id: ConnId, text: &str) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.held_messages.insert(id, text.to_string());
+        }
+    }
+
+    /// The answer has come: the held message runs (or is refused).
+    fn run_held_message(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        let Some(text) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.held_messages.remove(&id))
+        else {
+            return;
+        };
+        if self.name_gate(conns, id, Proto::Web, text.as_bytes()) == Gate::Go {
+            self.json_input(conns, id, text.as_bytes());
+        }
     }
 
     /// Claims that waited too long, and the periodic refresh.
@@ -254,15 +279,21 @@ impl Chat {
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            if let Some(asked) = cluster.asking.remove(&id) {
-                warn!(
-                    "cluster: no answer from Redis for the name {} within 1s: accepted locally",
-                    asked.display
-                );
+            if let Some(cluster) = self.cluster.as_mut() {
+                if let Some(asked) = cluster.asking.remove(&id) {
+                    warn!(
+                        "cluster: no answer from Redis for the name {} within 1s: accepted locally",
+                        asked.display
+                    );
+                }
+                cluster.answered.insert(id, Answer::Go);
             }
-            cluster.answered.insert(id, Answer::Go);
             let _ = conns.resume_reading(id);
+            self.run_held_message(conns, id);
         }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         if !cluster.up() || now < cluster.next_refresh {
             return;
         }

@@ -97,6 +97,8 @@ pub struct Cluster {
     pub(super) asking: HashMap<ConnId, super::claims::Asking>,
     /// Answers waiting for the line they are for to be read again.
     pub(super) answered: HashMap<ConnId, super::claims::Answer>,
+    /// WebSocket messages waiting for their claim's answer.
+    pub(super) held_messages: HashMap<ConnId, String>,
     pub(super) next_refresh: Instant,
     /// Set while a message from Redis is delivered locally: it must not be
     /// published again.
@@ -126,6 +128,7 @@ impl Cluster {
             held: HashSet::new(),
             asking: HashMap::new(),
             answered: HashMap::new(),
+            held_messages: HashMap::new(),
             next_refresh: Instant::now(),
             relaying: false,
             dropped_reported: 0,
@@ -281,6 +284,7 @@ impl Chat {
         // A user: forget its claim in progress.
         cluster.asking.remove(&id);
         cluster.answered.remove(&id);
+        cluster.held_messages.remove(&id);
         false
     }
 
@@ -332,10 +336,20 @@ impl Chat {
                 }
             }
             Tag::Who { id } => {
+                let Some((_, room, _)) = self.room_of(id) else {
+                    return;
+                };
                 let mut names: Vec<String> = strings(&value);
                 names.sort_by_key(|n| n.to_lowercase());
-                let line = format!("who: {}", names.join(", "));
-                self.tell(conns, id, Notice::Info(&line));
+                let users: Vec<&str> = names.iter().map(String::as_str).collect();
+                self.tell(
+                    conns,
+                    id,
+                    Notice::Who {
+                        room: &room,
+                        users: &users,
+                    },
+                );
             }
             Tag::Rooms { id } => {
                 let Value::Array(items) = value else {
@@ -547,11 +561,11 @@ impl Chat {
         true
     }
 
-    /// What a local `/who` or `/rooms` adds while Redis is away.
-    pub(super) fn cluster_note(&self) -> &'static str {
-        match &self.cluster {
-            Some(cluster) if !cluster.up() => " (this node only: the cluster view is unavailable)",
-            _ => "",
+    /// After a local `/who` or `/rooms` while Redis is away: says so.
+    pub(super) fn tell_cluster_note(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if self.cluster.as_ref().is_some_and(|c| !c.up()) {
+            let note = "this node only: the cluster view is unavailable";
+            self.tell(conns, id, Notice::Info(note));
         }
     }
 

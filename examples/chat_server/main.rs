@@ -1,11 +1,13 @@
 //! A chat server with rooms, on one thread: a line protocol for `nc` and
-//! `telnet`, and an NDJSON protocol (the seeds' JSON chat), on two listeners
-//! that share the same users and rooms.
+//! `telnet`, an NDJSON protocol (the seeds' JSON chat), and with
+//! `--web-addr` a page and a WebSocket for browsers, on listeners that share
+//! the same users and rooms.
 //!
-//! Run:   cargo run --release --example chat_server
+//! Run:   cargo run --release --example chat_server -- --web-addr 127.0.0.1:8088
 //! Talk:  nc 127.0.0.1 9999                       (line protocol: type your name)
 //!        cargo run --example chat_client -- --name alice
 //!        nc 127.0.0.1 8083                       (NDJSON, one object per line)
+//!        http://127.0.0.1:8088/                  (the page, in a browser)
 //!
 //! `docs/chat.md` describes both protocols with sample sessions.
 
@@ -15,20 +17,21 @@ mod chat;
 mod common;
 mod protocol;
 mod text;
+mod web;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::info;
 use reactor::Reactor;
 use reactor::service::{Config, Service};
 
 use chat::{Chat, Limits};
 
 const USAGE: &str = "\
-chat_server: a chat server with rooms, for line clients (nc, telnet) and NDJSON clients
+chat_server: a chat server with rooms, for line clients (nc, telnet), NDJSON clients and browsers
 
 usage: chat_server [OPTIONS]
 
@@ -38,13 +41,23 @@ options:
   --tls-addr HOST:PORT    line protocol over TLS (default off; needs --cert and --key)
   --cert FILE             the TLS certificate chain, PEM
   --key FILE              the TLS private key, PEM
+  --web-addr HOST:PORT    the chat page and its WebSocket (/ws) for browsers (default off)
+  --web-tls-addr HOST:PORT
+                          the page and wss:// over TLS (default off; needs --cert and --key)
+  --web-origin ORIGIN     an Origin a WebSocket handshake may carry, e.g. http://chat.example:8088
+                          (repeatable; '*' allows any; default: each web listener's own address
+                          and localhost, same port, and for 0.0.0.0 or [::] the host the page
+                          was loaded from); a handshake without Origin is accepted
+  --ws-ping DURATION      ping a WebSocket user silent this long (default 30s; 'off')
+  --ws-pong-timeout DURATION
+                          close a WebSocket user whose pong is this late (default 10s)
   --users FILE            accounts: 'name:argon2id-hash' lines; a registered name can only
                           be used by logging in with its password over TLS
   --hash-password NAME    read a password from standard input and print the line to add
                           to a --users file, then exit
-  --max-clients N         clients at once over both listeners (default 10000)
+  --max-clients N         clients at once over all the listeners (default 10000)
   --max-rooms N           rooms at once, the lobby included (default 1000)
-  --max-line SIZE         longest line accepted (default 4096)
+  --max-line SIZE         longest line, or WebSocket message, accepted (default 4096)
   --output-limit SIZE     a client with this much unread output is disconnected (default 4MiB)
   --output-budget SIZE    over this much output queued in all, no input is read (default 256MiB)
   --idle-timeout DURATION disconnect clients silent this long (default off)
@@ -79,6 +92,11 @@ struct Options {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     users: Option<PathBuf>,
+    web_addr: Option<SocketAddr>,
+    web_tls_addr: Option<SocketAddr>,
+    web_origins: Vec<String>,
+    ws_ping: Option<Duration>,
+    ws_pong_timeout: Duration,
     limits: Limits,
     config: Config,
     grace: Duration,
@@ -102,6 +120,11 @@ fn parse_options() -> Options {
     let mut cert = None;
     let mut key = None;
     let mut users = None;
+    let mut web_addr = None;
+    let mut web_tls_addr = None;
+    let mut web_origins = Vec::new();
+    let mut ws_ping = Some(Duration::from_secs(30));
+    let mut ws_pong_timeout = Duration::from_secs(10);
     let mut redis: Option<String> = None;
     let mut node_id = None;
     let mut redis_password_file: Option<PathBuf> = None;
@@ -136,6 +159,23 @@ fn parse_options() -> Options {
             Long("line-timeout") => {
                 line_timeout =
                     common::value(&mut parser, "line-timeout", common::parse_optional_duration)
+            }
+            Long("web-addr") => {
+                web_addr = Some(common::value(&mut parser, "web-addr", common::text))
+            }
+            Long("web-tls-addr") => {
+                web_tls_addr = Some(common::value(&mut parser, "web-tls-addr", common::text))
+            }
+            Long("web-origin") => {
+                let origin: String = common::value(&mut parser, "web-origin", common::text);
+                web_origins.push(origin.trim_end_matches('/').to_ascii_lowercase());
+            }
+            Long("ws-ping") => {
+                ws_ping = common::value(&mut parser, "ws-ping", common::parse_optional_duration)
+            }
+            Long("ws-pong-timeout") => {
+                ws_pong_timeout =
+                    common::value(&mut parser, "ws-pong-timeout", common::parse_duration)
             }
             Long("tls-addr") => {
                 tls_addr = Some(common::value(&mut parser, "tls-addr", common::text))
@@ -233,6 +273,9 @@ fn parse_options() -> Options {
     if tls_addr.is_some() && (cert.is_none() || key.is_none()) {
         common::usage_error("--tls-addr needs --cert and --key");
     }
+    if web_tls_addr.is_some() && (cert.is_none() || key.is_none()) {
+        common::usage_error("--web-tls-addr needs --cert and --key");
+    }
     if users.is_some() && tls_addr.is_none() {
         common::usage_error("--users needs --tls-addr: registered names log in over TLS");
     }
@@ -252,6 +295,11 @@ fn parse_options() -> Options {
         cert,
         key,
         users,
+        web_addr: web_addr.map(|a: String| resolve("web-addr", &a)),
+        web_tls_addr: web_tls_addr.map(|a: String| resolve("web-tls-addr", &a)),
+        web_origins,
+        ws_ping,
+        ws_pong_timeout,
         limits,
         config,
         grace,
@@ -331,29 +379,15 @@ fn main() {
 
 fn run(options: Options) -> io::Result<()> {
     let mut reactor = Reactor::new()?;
+    let max_line = options.limits.max_line;
     let service = Service::new(&mut reactor, Chat::new(options.limits), options.config);
 
     // SIGINT/SIGTERM: tell everyone, flush, close, exit 0. A second signal
     // stops at once. Installed before the first `listening on`: whoever waits
     // for that line may signal at once.
-    let grace = options.grace;
-    let on_signal = service.clone();
-    let mut signalled = false;
-    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        if signalled {
-            reactor.stop();
-            return;
-        }
-        signalled = true;
-        info!("{}: shutting down", signal.name());
-        let _ = on_signal.with(reactor, |chat, conns| {
-            chat.cluster_shutdown(conns);
-            chat.announce_shutdown(conns);
-        });
-        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
-            warn!("shutdown: {e}");
-            reactor.stop();
-        }
+    service.shutdown_on_signal_with(&mut reactor, options.grace, |chat, conns| {
+        chat.cluster_shutdown(conns);
+        chat.announce_shutdown(conns)
     })?;
 
     let listen = |reactor: &mut Reactor, addr: SocketAddr| {
@@ -382,6 +416,57 @@ fn run(options: Options) -> io::Result<()> {
         service.with(&mut reactor, |chat, _| chat.set_tls_listener(id))?;
         common::announce(format_args!("listening on {} (TLS)", service.tcp_addr(id)?));
     }
+    let web_tls = match (options.web_tls_addr, &options.cert, &options.key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, reactor::tls::server_config(cert, key)?))
+        }
+        _ => None,
+    };
+    let mut web = Vec::new();
+    if let Some(addr) = options.web_addr {
+        let id = service
+            .listen(&mut reactor, addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let local = service.tcp_addr(id)?;
+        common::announce(format_args!("listening on {local} (web)"));
+        web.push((id, local, false));
+    }
+    if let Some((addr, tls)) = web_tls {
+        let id = service
+            .listen_tls(&mut reactor, addr, tls)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let local = service.tcp_addr(id)?;
+        common::announce(format_args!("listening on {local} (web, TLS)"));
+        web.push((id, local, true));
+    }
+    if !web.is_empty() {
+        let defaults = options.web_origins.is_empty();
+        let origins = if defaults {
+            web.iter()
+                .flat_map(|&(_, addr, tls)| web::WebConfig::default_origins(addr, tls))
+                .collect()
+        } else {
+            options.web_origins
+        };
+        let config = web::WebConfig {
+            origins,
+            same_host: defaults && web.iter().any(|(_, addr, _)| addr.ip().is_unspecified()),
+            ping_after: options.ws_ping,
+            pong_timeout: options.ws_pong_timeout,
+            max_message: max_line,
+        };
+        if let Some(period) = config.sweep_period() {
+            let sweeper = service.clone();
+            reactor.call_every(period, move |reactor| {
+                let _ = sweeper.with(reactor, |chat, conns| chat.web_sweep(conns));
+            });
+        }
+        service.with(&mut reactor, |chat, _| {
+            for &(id, _, _) in &web {
+                chat.add_web_listener(id, config.clone());
+            }
+        })?;
+    }
     if let Some((accounts, path)) = accounts {
         info!(
             "{} registered name(s) from {}",
@@ -393,6 +478,9 @@ fn run(options: Options) -> io::Result<()> {
         service.with(&mut reactor, |chat, _| {
             chat.set_accounts(accounts, verifier, me)
         })?;
+    }
+    for &(id, _, _) in &web {
+        service.set_reject_message(id, Some(&web::full_response()))?;
     }
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
     if let Some(settings) = options.cluster {

@@ -4,6 +4,7 @@
 //! names. Everything rendered passes the control and bidi character rule of
 //! `text.rs`, in each protocol's way.
 
+use reactor::codec::websocket::{self, Opcode};
 use serde_json::Value;
 
 use crate::text;
@@ -15,6 +16,9 @@ pub enum Proto {
     Line,
     /// One JSON object per line (NDJSON), the seed's message types.
     Json,
+    /// The NDJSON protocol's objects, one per WebSocket text message (no
+    /// newline): the browser page's protocol.
+    Web,
 }
 
 /// Something the server tells a user. One notice, two renderings.
@@ -51,7 +55,15 @@ pub enum Notice<'a> {
         from: &'a str,
         text: &'a str,
     },
-    /// A reply to a line command (`/who`, `/rooms`, `/help`): plain text.
+    /// The answer to `/rooms` (`{"type":"rooms"}`): every room with its
+    /// number of users, busiest first.
+    Rooms(&'a [(&'a str, usize)]),
+    /// The answer to `/who` (`{"type":"who"}`): the names in the user's room.
+    Who {
+        room: &'a str,
+        users: &'a [&'a str],
+    },
+    /// A reply to a line command (`/help`, `/quit`): plain text.
     Info(&'a str),
     Error(&'a str),
     ShuttingDown,
@@ -68,8 +80,8 @@ pub const JSON_WELCOME: &str =
 pub const HELP: &str =
     "commands: /join ROOM, /rooms, /who, /nick NAME, /msg NAME TEXT, /me ACTION, /help, /quit";
 
-/// Appends `notice`, as `proto` writes it, to `out` (one line, newline
-/// included).
+/// Appends `notice`, as `proto` writes it, to `out`: one line, newline
+/// included, or for [`Proto::Web`] one WebSocket text frame.
 ///
 /// Every line to a line user is rendered here, through [`LineOut`], so users'
 /// text passes the filter of `text.rs` whatever path brought it (line user,
@@ -78,8 +90,23 @@ pub fn render(notice: &Notice<'_>, proto: Proto, out: &mut Vec<u8>) {
     match proto {
         Proto::Line => render_line(notice, &mut LineOut(out)),
         Proto::Json => render_json(notice, out),
+        Proto::Web => {
+            let start = out.len();
+            render_json(notice, out);
+            return frame_text(out, start);
+        }
     }
     out.push(b'\n');
+}
+
+/// Turns the bytes of `out` from `start` on into one WebSocket text frame,
+/// by putting a frame header in front of them. The JSON is rendered first
+/// because the header holds its length; moving a few hundred bytes along
+/// once per broadcast is cheaper than rendering twice.
+pub fn frame_text(out: &mut Vec<u8>, start: usize) {
+    let mut header = Vec::with_capacity(10);
+    websocket::write_header(&mut header, Opcode::Text, out.len() - start, None);
+    out.splice(start..start, header);
 }
 
 /// A line being rendered for a line user. Its only way in is [`LineOut::push`],
@@ -112,6 +139,20 @@ fn render_line(notice: &Notice<'_>, out: &mut LineOut<'_>) {
         Notice::Chat { name, text, .. } => out.push(&[name, ": ", text]),
         Notice::Action { name, text, .. } => out.push(&["* ", name, " ", text]),
         Notice::Private { from, text } => out.push(&["[private] ", from, ": ", text]),
+        Notice::Rooms(rooms) => {
+            out.push(&["rooms: "]);
+            for (i, (name, users)) in rooms.iter().enumerate() {
+                let count = users.to_string();
+                let sep = if i == 0 { "" } else { ", " };
+                out.push(&[sep, name, " (", &count, ")"]);
+            }
+        }
+        Notice::Who { users, .. } => {
+            out.push(&["who: "]);
+            for (i, name) in users.iter().enumerate() {
+                out.push(&[if i == 0 { "" } else { ", " }, name]);
+            }
+        }
         Notice::Info(text) => out.push(&[text]),
         Notice::Error(text) => out.push(&["error: ", text]),
         Notice::ShuttingDown => out.push(&["server shutting down"]),
@@ -150,6 +191,34 @@ fn render_json(notice: &Notice<'_>, out: &mut Vec<u8>) {
         Notice::Private { from, text } => {
             return object(out, "private", &[("from", from), ("message", text)]);
         }
+        Notice::Rooms(rooms) => {
+            out.extend_from_slice(b"{\"type\":\"rooms\",\"rooms\":[");
+            for (i, (name, users)) in rooms.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"name\":");
+                text::push_json_string(out, name);
+                out.extend_from_slice(b",\"users\":");
+                out.extend_from_slice(users.to_string().as_bytes());
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+            return;
+        }
+        Notice::Who { room, users } => {
+            out.extend_from_slice(b"{\"type\":\"who\",\"room\":");
+            text::push_json_string(out, room);
+            out.extend_from_slice(b",\"users\":[");
+            for (i, name) in users.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                text::push_json_string(out, name);
+            }
+            out.extend_from_slice(b"]}");
+            return;
+        }
         Notice::Info(text) => return object(out, "info", &[("message", text)]),
         Notice::Error(text) => return object(out, "error", &[("message", text)]),
         Notice::ShuttingDown => ("notification", &[("message", "server shutting down")]),
@@ -176,11 +245,29 @@ pub fn object(out: &mut Vec<u8>, kind: &str, fields: &[(&str, &str)]) {
 /// What a JSON user asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
-    Join { room: String, username: String },
-    Chat { message: String },
+    Join {
+        room: String,
+        username: String,
+    },
+    Chat {
+        message: String,
+    },
     Leave,
-    Private { to: String, message: String },
-    Action { message: String },
+    Private {
+        to: String,
+        message: String,
+    },
+    Action {
+        message: String,
+    },
+    /// `{"type":"rooms"}`: the room list, as `/rooms`.
+    Rooms,
+    /// `{"type":"who"}`: who is in my room, as `/who`.
+    Who,
+    /// `{"type":"nick","username":NEW}`: a new name, as `/nick`.
+    Nick {
+        username: String,
+    },
 }
 
 /// Parses one NDJSON line. The error is the message the user gets back.
@@ -212,6 +299,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         },
         "action" => Request::Action {
             message: take("message")?,
+        },
+        "rooms" => Request::Rooms,
+        "who" => Request::Who,
+        "nick" => Request::Nick {
+            username: take("username")?,
         },
         other => return Err(format!("unknown message type '{other}'")),
     })

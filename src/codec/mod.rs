@@ -21,10 +21,14 @@
 //! Protocols with more structure have a module each:
 //!
 //! - [`resp`]: Redis's protocol, RESP2 and RESP3, commands and replies.
+//! - `websocket` (with the `websocket` feature): RFC 6455, the handshake
+//!   and the frames, both sides.
 
 use std::fmt;
 
 pub mod resp;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 /// Why [`LineDecoder::next_line`] rejected a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //! deadline of its own.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod chat;
 pub mod http_client;
 
 use std::collections::HashMap;
@@ -571,5 +573,30 @@ pub fn write_until_stall(stream: &mut TcpStream, data: &[u8], mut sample: impl F
     sent
 }
 pub mod kv;
+pub mod ws;
+
+/// Raises this process's soft limit on open descriptors to `wanted` (or
+/// the hard limit, if lower), for tests that hold a thousand connections.
+/// Servers spawned afterwards inherit it. Returns the limit now in force.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= wanted,
+        "the hard descriptor limit {} is below the {wanted} this test needs",
+        limit.rlim_max
+    );
+    limit.rlim_cur
+}
 
 pub mod redis;

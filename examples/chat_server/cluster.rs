@@ -32,6 +32,7 @@ use serde_json::Value as Json;
 
 use super::Chat;
 use crate::protocol::{Notice, check_name, fold};
+use crate::text::Loggable;
 
 /// What `--redis` and its companions configure.
 pub struct Settings {
@@ -326,7 +327,10 @@ impl Chat {
     /// The reply to a command of ours.
     fn answer(&mut self, conns: &mut Connections<'_>, tag: Tag, value: Value) {
         if let Value::Error(e) = &value {
-            warn!("cluster: Redis answered {tag:?} with an error: {e}");
+            warn!(
+                "cluster: Redis answered {tag:?} with an error: {}",
+                Loggable(e)
+            );
         }
         match tag {
             Tag::Publish | Tag::Quiet => {}
@@ -526,7 +530,11 @@ impl Chat {
             to: to.to_string(),
         };
         let _ = cluster.redis.send(conns, &args, tag);
-        debug!("{from} to {to} (through Redis): {text}");
+        debug!(
+            "{from} to {} (through Redis): {}",
+            Loggable(to),
+            Loggable(text)
+        );
         true
     }
 
@@ -633,9 +641,17 @@ impl Chat {
                 Some(new) => Notice::Renamed { old: name, new },
                 None => return warn!("cluster: bad rename on {channel}: dropped"),
             },
-            other => return warn!("cluster: unknown message type '{other}' on {channel}"),
+            other => {
+                return warn!(
+                    "cluster: unknown message type '{}' on {channel}",
+                    Loggable(other)
+                );
+            }
         };
-        debug!("cluster: {channel}: {}", String::from_utf8_lossy(payload));
+        debug!(
+            "cluster: {channel}: {}",
+            Loggable(&String::from_utf8_lossy(payload))
+        );
         let key = key.to_string();
         self.set_relaying(true);
         self.broadcast(conns, &key, notice, None);

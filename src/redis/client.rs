@@ -15,6 +15,29 @@ use crate::service::{CloseReason, ConnId, Connections};
 
 /// What a [`Client`] has to tell its owner; taken with
 /// [`Client::next_event`].
+///
+/// # Examples
+///
+/// ```
+/// use reactor::redis::{Event, Failure};
+///
+/// /// What a chat does with each: the tag says what the command was for.
+/// fn describe(event: &Event<&'static str>) -> String {
+///     match event {
+///         Event::Connected => "up".into(),
+///         Event::Disconnected { retry_in, .. } => format!("down, retry in {retry_in:?}"),
+///         Event::Reply { tag, value } => format!("{tag}: {value:?}"),
+///         Event::Failed { tag, failure: Failure::Lost } => format!("{tag}: maybe ran"),
+///         Event::Failed { tag, failure: Failure::Dropped } => format!("{tag}: never sent"),
+///         Event::Message { channel, payload, .. } => format!(
+///             "{}: {}",
+///             String::from_utf8_lossy(channel),
+///             String::from_utf8_lossy(payload)
+///         ),
+///     }
+/// }
+/// assert_eq!(describe(&Event::Connected), "up");
+/// ```
 #[derive(Debug, PartialEq)]
 pub enum Event<T> {
     /// Connected and logged in: the subscriptions have been sent again and
@@ -68,6 +91,13 @@ pub enum Failure {
 
 /// A command refused because the queue is full ([`Overflow::Reject`]),
 /// with the tag it was given.
+///
+/// ```
+/// use reactor::redis::QueueFull;
+/// let refused = QueueFull(7u32);
+/// assert_eq!(refused.to_string(), "the Redis client's queue is full");
+/// assert_eq!(refused.0, 7);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueFull<T>(pub T);
 
@@ -79,7 +109,14 @@ impl<T> fmt::Display for QueueFull<T> {
 
 impl<T: fmt::Debug> std::error::Error for QueueFull<T> {}
 
-/// A [`Client`]'s counters.
+/// A [`Client`]'s counters, from [`Client::stats`].
+///
+/// ```
+/// use reactor::redis::{Client, ClientConfig};
+/// let client: Client<()> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+/// let stats = client.stats();
+/// assert_eq!((stats.queued, stats.dropped, stats.connects), (0, 0, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// Commands waiting in the queue now.
@@ -136,10 +173,25 @@ enum Slot<T> {
 const SUBSCRIBE_BATCH: usize = 512;
 
 /// A Redis connection's state, without I/O of its own: see the
-/// [module documentation](super) for how a handler drives it, and an
-/// example.
+/// [module documentation](super) for how a handler drives it, and a whole
+/// example on a loop.
 ///
 /// `T` is the caller's tag for a command, handed back with its reply.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::redis::{Client, ClientConfig};
+///
+/// /// What a chat node's commands are for.
+/// # #[allow(dead_code)]
+/// enum Tag { Publish, Who(u32) }
+///
+/// let client: Client<Tag> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+/// // Nothing happens until `start` is called from the handler's side.
+/// assert!(!client.is_connected());
+/// assert_eq!(client.retry_at(), None);
+/// ```
 pub struct Client<T> {
     config: ClientConfig,
     link: Link,

@@ -9,6 +9,14 @@ use crate::codec::resp::{Limits, Protocol};
 
 /// What [`Client::send`](super::Client::send) does when the queue of
 /// commands waiting for Redis is full.
+///
+/// ```
+/// use reactor::redis::{ClientConfig, Overflow};
+/// // A chat's publishes: the newest matter most.
+/// let config = ClientConfig::new("127.0.0.1:6379".parse().unwrap())
+///     .max_queued(100_000, Overflow::DropOldest);
+/// # let _ = config;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
     /// The new command is refused with [`QueueFull`](super::QueueFull):

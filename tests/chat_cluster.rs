@@ -695,3 +695,32 @@ fn websocket_users_claim_names_and_chat_across_nodes() {
         }
     }
 }
+
+#[test]
+fn nodes_started_before_redis_serve_locally_and_join_when_it_comes() {
+    let _heavy = heavy();
+    let Some(mut redis) = Redis::start(&[]) else {
+        return;
+    };
+    redis.kill();
+    let mut first = node(&redis, "node0", &[]);
+    let log = first.stderr_lines();
+    let second = node(&redis, "node1", &[]);
+    support::wait_for_line(&log, "cannot connect to Redis", WAIT);
+    let mut alice = User::line(&first, "alice");
+    let mut erin = User::line(&first, "erin");
+    let mut bob = User::line(&second, "bob");
+    alice.send("anyone?");
+    erin.expect("alice: anyone?");
+    assert_eq!(
+        alice.who(),
+        "who: alice, erin (this node only: the cluster view is unavailable)"
+    );
+    redis.restart();
+    cluster_up(&mut [&mut alice, &mut bob]);
+    converge(&mut alice, &mut [&mut bob], "joined");
+    assert_eq!(
+        bob.who_until(50, |w| w.contains("alice")),
+        "who: alice, bob, erin"
+    );
+}

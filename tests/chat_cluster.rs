@@ -572,6 +572,13 @@ fn redis_cli_sees_the_traffic_and_its_publish_reaches_every_node() {
         v["message"], "red \u{1b}[31malert",
         "JSON users get the exact text"
     );
+    // A private message from outside, on a user's channel.
+    let private = json!({"type": "private", "from": "ops", "message": "psst"}).to_string();
+    assert_eq!(
+        redis.cli_text(&["PUBLISH", "chat:user:alice", &private]),
+        "1"
+    );
+    alice.expect("[private] ops: psst");
     // Junk on a channel is dropped, and the node goes on.
     redis.cli(&["PUBLISH", "chat:room:lobby", "not json"]);
     bob.send(&json!({"type": "chat", "message": "fine"}).to_string());

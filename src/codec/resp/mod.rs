@@ -83,7 +83,8 @@ pub enum Protocol {
 }
 
 /// The limits a decoder holds a peer to. The defaults are Redis's where it
-/// has one (`proto-max-bulk-len` 512 MiB, inline requests of 64 KiB).
+/// has one (`proto-max-bulk-len` 512 MiB, inline requests of 64 KiB); the
+/// others are 1 Mi elements per array and a depth of 32.
 ///
 /// ```
 /// use reactor::codec::resp::Limits;
@@ -98,7 +99,12 @@ pub struct Limits {
     pub max_array: usize,
     /// Longest inline command or header line, in bytes.
     pub max_inline: usize,
-    /// Deepest nesting of aggregates, for values ([`ValueDecoder`]).
+    /// Deepest nesting of aggregates, for values ([`ValueDecoder`]): a
+    /// value at the top is at depth 0, the elements of an array (set, map,
+    /// push) one deeper. A value nested deeper is
+    /// [`ProtocolError::TooDeep`], so that decoding, which recurses once per
+    /// level, cannot be driven into the stack's end. Attributes before a
+    /// value do not nest it. Redis's replies nest a few levels at most.
     pub max_depth: usize,
 }
 
@@ -178,10 +184,11 @@ pub(crate) fn line_end(
     from: usize,
     max: usize,
 ) -> Result<Option<usize>, ProtocolError> {
-    let window = &buf[from..buf.len().min(from.saturating_add(max + 2))];
+    let longest = max.saturating_add(2);
+    let window = &buf[from..buf.len().min(from.saturating_add(longest))];
     match window.windows(2).position(|w| w == b"\r\n") {
         Some(i) => Ok(Some(from + i)),
-        None if window.len() >= max + 2 => Err(ProtocolError::TooBigInline),
+        None if window.len() >= longest => Err(ProtocolError::TooBigInline),
         None => Ok(None),
     }
 }

@@ -132,15 +132,29 @@ impl ValueDecoder {
         self.value(buf, 0, 0)
     }
 
+    /// The value at `at`, after any attributes that annotate it. Each
+    /// attribute is skipped in this loop, not by a call: a hostile run of
+    /// `|0\r\n` (attributes with nothing nested) costs no stack.
     fn value(
         &self,
         buf: &[u8],
-        at: usize,
+        mut at: usize,
         depth: usize,
     ) -> Result<Option<(Value, usize)>, ProtocolError> {
         if depth > self.limits.max_depth {
             return Err(ProtocolError::TooDeep);
         }
+        loop {
+            match self.one(buf, at, depth)? {
+                None => return Ok(None),
+                Some(Decoded::Attribute(after)) => at = after,
+                Some(Decoded::Value(value, after)) => return Ok(Some((value, after))),
+            }
+        }
+    }
+
+    /// One value or attribute at `at`.
+    fn one(&self, buf: &[u8], at: usize, depth: usize) -> Result<Option<Decoded>, ProtocolError> {
         let Some(&kind) = buf.get(at) else {
             return Ok(None);
         };
@@ -166,13 +180,15 @@ impl ValueDecoder {
             b'$' | b'=' | b'!' => {
                 let len = parse_i64(line).ok_or(ProtocolError::InvalidBulkLength)?;
                 if len < 0 {
-                    return Ok(Some((Value::Null, next)));
+                    return Ok(Some(Decoded::Value(Value::Null, next)));
                 }
                 if len as u64 > self.limits.max_bulk as u64 {
                     return Err(ProtocolError::InvalidBulkLength);
                 }
-                let stop = next + len as usize;
-                if buf.len() < stop + 2 {
+                // Nothing is reserved for the announced length: the body is
+                // copied only once all of it is in `buf`.
+                let stop = next.saturating_add(len as usize);
+                if buf.len().saturating_sub(2) < stop {
                     return Ok(None);
                 }
                 if &buf[stop..stop + 2] != b"\r\n" {
@@ -187,18 +203,18 @@ impl ValueDecoder {
                 } else {
                     Value::Bulk(body.to_vec())
                 };
-                return Ok(Some((v, stop + 2)));
+                return Ok(Some(Decoded::Value(v, stop + 2)));
             }
             b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let count = parse_i64(line).ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count < 0 {
-                    return Ok(Some((Value::Null, next)));
+                    return Ok(Some(Decoded::Value(Value::Null, next)));
                 }
                 if count as u64 > self.limits.max_array as u64 {
                     return Err(ProtocolError::InvalidMultibulkLength);
                 }
                 let pairs = matches!(kind, b'%' | b'|');
-                let elements = count as usize * if pairs { 2 } else { 1 };
+                let elements = (count as usize).saturating_mul(if pairs { 2 } else { 1 });
                 // Never more than the bytes present could hold (each element
                 // takes at least 3 bytes): a header's count is not trusted.
                 let mut items = Vec::with_capacity(elements.min((buf.len() - next) / 3));
@@ -222,17 +238,25 @@ impl ValueDecoder {
                         }
                         if kind == b'|' {
                             // An attribute: the annotated value follows.
-                            return self.value(buf, pos, depth);
+                            return Ok(Some(Decoded::Attribute(pos)));
                         }
                         Value::Map(map)
                     }
                 };
-                return Ok(Some((value, pos)));
+                return Ok(Some(Decoded::Value(value, pos)));
             }
             other => return Err(ProtocolError::UnknownType(other)),
         };
-        Ok(Some((value, next)))
+        Ok(Some(Decoded::Value(value, next)))
     }
+}
+
+/// What one type byte at a position introduced.
+enum Decoded {
+    /// A value, and where the next one starts.
+    Value(Value, usize),
+    /// An attribute (dropped), and where the value it annotates starts.
+    Attribute(usize),
 }
 
 fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {

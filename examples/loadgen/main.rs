@@ -7,6 +7,8 @@
 //! - `chat`: N chat clients answer the name prompt, M of them send lines;
 //!   lines sent and delivered per second, and whether every line reached
 //!   every other client.
+//! - `pubsub`: Redis pub/sub, the chat mode's counterpart: N subscribers
+//!   to one channel, one publisher; the same figures as `chat`.
 //! - `game`: N bots (`game_client`'s) play on a `game_server`; snapshots
 //!   received against those due, and the server's own tick jitter.
 //! - `hold`: N idle connections, spread over source addresses 127.0.0.x to
@@ -25,12 +27,14 @@ mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod echo;
+mod fanout;
 #[path = "../game/mod.rs"]
 mod game;
 mod game_load;
 mod hold;
 #[path = "../game_client/link.rs"]
 mod link;
+mod pubsub;
 mod report;
 mod server;
 
@@ -42,10 +46,12 @@ use reactor::Reactor;
 use reactor::service::{Handler, Service};
 
 const USAGE: &str = "\
-loadgen: load for echo and chat servers, measured
+loadgen: load for echo, chat and pub/sub servers, measured
 
 usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem] [--duration D] [--warmup D]
        loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
+       loadgen chat --addr A,B,... (a cluster's nodes) [--rate R] [chat options]
+       loadgen pubsub --addr REDIS [--subscribers N] [--channel C] [--size S] [--max-in-flight L] [--rate R]
        loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
        loadgen game --addr A [--players N] [--tick D] [--duration D]
 
@@ -60,6 +66,11 @@ echo:  --conns 100, --size 64, --pipeline 1 (messages in flight per connection),
 chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
        --max-in-flight 100000 (lines sent but not yet delivered; 0: no limit),
        --drain 30s (after the window, how long to wait for lines in flight)
+       --addr A,B,C: clients spread over the nodes in turn, senders on the first;
+       latency is reported apart for receivers on the sender's node (near) and others (far)
+pubsub: --subscribers 100, --channel loadgen, --size, --max-in-flight and --drain as for chat
+chat and pubsub: --rate R (lines per second across the senders, paced every 1 ms; paced runs
+       report the latency from sender to receiver, p50 and p99)
 game:  --players 100, --tick 50ms (the server's --tick: how many snapshots are due)
 hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
 
@@ -147,7 +158,9 @@ fn main() {
     let mode = match common::next_arg(&mut parser) {
         Some(lexopt::Arg::Value(mode)) => mode.to_string_lossy().into_owned(),
         Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h')) => common::help(USAGE),
-        _ => common::usage_error("the first argument is the mode: echo, chat, game or hold"),
+        _ => {
+            common::usage_error("the first argument is the mode: echo, chat, pubsub, game or hold")
+        }
     };
     let mut addr = None;
     let mut json = false;
@@ -161,6 +174,7 @@ fn main() {
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
     let (mut seconds, mut src_ips) = (Duration::from_secs(5), None);
     let mut drain = Duration::from_secs(30);
+    let (mut subscribers, mut channel, mut rate) = (100, "loadgen".to_string(), None);
     let (mut players, mut tick) = (100, Duration::from_millis(50));
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -191,6 +205,11 @@ fn main() {
             Long("players") => players = common::value(&mut parser, "players", common::count),
             Long("tick") => tick = common::value(&mut parser, "tick", common::parse_duration),
             Long("drain") => drain = common::value(&mut parser, "drain", common::parse_duration),
+            Long("subscribers") => {
+                subscribers = common::value(&mut parser, "subscribers", common::count)
+            }
+            Long("channel") => channel = common::value(&mut parser, "channel", common::text),
+            Long("rate") => rate = Some(common::value(&mut parser, "rate", parse_rate)),
             Long("seconds") => {
                 seconds = common::value(&mut parser, "seconds", common::parse_duration)
             }
@@ -202,7 +221,12 @@ fn main() {
         }
     }
     let addr = addr.unwrap_or_else(|| common::usage_error("--addr is required"));
-    let addr: SocketAddr = common::resolve_addr(&addr);
+    // A list only for chat (a cluster's nodes); every other mode takes one.
+    let addrs: Vec<SocketAddr> = addr.split(',').map(common::resolve_addr).collect();
+    if addrs.len() > 1 && mode != "chat" {
+        common::usage_error("only chat takes several addresses");
+    }
+    let addr = addrs[0];
     let outcome = match mode.as_str() {
         "echo" => echo::run(echo::Options {
             addr,
@@ -217,15 +241,26 @@ fn main() {
                 common::usage_error("chat needs at least 2 clients and 1 to --clients senders");
             }
             chat::run(chat::Options {
-                addr,
+                addrs,
                 clients,
                 senders,
                 size: size.unwrap_or(32),
                 max_in_flight: in_flight,
+                rate,
                 drain,
                 window,
             })
         }
+        "pubsub" => pubsub::run(pubsub::Options {
+            addr,
+            subscribers: subscribers.max(1),
+            channel,
+            size: size.unwrap_or(32),
+            max_in_flight: in_flight,
+            rate,
+            drain,
+            window,
+        }),
         "hold" => hold::run(hold::Options {
             addr,
             conns: conns.unwrap_or(1000),
@@ -239,7 +274,9 @@ fn main() {
             tick,
             window,
         }),
-        other => common::usage_error(format!("unknown mode '{other}': echo, chat, game or hold")),
+        other => common::usage_error(format!(
+            "unknown mode '{other}': echo, chat, pubsub, game or hold"
+        )),
     };
     match outcome {
         Ok(report) => {
@@ -249,6 +286,14 @@ fn main() {
             }
         }
         Err(e) => common::fail(e),
+    }
+}
+
+/// `--rate`: lines per second, more than zero.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' is not a rate in lines per second")),
     }
 }
 

@@ -361,6 +361,11 @@ mod tests {
             decoder.decode(b"?\r\n"),
             Err(ProtocolError::UnknownType(b'?'))
         );
+        // At once, without waiting for a line end: a prompt is not RESP.
+        assert_eq!(
+            decoder.decode(b"Enter your name: "),
+            Err(ProtocolError::UnknownType(b'E'))
+        );
     }
 
     #[test]

@@ -158,6 +158,11 @@ impl ValueDecoder {
         let Some(&kind) = buf.get(at) else {
             return Ok(None);
         };
+        // A peer that does not speak RESP is told apart at its first byte,
+        // not after a line that may never end (a prompt, a banner).
+        if !b"+-:_#,($=!*~>%|".contains(&kind) {
+            return Err(ProtocolError::UnknownType(kind));
+        }
         let Some(end) = line_end(buf, at + 1, self.limits.max_inline)? else {
             return Ok(None);
         };

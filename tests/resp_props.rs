@@ -2,9 +2,9 @@
 //! the `redis-protocol` crate, on random RESP2 and RESP3 values split at
 //! random points:
 //!
-//! - theirs encodes, ours decodes ([`ValueDecoder`] for replies,
-//!   [`RequestDecoder`] for commands), fed in random chunks as reads would
-//!   deliver them;
+//! - theirs encodes, ours decodes ([`ValueDecoder`] and [`ValueReader`]
+//!   for replies, [`RequestDecoder`] for commands), fed in random chunks as
+//!   reads would deliver them;
 //! - ours encodes, theirs decodes, fed the same way;
 //!
 //! and the values must come back equal. The random source is a small seeded
@@ -19,7 +19,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use reactor::codec::resp::{
-    Limits, Protocol, ProtocolError, RequestDecoder, Value, ValueDecoder, encode,
+    Limits, Protocol, ProtocolError, RequestDecoder, Value, ValueDecoder, ValueReader, encode,
 };
 use redis_protocol::resp2::types::{OwnedFrame as Frame2, Resp2Frame};
 use redis_protocol::resp3::types::{
@@ -455,6 +455,9 @@ fn resp2_theirs_encode_ours_decode_in_random_chunks() {
         let decoder = ValueDecoder::new(Limits::default());
         let got = feed(rng, &stream, |buf| decoder.decode(buf).unwrap());
         assert_eq!(got, sent);
+        let mut reader = ValueReader::new(Limits::default());
+        let got = feed(rng, &stream, |buf| reader.decode(buf).unwrap());
+        assert_eq!(got, sent);
     });
 }
 
@@ -483,10 +486,14 @@ fn resp3_theirs_encode_ours_decode_in_random_chunks() {
             let frame = to_resp3(v, Some(rng));
             encode_resp3(&frame, &mut stream);
         }
+        let sent: Vec<Value> = sent.into_iter().map(canonical).collect();
         let decoder = ValueDecoder::new(Limits::default());
         let got = feed(rng, &stream, |buf| decoder.decode(buf).unwrap());
         let got: Vec<Value> = got.into_iter().map(canonical).collect();
-        let sent: Vec<Value> = sent.into_iter().map(canonical).collect();
+        assert_eq!(got, sent);
+        let mut reader = ValueReader::new(Limits::default());
+        let got = feed(rng, &stream, |buf| reader.decode(buf).unwrap());
+        let got: Vec<Value> = got.into_iter().map(canonical).collect();
         assert_eq!(got, sent);
     });
 }
@@ -679,10 +686,19 @@ fn nesting_past_the_depth_limit_is_an_error_not_a_stack_overflow() {
         decoder.decode(&nested(limits.max_depth + 1)),
         Err(ProtocolError::TooDeep)
     );
-    // A hostile depth, in every aggregate type and through map values.
-    for prefix in [&b"*1\r\n"[..], b"~1\r\n", b">1\r\n", b"%1\r\n:1\r\n"] {
+    // A hostile depth, in every aggregate type and through map values
+    // and attributes.
+    for prefix in [
+        &b"*1\r\n"[..],
+        b"~1\r\n",
+        b">1\r\n",
+        b"%1\r\n:1\r\n",
+        b"|1\r\n:1\r\n",
+    ] {
         let input = prefix.repeat(1_000_000);
         assert_eq!(decoder.decode(&input), Err(ProtocolError::TooDeep));
+        let mut reader = ValueReader::new(limits);
+        assert_eq!(reader.decode(&input), Err(ProtocolError::TooDeep));
     }
 }
 
@@ -697,6 +713,39 @@ fn a_long_run_of_attributes_costs_no_stack() {
         decoder.decode(&input),
         Ok(Some((Value::Simple("OK".into()), input.len())))
     );
+}
+
+#[test]
+fn a_reader_keeps_its_place_and_parses_a_large_aggregate_once() {
+    // 200,000 elements arriving 1,000 bytes at a time: the reader's work
+    // per read is the new bytes (the allocator sees each element once),
+    // where a decoder without progress would rebuild every element so far
+    // on every read.
+    let n = 200_000;
+    let mut input = format!("*{n}\r\n").into_bytes();
+    for i in 0..n {
+        input.extend_from_slice(format!(":{i}\r\n").as_bytes());
+    }
+    let mut reader = ValueReader::new(Limits::default());
+    let mut end = 0;
+    let mut requested = 0;
+    let value = loop {
+        end = (end + 1000).min(input.len());
+        let (result, bytes) = allocated(|| reader.decode(&input[..end]));
+        requested += bytes;
+        if let Some((value, len)) = result.unwrap() {
+            assert_eq!(len, input.len());
+            break value;
+        }
+    };
+    let Value::Array(items) = value else {
+        panic!("not an array")
+    };
+    assert_eq!(items.len(), n);
+    assert_eq!(items[n - 1], Value::Integer(n as i64 - 1));
+    // The items' vector grows by doubling: a few times its final size in
+    // all (16 MB would be a rebuild per read).
+    assert!(requested < 4 * n * size_of::<Value>(), "{requested} bytes");
 }
 
 #[test]

@@ -5,15 +5,15 @@
 //! same books ([`fanout::Tally`]) and the same report fields as `chat`, so
 //! that a chat server's CPU per delivery can be set against `redis-server`'s.
 //!
-//! RESP2, written with `reactor::codec::resp::encode` and read with its
-//! `ValueDecoder`: what any Redis client does.
+//! RESP2, written with `reactor::codec::resp::encode` and read with a
+//! `ValueReader` per connection: what any Redis client does.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use reactor::Reactor;
-use reactor::codec::resp::{Limits, Value, ValueDecoder, encode};
+use reactor::codec::resp::{Limits, Value, ValueReader, encode};
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 
 use crate::fanout::{self, Tally};
@@ -43,12 +43,13 @@ enum Role {
 
 struct PubSub {
     roles: Vec<Option<Role>>,
+    /// Each connection's reader, by index (kept across reads).
+    readers: Vec<ValueReader>,
     subscribers: usize,
     publisher: Option<ConnId>,
     subscribed: usize,
     channel: String,
     text: String,
-    decoder: ValueDecoder,
     tally: Tally,
     next_seq: u64,
     /// `PUBLISH` replies: how many subscribers each message reached, by
@@ -142,7 +143,7 @@ impl Handler for PubSub {
         }
         let mut pos = 0;
         loop {
-            match self.decoder.decode(&data[pos..]) {
+            match self.readers[id.index()].decode(&data[pos..]) {
                 Ok(Some((value, len))) => {
                     pos += len;
                     self.value(id, value);
@@ -185,12 +186,12 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     let mut reactor = Reactor::new()?;
     let pubsub = PubSub {
         roles: Vec::new(),
+        readers: Vec::new(),
         subscribers: options.subscribers,
         publisher: None,
         subscribed: 0,
         channel: options.channel.clone(),
         text: "x".repeat(options.size),
-        decoder: ValueDecoder::new(Limits::default()),
         tally: Tally::new(options.subscribers, options.max_in_flight, options.rate)?,
         next_seq: 0,
         replies: 0,
@@ -210,6 +211,8 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         service.with(&mut reactor, |p, _| {
             if p.roles.len() <= id.index() {
                 p.roles.resize_with(id.index() + 1, || None);
+                p.readers
+                    .resize_with(id.index() + 1, || ValueReader::new(Limits::default()));
             }
             p.roles[id.index()] = Some(if i == options.subscribers {
                 p.publisher = Some(id);

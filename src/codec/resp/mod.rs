@@ -8,7 +8,9 @@
 //!   request arriving in many reads is scanned once, not again per read.
 //!   Arguments are slices of the input: nothing is copied.
 //! - [`ValueDecoder`] reads any RESP2 or RESP3 value into a [`Value`]: what
-//!   a client reads as replies.
+//!   a client reads as replies. [`ValueReader`] does the same for one
+//!   connection's stream and keeps its place across short reads, so a large
+//!   aggregate arriving in many reads is parsed once.
 //! - [`encode`] writes replies and commands; the replies whose form differs
 //!   between RESP2 and RESP3 (null, map, set, double, boolean) take the
 //!   connection's [`Protocol`].
@@ -69,7 +71,7 @@ mod value;
 use std::fmt;
 
 pub use request::RequestDecoder;
-pub use value::{Value, ValueDecoder};
+pub use value::{Value, ValueDecoder, ValueReader};
 
 /// The protocol version a connection speaks: RESP2 by default, RESP3 after
 /// `HELLO 3`.

@@ -101,12 +101,12 @@ pub struct Limits {
     pub max_array: usize,
     /// Longest inline command or header line, in bytes.
     pub max_inline: usize,
-    /// Deepest nesting of aggregates, for values ([`ValueDecoder`]): a
-    /// value at the top is at depth 0, the elements of an array (set, map,
-    /// push) one deeper. A value nested deeper is
-    /// [`ProtocolError::TooDeep`], so that decoding, which recurses once per
-    /// level, cannot be driven into the stack's end. Attributes before a
-    /// value do not nest it. Redis's replies nest a few levels at most.
+    /// Deepest nesting of aggregates, for values ([`ValueDecoder`],
+    /// [`ValueReader`]): a value at the top is at depth 0, the elements of
+    /// an array (set, map, push, attribute) one deeper. A value nested
+    /// deeper is [`ProtocolError::TooDeep`], so that the aggregates held
+    /// open while their elements arrive stay few. Attributes before a value
+    /// do not nest it. Redis's replies nest a few levels at most.
     pub max_depth: usize,
 }
 

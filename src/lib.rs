@@ -129,6 +129,8 @@ mod timer;
 pub mod codec;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod resolve;
 pub mod service;
 #[cfg(feature = "signal")]

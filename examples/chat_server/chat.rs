@@ -12,6 +12,10 @@ use reactor::codec::LineDecoder;
 use reactor::service::ServiceHandle;
 
 use crate::accounts::{Accounts, Check, Verifier};
+#[path = "claims.rs"]
+mod claims;
+#[path = "cluster.rs"]
+pub mod cluster;
 use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Origin};
 
 use crate::protocol::{
@@ -81,6 +85,8 @@ pub struct Chat {
     rooms: HashMap<Rc<str>, Room>,
     /// Scratch space for rendering a notice.
     line_out: Vec<u8>,
+    /// With `--redis`: the other nodes, through Redis (`cluster.rs`).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Chat {
@@ -103,6 +109,7 @@ impl Chat {
             names: HashMap::new(),
             rooms,
             line_out: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -167,6 +174,7 @@ impl Chat {
         notice: Notice<'_>,
         except: Option<ConnId>,
     ) {
+        self.cluster_publish(conns, room, &notice);
         let Some(room) = self.rooms.get(room) else {
             return;
         };
@@ -276,6 +284,7 @@ impl Chat {
             .and_then(|u| u.name.clone())
             .unwrap_or_default();
         let display: Box<str> = self.rooms[&room_key].name.clone();
+        self.cluster_entered(conns, id, &room_key, &display);
         self.broadcast(
             conns,
             &room_key,
@@ -327,8 +336,14 @@ impl Chat {
         room.members.retain(|&m| m != id);
         let display = room.name.clone();
         let empty = room.members.is_empty();
+        self.cluster_left(conns, &room_key, &name);
         if empty && &*room_key != LOBBY {
             self.rooms.remove(&room_key);
+            let left = Notice::Left {
+                name: &name,
+                room: &display,
+            };
+            self.cluster_publish(conns, &room_key, &left);
         } else {
             self.broadcast(
                 conns,
@@ -382,6 +397,7 @@ impl Chat {
                 debug!("{from} to {to}: {text}");
                 self.tell(conns, target, Notice::Private { from: &from, text });
             }
+            None if self.cluster_private(conns, id, to, &from, text) => {}
             None => self.tell(conns, id, Notice::Error(&format!("no such user {to}"))),
         }
     }
@@ -394,6 +410,7 @@ impl Chat {
             return self.tell(conns, id, Notice::Error(&e));
         }
         info!("{old} is now known as {new}");
+        self.cluster_renamed(conns, id, &old, new);
         match self.room_of(id) {
             Some((key, _, _)) => {
                 self.broadcast(conns, &key, Notice::Renamed { old: &old, new }, None)
@@ -403,6 +420,9 @@ impl Chat {
     }
 
     fn who(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if self.cluster_who(conns, id) {
+            return;
+        }
         let Some((key, _, _)) = self.room_of(id) else {
             return;
         };
@@ -412,16 +432,30 @@ impl Chat {
             .filter_map(|m| self.user(*m).and_then(|u| u.name.as_deref()))
             .collect();
         names.sort_by_key(|n| n.to_lowercase());
-        let line = format!("who: {}", names.join(", "));
+        let line = format!("who: {}{}", names.join(", "), self.cluster_note());
         self.tell(conns, id, Notice::Info(&line));
     }
 
     fn list_rooms(&mut self, conns: &mut Connections<'_>, id: ConnId) {
-        let mut rooms: Vec<(&str, usize)> = self
+        if self.cluster_rooms(conns, id) {
+            return;
+        }
+        let rooms: Vec<(String, usize)> = self
             .rooms
             .values()
-            .map(|r| (&*r.name, r.members.len()))
+            .map(|r| (r.name.to_string(), r.members.len()))
             .collect();
+        self.tell_rooms(conns, id, rooms.iter().map(|(n, c)| (n.as_str(), *c)));
+    }
+
+    /// `/rooms`' answer, from this node's rooms or the cluster's.
+    fn tell_rooms<'a>(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        rooms: impl Iterator<Item = (&'a str, usize)>,
+    ) {
+        let mut rooms: Vec<(&str, usize)> = rooms.collect();
         // Busiest first, then by name.
         rooms.sort_by(|a, b| {
             b.1.cmp(&a.1)
@@ -431,7 +465,7 @@ impl Chat {
             .iter()
             .map(|(name, n)| format!("{name} ({n})"))
             .collect();
-        let line = format!("rooms: {}", list.join(", "));
+        let line = format!("rooms: {}{}", list.join(", "), self.cluster_note());
         self.tell(conns, id, Notice::Info(&line));
     }
 
@@ -677,6 +711,9 @@ impl Chat {
 
 impl Handler for Chat {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
+        if self.cluster_open(conns, id) {
+            return;
+        }
         let proto = match origin {
             Origin::Accepted(listener) if Some(listener) == self.json_listener => Proto::Json,
             _ => Proto::Line,
@@ -711,15 +748,30 @@ impl Handler for Chat {
     }
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        if let Some(used) = self.cluster_data(conns, id, data) {
+            return used;
+        }
         let mut pos = 0;
         loop {
             let Some(user) = self.user_mut(id) else {
                 return data.len();
             };
             let proto = user.proto;
+            let start = pos;
             let Some(line) = user.lines.next_line(data, &mut pos) else {
                 break;
             };
+            // A line that takes a new name waits (unread) for the cluster.
+            if let Ok(bytes) = &line {
+                match self.name_gate(conns, id, proto, bytes) {
+                    claims::Gate::Wait => {
+                        pos = start;
+                        break;
+                    }
+                    claims::Gate::Refused => continue,
+                    claims::Gate::Go => {}
+                }
+            }
             match line {
                 Err(too_long) => {
                     let e = too_long.to_string();
@@ -795,7 +847,14 @@ impl Handler for Chat {
         let _ = conns.close(id);
     }
 
+    fn on_drained(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        self.cluster_drained(conns, id);
+    }
+
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        if self.cluster_closed(conns, id, reason) {
+            return;
+        }
         if let Some((verifier, _)) = self.verifier.as_mut() {
             verifier.forget(id);
         }
@@ -806,6 +865,7 @@ impl Handler for Chat {
         match &user.name {
             Some(name) => {
                 self.names.remove(&fold(name));
+                self.cluster_gone(conns, name);
                 info!("{name} disconnected ({reason})");
             }
             None => debug!("{id} disconnected before picking a name ({reason})"),

@@ -51,6 +51,17 @@ options:
   --line-timeout DURATION a line (or the name) not finished this long after its first
                           byte (or after connecting) gets an error and a close (default 30s)
   --grace DURATION        on SIGINT/SIGTERM, time allowed to flush (default 5s)
+
+cluster (nodes joined by Redis pub/sub; docs/chat.md, 'Running a cluster'):
+  --redis HOST:PORT       join the cluster through this Redis (default off: a lone server)
+  --node-id ID            this node's name in Redis (default HOSTNAME-PID)
+  --redis-password-file FILE
+                          log in to Redis with the password in FILE (first line)
+  --redis-queue N         messages waiting for Redis at most; the oldest are dropped
+                          beyond (default 100000)
+  --redis-claim-ttl DURATION
+                          a name claim and a node's presence live this long unrefreshed:
+                          a dead node's users leave /who within it (default 30s)
   -h, --help              show this text
 
 Prints 'listening on ADDR' for each listener. RUST_LOG=info logs joins, leaves
@@ -67,6 +78,7 @@ struct Options {
     limits: Limits,
     config: Config,
     grace: Duration,
+    cluster: Option<chat::cluster::Settings>,
 }
 
 fn parse_options() -> Options {
@@ -86,6 +98,11 @@ fn parse_options() -> Options {
     let mut cert = None;
     let mut key = None;
     let mut users = None;
+    let mut redis: Option<String> = None;
+    let mut node_id = None;
+    let mut redis_password_file: Option<PathBuf> = None;
+    let mut redis_queue = 100_000;
+    let mut claim_ttl = Duration::from_secs(30);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -144,6 +161,21 @@ fn parse_options() -> Options {
                 hash_password(&name);
             }
             Long("grace") => grace = common::value(&mut parser, "grace", common::parse_duration),
+            Long("redis") => redis = Some(common::value(&mut parser, "redis", common::text)),
+            Long("node-id") => node_id = Some(common::value(&mut parser, "node-id", common::text)),
+            Long("redis-password-file") => {
+                redis_password_file = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "redis-password-file",
+                    common::text,
+                )))
+            }
+            Long("redis-queue") => {
+                redis_queue = common::value(&mut parser, "redis-queue", common::count)
+            }
+            Long("redis-claim-ttl") => {
+                claim_ttl = common::value(&mut parser, "redis-claim-ttl", common::parse_duration)
+            }
             Long("help") | Short('h') => common::help(USAGE),
             _ => common::usage_error(arg.unexpected()),
         }
@@ -152,6 +184,7 @@ fn parse_options() -> Options {
         ("max-clients", max_clients),
         ("max-rooms", limits.max_rooms),
         ("max-line", limits.max_line),
+        ("redis-queue", redis_queue),
     ] {
         if value == 0 {
             common::usage_error(format!("--{option} must be at least 1"));
@@ -182,6 +215,13 @@ fn parse_options() -> Options {
     if users.is_some() && tls_addr.is_none() {
         common::usage_error("--users needs --tls-addr: registered names log in over TLS");
     }
+    let cluster = cluster_settings(
+        redis.map(|a| resolve("redis", &a)),
+        node_id,
+        redis_password_file,
+        redis_queue,
+        claim_ttl,
+    );
     Options {
         addr: resolve("addr", &addr),
         json_addr: resolve("json-addr", &json_addr),
@@ -192,7 +232,48 @@ fn parse_options() -> Options {
         limits,
         config,
         grace,
+        cluster,
     }
+}
+
+/// The `--redis` options, checked (exit 2 on a bad one).
+fn cluster_settings(
+    addr: Option<SocketAddr>,
+    node_id: Option<String>,
+    password_file: Option<PathBuf>,
+    queue: usize,
+    ttl: Duration,
+) -> Option<chat::cluster::Settings> {
+    let Some(addr) = addr else {
+        if node_id.is_some() || password_file.is_some() {
+            common::usage_error("--node-id and --redis-password-file need --redis");
+        }
+        return None;
+    };
+    let node = node_id.unwrap_or_else(chat::cluster::default_node_id);
+    if node.is_empty()
+        || node
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        common::usage_error(format!(
+            "--node-id '{node}': no spaces or control characters"
+        ));
+    }
+    if ttl < Duration::from_secs(1) {
+        common::usage_error("--redis-claim-ttl must be at least 1s");
+    }
+    let password = password_file.map(|path| match std::fs::read_to_string(&path) {
+        Ok(text) => text.lines().next().unwrap_or("").as_bytes().to_vec(),
+        Err(e) => common::usage_error(format!("--redis-password-file {}: {e}", path.display())),
+    });
+    Some(chat::cluster::Settings {
+        addr,
+        node,
+        password,
+        queue,
+        ttl,
+    })
 }
 
 /// `--hash-password NAME`: the users-file line for NAME, from a password
@@ -232,7 +313,10 @@ fn run(options: Options) -> io::Result<()> {
         }
         signalled = true;
         info!("{}: shutting down", signal.name());
-        let _ = on_signal.with(reactor, |chat, conns| chat.announce_shutdown(conns));
+        let _ = on_signal.with(reactor, |chat, conns| {
+            chat.cluster_shutdown(conns);
+            chat.announce_shutdown(conns);
+        });
         if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
             warn!("shutdown: {e}");
             reactor.stop();
@@ -278,6 +362,20 @@ fn run(options: Options) -> io::Result<()> {
         })?;
     }
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
+    if let Some(settings) = options.cluster {
+        info!(
+            "cluster: node {} through Redis at {}",
+            settings.node, settings.addr
+        );
+        service.with(&mut reactor, |chat, _| {
+            chat.set_cluster(chat::cluster::Cluster::new(settings))
+        })?;
+        // The Redis clients' timer: reconnects, claims' waits and refresh.
+        let ticker = service.clone();
+        reactor.call_every(reactor::redis::TICK, move |reactor| {
+            let _ = ticker.with(reactor, |chat, conns| chat.cluster_tick(conns));
+        });
+    }
     service.set_reject_message(
         json,
         Some(b"{\"type\":\"error\",\"message\":\"server full\"}\n".as_slice()),

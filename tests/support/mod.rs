@@ -571,3 +571,5 @@ pub fn write_until_stall(stream: &mut TcpStream, data: &[u8], mut sample: impl F
     sent
 }
 pub mod kv;
+
+pub mod redis;

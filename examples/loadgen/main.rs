@@ -58,6 +58,7 @@ usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem
 common options:
   --json              print one JSON line instead of a human summary
   --server-pid PID    measure that process's CPU time and memory during the window
+                      (PID,PID,...: the CPU time of all of them, summed; memory of the first)
   --warmup D          run this long before measuring (default 1s)
   --duration D        the measured window (default 5s)
 
@@ -84,6 +85,9 @@ pub struct Window {
     pub warmup: Duration,
     pub duration: Duration,
     pub server_pid: Option<u32>,
+    /// More server processes whose CPU time is added to the first's
+    /// (`--server-pid A,B,...`: a cluster's nodes and its broker).
+    pub more_pids: &'static [u32],
 }
 
 /// What a measured window saw of time and of the server.
@@ -137,19 +141,31 @@ pub fn measure<H: Handler>(
         reactor.call_later(window.warmup, |r| r.stop());
         reactor.run()?;
     }
-    let cpu_before = window.server_pid.and_then(server::cpu_time);
+    let cpu_before = servers_cpu(window);
     let start = Instant::now();
     service.with(reactor, |h, _| set_measuring(h, true))?;
     reactor.call_later(window.duration, |r| r.stop());
     reactor.run()?;
     service.with(reactor, |h, _| set_measuring(h, false))?;
     let elapsed = start.elapsed();
-    let cpu_after = window.server_pid.and_then(server::cpu_time);
+    let cpu_after = servers_cpu(window);
     Ok(Measured {
         elapsed,
         server_cpu: cpu_before.zip(cpu_after).map(|(a, b)| b.since(a)),
         server_pid: window.server_pid,
     })
+}
+
+/// The CPU time of every server process measured, summed; `None` if one
+/// cannot be read.
+fn servers_cpu(window: Window) -> Option<server::CpuTime> {
+    let mut sum = server::cpu_time(window.server_pid?)?;
+    for &pid in window.more_pids {
+        let more = server::cpu_time(pid)?;
+        sum.user += more.user;
+        sum.system += more.system;
+    }
+    Some(sum)
 }
 
 fn main() {
@@ -169,6 +185,7 @@ fn main() {
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(5),
         server_pid: None,
+        more_pids: &[],
     };
     let (mut conns, mut size, mut pipeline) = (None, None, 1);
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
@@ -183,8 +200,10 @@ fn main() {
             Long("json") => json = true,
             Long("tls") => tls_ca = Some(common::value(&mut parser, "tls", common::text)),
             Long("server-pid") => {
-                window.server_pid =
-                    Some(common::value(&mut parser, "server-pid", common::count) as u32)
+                let pids = common::value(&mut parser, "server-pid", parse_pids);
+                window.server_pid = pids.first().copied();
+                // Leaked once: the list lives as long as the process.
+                window.more_pids = Vec::leak(pids[1..].to_vec());
             }
             Long("warmup") => {
                 window.warmup = common::value(&mut parser, "warmup", common::parse_duration)
@@ -287,6 +306,17 @@ fn main() {
         }
         Err(e) => common::fail(e),
     }
+}
+
+/// `--server-pid`: one process id, or a comma-separated list.
+fn parse_pids(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("'{p}' is not a process id"))
+        })
+        .collect()
 }
 
 /// `--rate`: lines per second, more than zero.

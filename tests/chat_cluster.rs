@@ -61,6 +61,8 @@ struct User {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     name: String,
+    /// What the last `expect` skipped, for its failure message.
+    skipped: Vec<String>,
 }
 
 impl User {
@@ -76,6 +78,7 @@ impl User {
             writer: stream.try_clone().unwrap(),
             reader: BufReader::new(stream),
             name: name.to_string(),
+            skipped: Vec::new(),
         }
     }
 
@@ -138,8 +141,13 @@ impl User {
     /// Skips lines until one contains `needle` (within [`WAIT`]).
     #[track_caller]
     fn expect(&mut self, needle: &str) -> String {
-        self.expect_within(needle, WAIT)
-            .unwrap_or_else(|| panic!("{}: no line with {needle:?} within {WAIT:?}", self.name))
+        self.skipped.clear();
+        self.expect_within(needle, WAIT).unwrap_or_else(|| {
+            panic!(
+                "{}: no line with {needle:?} within {WAIT:?}; skipped {:?}",
+                self.name, self.skipped
+            )
+        })
     }
 
     fn expect_within(&mut self, needle: &str, limit: Duration) -> Option<String> {
@@ -148,7 +156,7 @@ impl User {
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.next_within(left) {
                 Some(line) if line.contains(needle) => return Some(line),
-                Some(_) => {}
+                Some(line) => self.skipped.push(line),
                 None => return None,
             }
         }
@@ -473,7 +481,10 @@ fn a_sigkilled_nodes_users_leave_who() {
     // Gone within the claim's lifetime (2 s) and a refresh: polled.
     alice.who_until(100, |w| w == "who: alice");
     // And their names are free again.
-    let _frank_again = User::line(&servers[1], "frank");
+    let mut again = User::connect(line_addr(&servers[1]), "frank");
+    again.expect(PROMPT);
+    again.send("frank");
+    again.expect("welcome to lobby, frank");
 }
 
 #[test]
@@ -537,4 +548,59 @@ fn redis_cli_sees_the_traffic_and_its_publish_reaches_every_node() {
     redis.cli(&["PUBLISH", "chat:room:lobby", "not json"]);
     bob.send(&json!({"type": "chat", "message": "fine"}).to_string());
     alice.expect("bob: fine");
+}
+
+#[test]
+fn a_password_file_logs_in_and_a_wrong_one_is_logged_while_local_chat_goes_on() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&["--requirepass", "hunter2"]) else {
+        return;
+    };
+    let dir = support::TempDir::new("chat-cluster");
+    let good = dir.join("good");
+    std::fs::write(&good, "hunter2\n").unwrap();
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "wrong\n").unwrap();
+    let good = good.to_str().unwrap();
+    let bad = bad.to_str().unwrap();
+    let with_good = node(&redis, "good", &["--redis-password-file", good]);
+    let mut with_bad = node(&redis, "bad", &["--redis-password-file", bad]);
+    let log = with_bad.stderr_lines();
+    support::wait_for_line(&log, "Redis refused the login", WAIT);
+
+    let mut alice = User::line(&with_good, "alice");
+    cluster_up(&mut [&mut alice]);
+    let mut bob = User::line(&with_bad, "bob");
+    let mut carl = User::line(&with_bad, "carl");
+    bob.send("local only");
+    carl.expect("bob: local only");
+    bob.send("/who");
+    assert_eq!(
+        bob.expect("who: "),
+        "who: bob, carl (this node only: the cluster view is unavailable)"
+    );
+}
+
+#[test]
+fn a_full_publish_queue_drops_the_oldest_and_says_so_without_blocking_users() {
+    let _heavy = heavy();
+    let Some(mut redis) = Redis::start(&[]) else {
+        return;
+    };
+    let mut server = node(&redis, "node0", &["--redis-queue", "10"]);
+    let log = server.stderr_lines();
+    let mut alice = User::line(&server, "alice");
+    let mut erin = User::line(&server, "erin");
+    cluster_up(&mut [&mut alice]);
+    redis.kill();
+    alice.who_until(100, |w| w.contains("unavailable"));
+    for n in 0..50 {
+        alice.send(&format!("queued {n}"));
+    }
+    // Every line reached the local member, at once.
+    for n in 0..50 {
+        erin.expect(&format!("alice: queued {n}"));
+    }
+    let warning = support::wait_for_line(&log, "publish queue full", WAIT);
+    assert!(warning.contains("dropped"), "{warning}");
 }

@@ -394,3 +394,89 @@ fn a_full_queue_drops_its_oldest_or_refuses_the_newest() {
     let results = rx.recv_timeout(WAIT).unwrap();
     assert_eq!(results, [Ok(()), Ok(()), Ok(()), Err(QueueFull(3))]);
 }
+
+/// A stand-in that accepts one connection, reads one command, and then
+/// does `act` to it: the faults a real Redis would not commit on demand.
+fn fake_redis(act: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> std::net::SocketAddr {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut command = [0; 64];
+        let _ = stream.read(&mut command);
+        act(&mut stream);
+        // Keep the listener (and so the port) until the client is done.
+        let _ = stream.read(&mut command);
+        drop(listener);
+    });
+    addr
+}
+
+#[test]
+fn bad_data_from_redis_is_a_disconnect_and_the_command_in_flight_is_lost() {
+    use std::io::Write;
+    let addr = fake_redis(|stream| {
+        stream.write_all(b"?not resp\r\n").unwrap();
+    });
+    let client = Running::start(
+        ClientConfig::new(addr).backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    assert_eq!(client.next(), Event::Connected);
+    client.send(&["PING"], 9);
+    assert_eq!(
+        client.next(),
+        Event::Failed {
+            tag: 9,
+            failure: Failure::Lost
+        }
+    );
+    match client.next() {
+        Event::Disconnected { reason, .. } => assert!(reason.contains("bad data"), "{reason}"),
+        other => panic!("expected a disconnect, got {other:?}"),
+    }
+}
+
+#[test]
+fn redis_closing_the_connection_is_a_disconnect_and_a_reply_to_nothing_too() {
+    use std::io::Write;
+    let closes = fake_redis(|stream| {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    });
+    let client = Running::start(
+        ClientConfig::new(closes).backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    assert_eq!(client.next(), Event::Connected);
+    client.send(&["PING"], 1);
+    assert_eq!(
+        client.next(),
+        Event::Failed {
+            tag: 1,
+            failure: Failure::Lost
+        }
+    );
+    assert!(disconnected(&client.next()));
+
+    let chatty = fake_redis(|stream| {
+        stream.write_all(b"+PONG\r\n+EXTRA\r\n").unwrap();
+    });
+    let client = Running::start(
+        ClientConfig::new(chatty).backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    assert_eq!(client.next(), Event::Connected);
+    client.send(&["PING"], 1);
+    assert_eq!(
+        client.next(),
+        Event::Reply {
+            tag: 1,
+            value: Value::Simple("PONG".into())
+        }
+    );
+    match client.next() {
+        Event::Disconnected { reason, .. } => {
+            assert!(reason.contains("reply to no command"), "{reason}")
+        }
+        other => panic!("expected a disconnect, got {other:?}"),
+    }
+}

@@ -1,5 +1,5 @@
 //! Names across the cluster: each is claimed in Redis, case-folded, with
-//! `SET chat:name:NAME NODE NX GET EX TTL`, and refreshed by a timer.
+//! `SET chat:name:NAME NODE NX GET PX TTL`, and refreshed by a timer.
 //!
 //! - **A new name waits for Redis, at most 1 s.** The line that takes a
 //!   name (the answer to the prompt, `/nick`, a JSON `join` or `nick`) is
@@ -60,28 +60,34 @@ pub enum Gate {
     Refused,
 }
 
-/// Lua for the refresh: `ARGV` = node, TTL in seconds, the number N of
+/// Lua for the refresh: `ARGV` = node, TTL in milliseconds, the number N of
 /// names, N folded names, then the presence as pairs (user, "ROOMKEY Room").
 /// Extends this node's claims, makes the ones Redis lost, returns those
 /// another node holds, rewrites the node's presence, and scores the node
-/// in `chat:nodes` with its expiry (forgetting nodes whose time passed).
+/// in `chat:nodes` with its expiry in milliseconds, the claims' own
+/// (forgetting nodes whose time passed). `/who` leaves a node out from the
+/// moment its claims expire, so a name that leaves `/who` is free; the
+/// presence hash itself lives a second longer, unread by then.
 const REFRESH_SCRIPT: &str = r#"
 local node, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lost = {}
 for i = 4, 3 + n do
   local k = 'chat:name:' .. ARGV[i]
   local owner = redis.call('GET', k)
-  if owner == node then redis.call('EXPIRE', k, ttl)
-  elseif not owner then redis.call('SET', k, node, 'EX', ttl)
+  if owner == node then redis.call('PEXPIRE', k, ttl)
+  elseif not owner then redis.call('SET', k, node, 'PX', ttl)
   else lost[#lost + 1] = ARGV[i] end
 end
+-- The time after the claims', so that the node's expiry is never before
+-- theirs.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1
 local p = 'chat:presence:' .. node
 redis.call('DEL', p)
 for i = 4 + n, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', p, ttl)
-local now = tonumber(redis.call('TIME')[1])
-redis.call('ZADD', 'chat:nodes', now + ttl, node)
-redis.call('ZREMRANGEBYSCORE', 'chat:nodes', '-inf', now)
+redis.call('PEXPIRE', p, ttl + 1000)
+redis.call('ZADD', 'chat:nodes', string.format('%.0f', now + ttl), node)
+redis.call('ZREMRANGEBYSCORE', 'chat:nodes', '-inf', string.format('(%.0f', now))
 return lost
 "#;
 
@@ -143,10 +149,10 @@ impl Chat {
         {
             return Gate::Go; // the local rules answer it
         }
-        let ttl = cluster.ttl.as_secs().max(1).to_string();
+        let ttl = cluster.ttl.as_millis().to_string();
         let claim = format!("chat:name:{key}");
         let node = cluster.node.clone();
-        let args = ["SET", &claim, &node, "NX", "GET", "EX", &ttl];
+        let args = ["SET", &claim, &node, "NX", "GET", "PX", &ttl];
         let tag = Tag::Claim {
             id,
             key: key.clone(),
@@ -277,7 +283,7 @@ impl Chat {
             args.extend(stale.iter().map(String::as_str));
             let _ = cluster.redis.send(conns, &args, Tag::Quiet);
         }
-        let ttl = cluster.ttl.as_secs().max(1).to_string();
+        let ttl = cluster.ttl.as_millis().to_string();
         let count = self.names.len().to_string();
         let mut args: Vec<&str> = vec!["EVAL", REFRESH_SCRIPT, "0", &cluster.node, &ttl, &count];
         args.extend(self.names.keys().map(String::as_str));

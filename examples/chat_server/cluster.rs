@@ -4,9 +4,9 @@
 //! ```text
 //! PUBLISH chat:room:ROOM  {"node","type","room","username","message"[,"new"]}
 //! PUBLISH chat:user:NAME  {"node","type":"private","from","message"}
-//! SET chat:name:NAME NODE NX GET EX TTL      a name, claimed case-folded
+//! SET chat:name:NAME NODE NX GET PX TTL      a name, claimed case-folded
 //! HSET chat:presence:NODE USER "ROOM Room"   who is where, for /who and /rooms
-//! ZADD chat:nodes EXPIRY NODE                the live nodes, scored by expiry
+//! ZADD chat:nodes EXPIRY-MS NODE             the live nodes, scored by expiry
 //! ```
 //!
 //! A node holds two Redis connections: one publishes and runs commands,
@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use reactor::codec::resp::Value;
+use reactor::codec::resp::{Limits, Value};
 use reactor::redis::{Client, ClientConfig, Event, Failure, Overflow};
 use reactor::service::{CloseReason, ConnId, Connections};
 use serde_json::Value as Json;
@@ -44,6 +44,9 @@ pub struct Settings {
     /// How long a claim and a presence entry live unrefreshed
     /// (`--redis-claim-ttl`): a dead node's users are gone after it.
     pub ttl: Duration,
+    /// The longest reply or message taken from Redis (the service's input
+    /// limit is raised to match).
+    pub max_reply: usize,
 }
 
 /// `--node-id`'s default: the host name and the process id.
@@ -103,7 +106,11 @@ impl Cluster {
     pub fn new(settings: Settings) -> Cluster {
         let mut config = ClientConfig::new(settings.addr)
             .max_queued(settings.queue, Overflow::DropOldest)
-            .backoff(Duration::from_millis(100), Duration::from_secs(2));
+            .backoff(Duration::from_millis(100), Duration::from_secs(2))
+            .limits(Limits {
+                max_bulk: settings.max_reply,
+                ..Limits::default()
+            });
         if let Some(password) = settings.password {
             config = config.password(password);
         }
@@ -153,7 +160,9 @@ fn message_json(out: &mut Vec<u8>, node: &str, kind: &str, fields: &[(&str, &str
 /// passed).
 const WHO_SCRIPT: &str = r#"
 local out = {}
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', 'chat:nodes', redis.call('TIME')[1], '+inf')) do
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', 'chat:nodes', string.format('(%.0f', now), '+inf')) do
   local h = redis.call('HGETALL', 'chat:presence:' .. node)
   for i = 1, #h, 2 do
     if string.match(h[i + 1], '^(%S+)') == ARGV[1] then out[#out + 1] = h[i] end
@@ -166,7 +175,9 @@ return out
 /// and its number of members.
 const ROOMS_SCRIPT: &str = r#"
 local count, shown, order = {}, {}, {}
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', 'chat:nodes', redis.call('TIME')[1], '+inf')) do
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', 'chat:nodes', string.format('(%.0f', now), '+inf')) do
   local h = redis.call('HGETALL', 'chat:presence:' .. node)
   for i = 2, #h, 2 do
     local key, display = string.match(h[i], '^(%S+) (.*)$')

@@ -209,6 +209,19 @@ fn parse_options() -> Options {
         // The line decoder consumes overlong lines, so what waits unconsumed
         // is at most one line.
         .input_limit((limits.max_line + 2).max(64 * 1024));
+    // Redis's replies are bounded by the cluster, not by a line: `/who` of a
+    // room of thousands, or a message whose text JSON escapes to six bytes a
+    // character. Users are not affected: their line decoder consumes
+    // overlong lines, so what a user leaves unconsumed is one line at most.
+    let config = match redis {
+        Some(_) => {
+            let limit = config
+                .get_input_limit()
+                .max(cluster_input_limit(limits.max_line));
+            config.input_limit(limit)
+        }
+        None => config,
+    };
     if tls_addr.is_some() && (cert.is_none() || key.is_none()) {
         common::usage_error("--tls-addr needs --cert and --key");
     }
@@ -221,6 +234,7 @@ fn parse_options() -> Options {
         redis_password_file,
         redis_queue,
         claim_ttl,
+        limits.max_line,
     );
     Options {
         addr: resolve("addr", &addr),
@@ -236,6 +250,12 @@ fn parse_options() -> Options {
     }
 }
 
+/// The largest Redis reply or message a node takes: 16 MiB, or more for a
+/// `--max-line` whose text escapes to more.
+pub fn cluster_input_limit(max_line: usize) -> usize {
+    (16 << 20).max(max_line.saturating_mul(6).saturating_add(64 * 1024))
+}
+
 /// The `--redis` options, checked (exit 2 on a bad one).
 fn cluster_settings(
     addr: Option<SocketAddr>,
@@ -243,6 +263,7 @@ fn cluster_settings(
     password_file: Option<PathBuf>,
     queue: usize,
     ttl: Duration,
+    max_line: usize,
 ) -> Option<chat::cluster::Settings> {
     let Some(addr) = addr else {
         if node_id.is_some() || password_file.is_some() {
@@ -273,6 +294,7 @@ fn cluster_settings(
         password,
         queue,
         ttl,
+        max_reply: cluster_input_limit(max_line),
     })
 }
 

@@ -246,3 +246,60 @@ pub fn pace<H: Handler>(
         let _ = service.with(reactor, &pump);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_bounds_the_quota_and_deliveries_free_it() {
+        let mut tally = Tally::new(2, 300, None).unwrap();
+        assert_eq!(tally.quota(), 0, "nothing before start");
+        tally.start();
+        assert_eq!(tally.quota(), BATCH);
+        tally.sent(BATCH);
+        assert_eq!(tally.quota(), 300 - BATCH);
+        tally.sent(300 - BATCH);
+        assert_eq!(tally.quota(), 0);
+        // Line 0 reaches both receivers: one line is no longer in flight.
+        let mut payload = Vec::new();
+        tally.payload(&mut payload, 0, "text");
+        let (mut a, mut b) = (0, 0);
+        tally.delivered(&mut a, &payload, false);
+        tally.delivered(&mut b, &payload, true);
+        assert_eq!(tally.quota(), 1);
+        assert_eq!((a, b), (1, 1));
+    }
+
+    #[test]
+    fn a_gap_or_a_repeat_counts_as_out_of_order() {
+        let mut tally = Tally::new(1, 0, None).unwrap();
+        tally.start();
+        let mut expected = 0;
+        for seq in [0, 1, 3, 3, 4] {
+            let mut payload = Vec::new();
+            tally.payload(&mut payload, seq, "x");
+            tally.delivered(&mut expected, &payload, false);
+        }
+        assert_eq!(tally.out_of_order, 2);
+        assert_eq!(expected, 5);
+        tally.sent(5);
+        assert!(!tally.clean());
+    }
+
+    #[test]
+    fn paced_payloads_carry_a_stamp_and_keep_their_size() {
+        let tally = Tally::new(1, 0, Some(1000.0)).unwrap();
+        let text = "x".repeat(32);
+        let mut payload = Vec::new();
+        tally.payload(&mut payload, 7, &text);
+        assert_eq!(payload.len(), 11 + 32);
+        assert_eq!(&payload[..11], b"0000000007 ");
+        assert!(payload[11..23].iter().all(u8::is_ascii_digit));
+        assert_eq!(payload[23], b' ');
+        // Paced, the quota is what the clock has made due: nothing yet.
+        let mut tally = tally;
+        tally.start();
+        assert!(tally.quota() <= 1);
+    }
+}

@@ -604,3 +604,32 @@ fn a_full_publish_queue_drops_the_oldest_and_says_so_without_blocking_users() {
     let warning = support::wait_for_line(&log, "publish queue full", WAIT);
     assert!(warning.contains("dropped"), "{warning}");
 }
+
+#[test]
+fn a_name_waits_for_redis_at_most_a_second_then_is_accepted_locally() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    // A reply timeout longer than the test: the node still thinks Redis is
+    // there, and the claim goes unanswered.
+    let mut server = node(&redis, "node0", &["--redis-timeout", "60s"]);
+    let log = server.stderr_lines();
+    let mut alice = User::line(&server, "alice");
+    cluster_up(&mut [&mut alice]);
+    let pid = redis.pid().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stopped.unwrap().success());
+    let mut late = User::connect(line_addr(&server), "late");
+    late.expect(PROMPT);
+    late.send("late");
+    late.expect("welcome to lobby, late");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    // The log says which path it took: the wait ran out.
+    support::wait_for_line(&log, "no answer from Redis for the name late", WAIT);
+    alice.expect("late joined lobby");
+}

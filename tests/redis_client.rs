@@ -395,8 +395,9 @@ fn a_full_queue_drops_its_oldest_or_refuses_the_newest() {
     assert_eq!(results, [Ok(()), Ok(()), Ok(()), Err(QueueFull(3))]);
 }
 
-/// A stand-in that accepts one connection, reads one command, and then
-/// does `act` to it: the faults a real Redis would not commit on demand.
+/// A stand-in that accepts one connection, answers the client's `PING`,
+/// reads one more command, and then does `act` to it: the faults a real
+/// Redis would not commit on demand.
 fn fake_redis(act: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> std::net::SocketAddr {
     use std::io::Read;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -405,6 +406,8 @@ fn fake_redis(act: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> st
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut command = [0; 64];
+        let _ = stream.read(&mut command);
+        std::io::Write::write_all(&mut stream, b"+PONG\r\n").unwrap();
         let _ = stream.read(&mut command);
         act(&mut stream);
         // Keep the listener (and so the port) until the client is done.
@@ -479,4 +482,65 @@ fn redis_closing_the_connection_is_a_disconnect_and_a_reply_to_nothing_too() {
         }
         other => panic!("expected a disconnect, got {other:?}"),
     }
+}
+
+#[test]
+fn a_hung_redis_is_noticed_by_the_reply_timeout_even_on_an_idle_subscriber() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let config = ClientConfig::new(redis.addr)
+        .reply_timeout(Some(Duration::from_millis(400)))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200));
+    let sub = Running::start(config);
+    sub.call(|redis, conns| redis.subscribe(conns, b"quiet"));
+    sub.until(connected);
+    // SIGSTOP: the sockets stay open, nothing answers.
+    let pid = redis.pid().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stop.unwrap().success());
+    let event = sub.until(disconnected);
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    match event {
+        Event::Disconnected { reason, .. } => assert!(reason.contains("no reply"), "{reason}"),
+        _ => unreachable!(),
+    }
+    sub.until(connected);
+    wait_subscribers(&redis, "quiet", 1);
+}
+
+#[test]
+fn close_writes_what_was_sent_and_stops_reconnecting() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let client = Running::start(ClientConfig::new(redis.addr));
+    client.until(connected);
+    client.call(|redis, conns| {
+        redis.send(conns, &["SET", "last", "words"], 1).unwrap();
+        redis.close(conns);
+    });
+    // Written and run, but a closing connection reads no reply.
+    assert_eq!(
+        client.next(),
+        Event::Failed {
+            tag: 1,
+            failure: Failure::Lost
+        }
+    );
+    assert_eq!(redis.cli_text(&["GET", "last"]), "words");
+    // Only redis-cli itself is left connected, for good.
+    let deadline = Instant::now() + WAIT;
+    while redis.cli_text(&["CLIENT", "LIST"]).lines().count() != 1 {
+        assert!(Instant::now() < deadline, "the client did not close");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (tx, rx) = mpsc::channel();
+    client.call(move |redis, _| tx.send(redis.stats()).unwrap());
+    let stats = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!((stats.connects, stats.disconnects), (1, 0));
 }

@@ -414,6 +414,8 @@ impl Chat {
             return;
         };
         if !cluster.up() {
+            cluster.redis.close(conns);
+            cluster.subscriber.close(conns);
             return;
         }
         let mut args = vec!["EVAL", RELEASE_SCRIPT, "0", cluster.node.as_str()];
@@ -426,5 +428,8 @@ impl Chat {
             .send(conns, &["ZREM", "chat:nodes", &cluster.node], Tag::Quiet);
         info!("cluster: released {} name claim(s)", cluster.held.len());
         cluster.held.clear();
+        // No reconnecting while the service shuts down.
+        cluster.redis.close(conns);
+        cluster.subscriber.close(conns);
     }
 }

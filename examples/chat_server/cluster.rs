@@ -44,6 +44,8 @@ pub struct Settings {
     /// How long a claim and a presence entry live unrefreshed
     /// (`--redis-claim-ttl`): a dead node's users are gone after it.
     pub ttl: Duration,
+    /// No reply from Redis this long is a disconnect (`--redis-timeout`).
+    pub timeout: Duration,
     /// The longest reply or message taken from Redis (the service's input
     /// limit is raised to match).
     pub max_reply: usize,
@@ -107,6 +109,7 @@ impl Cluster {
         let mut config = ClientConfig::new(settings.addr)
             .max_queued(settings.queue, Overflow::DropOldest)
             .backoff(Duration::from_millis(100), Duration::from_secs(2))
+            .reply_timeout(Some(settings.timeout))
             .limits(Limits {
                 max_bulk: settings.max_reply,
                 ..Limits::default()

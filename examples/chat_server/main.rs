@@ -62,6 +62,10 @@ cluster (nodes joined by Redis pub/sub; docs/chat.md, 'Running a cluster'):
   --redis-claim-ttl DURATION
                           a name claim and a node's presence live this long unrefreshed:
                           a dead node's users leave /who within it (default 30s)
+  --redis-timeout DURATION
+                          no reply from Redis this long (it hangs, or the network drops
+                          packets) counts as a disconnect; idle links are checked with
+                          PING every half of it (default 5s)
   -h, --help              show this text
 
 Prints 'listening on ADDR' for each listener. RUST_LOG=info logs joins, leaves
@@ -103,6 +107,7 @@ fn parse_options() -> Options {
     let mut redis_password_file: Option<PathBuf> = None;
     let mut redis_queue = 100_000;
     let mut claim_ttl = Duration::from_secs(30);
+    let mut redis_timeout = Duration::from_secs(5);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -173,6 +178,9 @@ fn parse_options() -> Options {
             Long("redis-queue") => {
                 redis_queue = common::value(&mut parser, "redis-queue", common::count)
             }
+            Long("redis-timeout") => {
+                redis_timeout = common::value(&mut parser, "redis-timeout", common::parse_duration)
+            }
             Long("redis-claim-ttl") => {
                 claim_ttl = common::value(&mut parser, "redis-claim-ttl", common::parse_duration)
             }
@@ -234,6 +242,7 @@ fn parse_options() -> Options {
         redis_password_file,
         redis_queue,
         claim_ttl,
+        redis_timeout,
         limits.max_line,
     );
     Options {
@@ -263,6 +272,7 @@ fn cluster_settings(
     password_file: Option<PathBuf>,
     queue: usize,
     ttl: Duration,
+    timeout: Duration,
     max_line: usize,
 ) -> Option<chat::cluster::Settings> {
     let Some(addr) = addr else {
@@ -294,6 +304,7 @@ fn cluster_settings(
         password,
         queue,
         ttl,
+        timeout,
         max_reply: cluster_input_limit(max_line),
     })
 }

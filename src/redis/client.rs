@@ -99,6 +99,8 @@ pub struct ClientStats {
 enum Link {
     /// [`Client::start`] has not been called.
     Idle,
+    /// [`Client::close`] was called: no more connects.
+    Closed,
     /// Not connected; the next attempt is due at the instant.
     Down(Instant),
     /// The TCP connect is under way.
@@ -113,7 +115,7 @@ impl Link {
     fn conn(self) -> Option<ConnId> {
         match self {
             Link::Connecting(id) | Link::Handshake(id) | Link::Ready(id) => Some(id),
-            Link::Idle | Link::Down(_) => None,
+            Link::Idle | Link::Closed | Link::Down(_) => None,
         }
     }
 }
@@ -123,6 +125,8 @@ impl Link {
 enum Slot<T> {
     /// One of the client's own login commands.
     Handshake,
+    /// The client's own `PING`, checking an idle connection.
+    Ping,
     /// The caller's command, with its tag.
     Caller(T),
 }
@@ -145,6 +149,10 @@ pub struct Client<T> {
     queue: VecDeque<(Vec<u8>, T)>,
     /// Commands written and not yet answered, oldest first.
     in_flight: VecDeque<Slot<T>>,
+    /// With commands in flight: since when the client has waited for a
+    /// reply (the last reply, or the first command). Without: since when the
+    /// connection has been idle.
+    since: Instant,
     channels: BTreeSet<Vec<u8>>,
     patterns: BTreeSet<Vec<u8>>,
     /// RESP2: a subscription has been sent on this connection, so arrays
@@ -155,6 +163,8 @@ pub struct Client<T> {
     events: VecDeque<Event<T>>,
     scratch: Vec<u8>,
     stats: ClientStats,
+    /// [`Client::close`] was called.
+    closing: bool,
 }
 
 impl<T> Client<T> {
@@ -168,12 +178,14 @@ impl<T> Client<T> {
             link: Link::Idle,
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
+            since: Instant::now(),
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             subscribed: false,
             events: VecDeque::new(),
             scratch: Vec::new(),
             stats: ClientStats::default(),
+            closing: false,
         }
     }
 
@@ -186,13 +198,57 @@ impl<T> Client<T> {
         }
     }
 
-    /// Reconnects if the backoff is over. Call it every [`TICK`](super::TICK)
-    /// or so, from a timer.
+    /// Reconnects if the backoff is over, and checks the connection's
+    /// health (see [`ClientConfig::reply_timeout`]). Call it every
+    /// [`TICK`](super::TICK) or so, from a timer.
     pub fn tick(&mut self, conns: &mut Connections<'_>, now: Instant) {
-        if let Link::Down(at) = self.link {
-            if now >= at {
-                self.connect(conns);
+        match self.link {
+            Link::Down(at) if now >= at => self.connect(conns),
+            Link::Handshake(id) | Link::Ready(id) => {
+                let Some(timeout) = self.config.reply_timeout else {
+                    return;
+                };
+                let quiet = now.saturating_duration_since(self.since);
+                if !self.in_flight.is_empty() && quiet >= timeout {
+                    let why = format!(
+                        "Redis at {} sent no reply for {} ms",
+                        self.config.addr,
+                        quiet.as_millis()
+                    );
+                    self.lose(conns, id, why);
+                } else if self.in_flight.is_empty() && quiet >= timeout / 2 {
+                    if let Link::Ready(id) = self.link {
+                        if conns.send(id, b"*1\r\n$4\r\nPING\r\n").is_ok() {
+                            self.push_slot(Slot::Ping);
+                        }
+                    }
+                }
             }
+            _ => {}
+        }
+    }
+
+    /// Closes the connection gracefully and stops reconnecting: for a
+    /// program's shutdown (send its last commands first). What was written
+    /// reaches Redis, which runs it, but a graceful close reads no more, so
+    /// the commands in flight get [`Event::Failed`] with [`Failure::Lost`]
+    /// rather than their replies. Commands still waiting in the queue are
+    /// dropped ([`Failure::Dropped`]). No [`Event::Disconnected`] follows.
+    pub fn close(&mut self, conns: &mut Connections<'_>) {
+        self.pump(conns);
+        self.closing = true;
+        for (_, tag) in self.queue.drain(..) {
+            self.events.push_back(Event::Failed {
+                tag,
+                failure: Failure::Dropped,
+            });
+        }
+        match self.link.conn() {
+            // `on_close` ends it, when the output is written.
+            Some(id) => {
+                let _ = conns.close(id);
+            }
+            None => self.link = Link::Closed,
         }
     }
 
@@ -262,7 +318,7 @@ impl<T> Client<T> {
         if self.queue.is_empty() && self.has_room(conns) {
             if let Link::Ready(id) = self.link {
                 if conns.send(id, &self.scratch).is_ok() {
-                    self.in_flight.push_back(Slot::Caller(tag));
+                    self.push_slot(Slot::Caller(tag));
                     return Ok(());
                 }
                 // The connection is closing: `on_close` follows, and the
@@ -325,8 +381,9 @@ impl<T> Client<T> {
 
     // ----- what the handler forwards ------------------------------------
 
-    /// The handler's `on_open` for `id`: logs in, or (with nothing to log in
-    /// with) is ready at once.
+    /// The handler's `on_open` for `id`: logs in (`AUTH`, or `HELLO 3`), or
+    /// with nothing to log in with sends `PING`; the answer makes it
+    /// ready.
     pub fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId) {
         if self.link != Link::Connecting(id) {
             return;
@@ -335,6 +392,7 @@ impl<T> Client<T> {
         // timeout meant for users must not cut it.
         let _ = conns.exempt_from_idle(id, true);
         self.subscribed = false;
+        self.since = Instant::now();
         self.scratch.clear();
         let user = self.config.username.as_deref().unwrap_or(b"default");
         match (self.config.protocol, &self.config.password) {
@@ -347,13 +405,12 @@ impl<T> Client<T> {
                 Some(name) => encode::command(&mut self.scratch, &[&b"AUTH"[..], name, pass]),
                 None => encode::command(&mut self.scratch, &[&b"AUTH"[..], pass]),
             },
-            (Protocol::Resp2, None) => {}
-        }
-        if self.scratch.is_empty() {
-            return self.become_ready(conns, id);
+            // Nothing to log in with: a PING, so that `Connected` means
+            // Redis answered, not only that a kernel accepted.
+            (Protocol::Resp2, None) => encode::command(&mut self.scratch, &["PING"]),
         }
         self.link = Link::Handshake(id);
-        self.in_flight.push_back(Slot::Handshake);
+        self.push_slot(Slot::Handshake);
         let _ = conns.send(id, &self.scratch);
     }
 
@@ -361,6 +418,7 @@ impl<T> Client<T> {
     /// (a reply not fully arrived is left for next time).
     pub fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
         let mut pos = 0;
+        let waiting = self.in_flight.len();
         while self.owns(id) {
             match self.decoder.decode(&data[pos..]) {
                 Ok(Some((value, used))) => {
@@ -376,6 +434,10 @@ impl<T> Client<T> {
         }
         if !self.owns(id) {
             return data.len();
+        }
+        if self.in_flight.len() < waiting || self.in_flight.is_empty() {
+            // Progress: the wait (or the idleness) starts again now.
+            self.since = Instant::now();
         }
         self.pump(conns);
         pos
@@ -432,6 +494,11 @@ impl<T> Client<T> {
                     failure: Failure::Lost,
                 });
             }
+        }
+        if self.closing {
+            debug!("Redis client closed: {reason}");
+            self.link = Link::Closed;
+            return;
         }
         let retry_in = self.backoff.next_delay();
         self.link = Link::Down(Instant::now() + retry_in);
@@ -496,6 +563,7 @@ impl<T> Client<T> {
         };
         match self.in_flight.pop_front() {
             Some(Slot::Caller(tag)) => self.events.push_back(Event::Reply { tag, value }),
+            Some(Slot::Ping) => {}
             Some(Slot::Handshake) => match value {
                 Value::Error(e) => self.lose(conns, id, format!("Redis refused the login: {e}")),
                 _ => self.become_ready(conns, id),
@@ -512,6 +580,15 @@ impl<T> Client<T> {
             && conns.output_len(id).unwrap_or(0) < self.config.write_window
     }
 
+    /// A command written: its reply is awaited (from now, if it is the only
+    /// one).
+    fn push_slot(&mut self, slot: Slot<T>) {
+        if self.in_flight.is_empty() {
+            self.since = Instant::now();
+        }
+        self.in_flight.push_back(slot);
+    }
+
     /// Writes queued commands while the window has room.
     fn pump(&mut self, conns: &mut Connections<'_>) {
         let Link::Ready(id) = self.link else {
@@ -526,7 +603,7 @@ impl<T> Client<T> {
                 self.queue.push_front((bytes, tag));
                 return;
             }
-            self.in_flight.push_back(Slot::Caller(tag));
+            self.push_slot(Slot::Caller(tag));
         }
     }
 }

@@ -49,13 +49,14 @@ pub struct ClientConfig {
     pub(crate) backoff_first: Duration,
     pub(crate) backoff_cap: Duration,
     pub(crate) limits: Limits,
+    pub(crate) reply_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
     /// Redis at `addr` (resolved already: resolving blocks), RESP2, no
     /// password, 10,000 queued commands refused beyond, 1,024 in flight
-    /// within a 1 MiB window, backoff from 100 ms to 5 s, and replies held
-    /// to 64 MiB strings and a million elements.
+    /// within a 1 MiB window, backoff from 100 ms to 5 s, replies held to
+    /// 64 MiB strings and a million elements, and a 10 s reply timeout.
     pub fn new(addr: SocketAddr) -> ClientConfig {
         ClientConfig {
             addr,
@@ -72,6 +73,7 @@ impl ClientConfig {
                 max_bulk: 64 << 20,
                 ..Limits::default()
             },
+            reply_timeout: Some(Duration::from_secs(10)),
         }
     }
 
@@ -138,6 +140,17 @@ impl ClientConfig {
         self
     }
 
+    /// A connection on which a reply has been awaited this long, with
+    /// nothing arriving, is taken for dead and dropped (a disconnect, then a
+    /// reconnect): a Redis that hangs, or a network that drops packets
+    /// without a reset, is noticed. An idle connection is checked with a
+    /// `PING` every half of it, so a subscriber's is noticed too. `None`
+    /// waits for ever (for the kernel's keepalive).
+    pub fn reply_timeout(mut self, timeout: Option<Duration>) -> ClientConfig {
+        self.reply_timeout = timeout.map(|t| t.max(Duration::from_millis(2)));
+        self
+    }
+
     /// Where Redis is.
     pub fn get_addr(&self) -> SocketAddr {
         self.addr
@@ -166,6 +179,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("write_window", &self.write_window)
             .field("backoff", &(self.backoff_first, self.backoff_cap))
+            .field("reply_timeout", &self.reply_timeout)
             .finish_non_exhaustive()
     }
 }

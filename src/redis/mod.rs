@@ -59,15 +59,18 @@
 //!
 //! # Connecting and faults
 //!
-//! Each connect sends `AUTH` (from [`ClientConfig::password`]) or
-//! `HELLO 3` first; [`Event::Connected`] comes once Redis has accepted
-//! them, and the queue is written then. Every fault is a disconnect, with
+//! Each connect sends `AUTH` (from [`ClientConfig::password`]), `HELLO 3`,
+//! or else `PING` first; [`Event::Connected`] comes once Redis has answered
+//! it, and the queue is written then. Every fault is a disconnect, with
 //! [`Event::Disconnected`] and a retry after a backoff that doubles from
 //! [`ClientConfig::backoff`]'s first delay up to its cap, each delay drawn
 //! between its half and its whole (so that nodes cut off together do not
 //! come back in step): a refused connect, a reset, Redis closing the
 //! connection (`CLIENT KILL`, or its `client-output-buffer-limit` cutting
-//! a slow subscriber), a reply that is not RESP, or a refused `AUTH`.
+//! a slow subscriber), a reply that is not RESP, a refused `AUTH`, or no
+//! reply for [`ClientConfig::reply_timeout`] (a Redis that hangs, a network
+//! that drops packets without a reset; an idle connection is checked with
+//! `PING`, so a quiet subscriber notices too).
 //!
 //! # Examples
 //!

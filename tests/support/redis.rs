@@ -56,6 +56,11 @@ impl Redis {
         }
     }
 
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server is running").id()
+    }
+
     /// SIGKILL, and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

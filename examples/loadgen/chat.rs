@@ -1,6 +1,10 @@
 //! `loadgen chat`: N clients join a chat server's line protocol (answering
 //! the name prompt), M of them send lines, everyone counts what reaches
-//! them. Every line must reach every other client, in order.
+//! them. Every line must reach every other client, in order. With several
+//! addresses (the nodes of a cluster), clients are spread over them in
+//! turn and the senders are on the first; latency is told apart for
+//! receivers on the sender's node and on the others. The books are
+//! [`fanout::Tally`]'s.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,14 +14,18 @@ use reactor::Reactor;
 use reactor::codec::LineDecoder;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 
+use crate::fanout::{self, Tally};
 use crate::{Outcome, Window, report};
 
 pub struct Options {
-    pub addr: SocketAddr,
+    /// The chat nodes: one server, or a cluster's nodes.
+    pub addrs: Vec<SocketAddr>,
     pub clients: usize,
     pub senders: usize,
     pub size: usize,
     pub max_in_flight: usize,
+    /// Lines per second across the senders; `None`: as fast as they go.
+    pub rate: Option<f64>,
     pub drain: Duration,
     pub window: Window,
 }
@@ -25,6 +33,8 @@ pub struct Options {
 struct Client {
     /// `sender3` or `reader17`.
     name: String,
+    /// Which of the addresses it joined (senders join the first).
+    node: usize,
     named: bool,
     joined: bool,
     lines: LineDecoder,
@@ -37,35 +47,19 @@ struct Client {
 struct Chat {
     clients: Vec<Option<Client>>,
     sender_ids: Vec<Option<ConnId>>,
-    total: usize,
     joined: usize,
     text: String,
-    max_in_flight: u64,
-    sent: u64,
-    delivered: u64,
-    sent_in_window: u64,
-    delivered_in_window: u64,
-    out_of_order: u64,
-    disconnected: u64,
+    tally: Tally,
     /// Why a client closed before the load started (a failed connect).
     join_failure: Option<String>,
-    measuring: bool,
-    sending: bool,
     batch: Vec<u8>,
 }
 
 impl Chat {
-    fn in_flight(&self) -> u64 {
-        let receivers = (self.total - 1) as u64;
-        self.sent.saturating_sub(self.delivered / receivers)
-    }
-
     /// Tops up every sender whose output queue is empty, within the
-    /// in-flight limit: as fast as the server takes the lines.
+    /// in-flight limit and the pace: as fast as the server takes the lines,
+    /// or at `--rate`.
     fn pump(&mut self, conns: &mut Connections<'_>) {
-        if !self.sending {
-            return;
-        }
         for s in 0..self.sender_ids.len() {
             let Some(id) = self.sender_ids[s] else {
                 continue;
@@ -73,25 +67,19 @@ impl Chat {
             if conns.output_len(id) != Some(0) {
                 continue;
             }
+            let quota = self.tally.quota();
+            let Some(client) = self.clients[id.index()].as_mut() else {
+                continue;
+            };
             self.batch.clear();
-            let mut lines = 0;
-            while lines < 256
-                && (self.max_in_flight == 0 || self.in_flight() + lines < self.max_in_flight)
-            {
-                let Some(client) = self.clients[id.index()].as_mut() else {
-                    break;
-                };
-                let seq = client.next_seq;
+            for _ in 0..quota {
+                self.tally
+                    .payload(&mut self.batch, client.next_seq, &self.text);
+                self.batch.push(b'\n');
                 client.next_seq += 1;
-                self.batch
-                    .extend_from_slice(format!("{seq:010} {}\n", self.text).as_bytes());
-                lines += 1;
             }
-            if lines > 0 && conns.send(id, &self.batch).is_ok() {
-                self.sent += lines;
-                if self.measuring {
-                    self.sent_in_window += lines;
-                }
+            if quota > 0 && conns.send(id, &self.batch).is_ok() {
+                self.tally.sent(quota);
             }
         }
     }
@@ -119,19 +107,11 @@ impl Chat {
         else {
             return; // "sender2 joined lobby" and other notices
         };
-        let seq = rest
-            .get(colon + 2..colon + 12)
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let (Some(seq), Some(expected)) = (seq, client.expected.get_mut(sender)) {
-            if seq != *expected {
-                self.out_of_order += 1;
-            }
-            *expected = seq + 1;
-        }
-        self.delivered += 1;
-        if self.measuring {
-            self.delivered_in_window += 1;
+        let far = client.node != 0;
+        if let (Some(payload), Some(expected)) =
+            (rest.get(colon + 2..), client.expected.get_mut(sender))
+        {
+            self.tally.delivered(expected, payload, far);
         }
     }
 }
@@ -172,9 +152,9 @@ impl Handler for Chat {
             .get_mut(id.index())
             .and_then(Option::take)
             .is_some()
-            && self.sending
+            && self.tally.sending
         {
-            self.disconnected += 1;
+            self.tally.disconnected += 1;
             log::warn!("{id} disconnected during the run: {reason}");
         }
         for s in self.sender_ids.iter_mut() {
@@ -191,19 +171,10 @@ pub fn run(options: Options) -> io::Result<Outcome> {
     let chat = Chat {
         clients: Vec::new(),
         sender_ids: vec![None; options.senders],
-        total: options.clients,
         joined: 0,
         text: "x".repeat(options.size),
-        max_in_flight: options.max_in_flight as u64,
-        sent: 0,
-        delivered: 0,
-        sent_in_window: 0,
-        delivered_in_window: 0,
-        out_of_order: 0,
-        disconnected: 0,
+        tally: Tally::new(options.clients - 1, options.max_in_flight, options.rate)?,
         join_failure: None,
-        measuring: false,
-        sending: false,
         batch: Vec::new(),
     };
     let config = Config::default()
@@ -213,8 +184,13 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         .high_water(64 << 20);
     let service = Service::new(&mut reactor, chat, config);
     for i in 0..options.clients {
-        let id = service.connect(&mut reactor, options.addr)?;
         let sender = (i < options.senders).then_some(i);
+        let node = if sender.is_some() {
+            0
+        } else {
+            i % options.addrs.len()
+        };
+        let id = service.connect(&mut reactor, options.addrs[node])?;
         service.with(&mut reactor, |chat, _| {
             if chat.clients.len() <= id.index() {
                 chat.clients.resize_with(id.index() + 1, || None);
@@ -224,6 +200,7 @@ pub fn run(options: Options) -> io::Result<Outcome> {
                     Some(s) => format!("sender{s}"),
                     None => format!("reader{i}"),
                 },
+                node,
                 named: false,
                 joined: false,
                 lines: LineDecoder::new(64 * 1024),
@@ -261,58 +238,40 @@ pub fn run(options: Options) -> io::Result<Outcome> {
         reactor.run_once(Some(Duration::from_millis(100)))?;
     }
     service.with(&mut reactor, |chat, conns| {
-        chat.sending = true;
+        chat.tally.start();
         chat.pump(conns);
     })?;
+    if options.rate.is_some() {
+        fanout::pace(&mut reactor, &service, Chat::pump);
+    }
     let measured = crate::measure(&mut reactor, &service, options.window, |chat, on| {
-        chat.measuring = on
+        chat.tally.measuring = on
     })?;
     // Stop sending and let every line in flight arrive (bounded).
-    service.with(&mut reactor, |chat, _| chat.sending = false)?;
-    let receivers = (options.clients - 1) as u64;
-    let deadline = std::time::Instant::now() + options.drain;
-    loop {
-        let (sent, delivered, lost_clients) =
-            service.with(&mut reactor, |c, _| (c.sent, c.delivered, c.disconnected))?;
-        if delivered >= sent * receivers || lost_clients > 0 || std::time::Instant::now() > deadline
-        {
-            break;
-        }
-        reactor.run_once(Some(Duration::from_millis(50)))?;
-    }
+    fanout::drain(&mut reactor, &service, options.drain, |chat| {
+        &mut chat.tally
+    })?;
 
     service.with(&mut reactor, |chat, _| {
         let seconds = measured.elapsed.as_secs_f64();
-        let ratio = if chat.sent == 0 { 0.0 } else { chat.delivered as f64 / (chat.sent * receivers) as f64 };
         let mut report = report::Report::new("chat");
         report
             .int("clients", options.clients as u64)
             .int("senders", options.senders as u64)
+            .int("nodes", options.addrs.len() as u64)
             .int("size", options.size as u64)
-            .int("max_in_flight", options.max_in_flight as u64)
-            .num("duration_s", seconds)
-            .num("lines_per_s", chat.sent_in_window as f64 / seconds)
-            .num("deliveries_per_s", chat.delivered_in_window as f64 / seconds)
-            .int("lines_sent", chat.sent)
-            .int("deliveries", chat.delivered)
-            .num("delivery_ratio", ratio)
-            .int("out_of_order", chat.out_of_order)
-            .int("disconnected", chat.disconnected);
-        measured.add_server_figures(&mut report, chat.delivered_in_window, "delivery");
-        report.human = format!(
-            "chat: {} clients, {} sender(s), {:.1} s: {:.0} lines sent/s, {:.0} deliveries/s, {} of {} deliveries made (ratio {:.4}), {} out of order, {} disconnected",
+            .int("max_in_flight", options.max_in_flight as u64);
+        let what = format!(
+            "chat: {} clients on {} node(s), {} sender(s)",
             options.clients,
-            options.senders,
-            seconds,
-            chat.sent_in_window as f64 / seconds,
-            chat.delivered_in_window as f64 / seconds,
-            chat.delivered,
-            chat.sent * receivers,
-            ratio,
-            chat.out_of_order,
-            chat.disconnected,
+            options.addrs.len(),
+            options.senders
         );
-        let clean = chat.disconnected == 0 && chat.out_of_order == 0 && chat.delivered == chat.sent * receivers;
-        Outcome { report, clean }
+        chat.tally.report(&mut report, seconds, &what);
+        measured.add_server_figures(&mut report, chat.tally.delivered_in_window(), "delivery");
+        Outcome {
+            report,
+            clean: chat.tally.clean(),
+        }
     })
 }

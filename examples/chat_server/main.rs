@@ -488,8 +488,9 @@ fn run(options: Options) -> io::Result<()> {
             "cluster: node {} through Redis at {}",
             settings.node, settings.addr
         );
+        let me = service.handle(&mut reactor);
         service.with(&mut reactor, |chat, _| {
-            chat.set_cluster(chat::cluster::Cluster::new(settings))
+            chat.set_cluster(chat::cluster::Cluster::new(settings), me)
         })?;
         // The Redis clients' timer: reconnects, claims' waits and refresh.
         let ticker = service.clone();

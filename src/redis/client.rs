@@ -217,6 +217,9 @@ pub struct Client<T> {
     stats: ClientStats,
     /// [`Client::close`] was called.
     closing: bool,
+    /// [`Client::cork`]ed: commands wait in the queue for
+    /// [`uncork`](Client::uncork).
+    corked: bool,
 }
 
 impl<T> Client<T> {
@@ -238,6 +241,7 @@ impl<T> Client<T> {
             scratch: Vec::new(),
             stats: ClientStats::default(),
             closing: false,
+            corked: false,
         }
     }
 
@@ -367,7 +371,7 @@ impl<T> Client<T> {
     ) -> Result<(), QueueFull<T>> {
         self.scratch.clear();
         encode::command(&mut self.scratch, args);
-        if self.queue.is_empty() && self.has_room(conns) {
+        if !self.corked && self.queue.is_empty() && self.has_room(conns) {
             if let Link::Ready(id) = self.link {
                 if conns.send(id, &self.scratch).is_ok() {
                     self.push_slot(Slot::Caller(tag));
@@ -393,6 +397,40 @@ impl<T> Client<T> {
         }
         self.queue.push_back((self.scratch.clone(), tag));
         Ok(())
+    }
+
+    /// Holds the commands sent from now on in the queue, until
+    /// [`uncork`](Client::uncork) writes them together (like `TCP_CORK`).
+    /// A caller that sends many commands between other writes (a chat node
+    /// publishing each line it broadcasts) corks on the first and uncorks
+    /// once per turn, with [`ServiceHandle::defer`], so that the commands
+    /// go out as one piece and the other writes are not cut up by them.
+    ///
+    /// [`ServiceHandle::defer`]: crate::service::ServiceHandle::defer
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::redis::{Client, ClientConfig};
+    ///
+    /// let mut client: Client<()> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+    /// client.cork();
+    /// assert!(client.is_corked());
+    /// ```
+    pub fn cork(&mut self) {
+        self.corked = true;
+    }
+
+    /// Ends a [`cork`](Client::cork): what was held is written now, as far
+    /// as the window allows (the rest as replies come).
+    pub fn uncork(&mut self, conns: &mut Connections<'_>) {
+        self.corked = false;
+        self.pump(conns);
+    }
+
+    /// Whether the client is [`cork`](Client::cork)ed.
+    pub fn is_corked(&self) -> bool {
+        self.corked
     }
 
     /// Subscribes to `channel`, now if connected, and again after every
@@ -641,11 +679,15 @@ impl<T> Client<T> {
         self.in_flight.push_back(slot);
     }
 
-    /// Writes queued commands while the window has room.
+    /// Writes queued commands while the window has room (and the client
+    /// is not corked).
     fn pump(&mut self, conns: &mut Connections<'_>) {
         let Link::Ready(id) = self.link else {
             return;
         };
+        if self.corked {
+            return;
+        }
         while self.has_room(conns) {
             let Some((bytes, tag)) = self.queue.pop_front() else {
                 return;

@@ -450,21 +450,25 @@ impl Chat {
             }
             _ => return,
         }
-        // The first publish of a turn corks the client until the turn's
-        // events are done: the publishes then go out together, after the
-        // broadcasts, instead of one between each two broadcasts, which
-        // would cut every member's turn into a piece per line (a writev of
-        // many slices where one write does). Measured: benches/pubsub.sh.
-        if !cluster.redis.is_corked() {
+        let channel = format!("chat:room:{room_key}");
+        let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), out];
+        // The first publish of a turn is written at once, ahead of the
+        // local broadcast (its connection is then flushed first, and the
+        // line is on its way to the other nodes while this one writes to
+        // its readers); it corks the client until the turn's events are
+        // done, and the turn's other publishes go out together after the
+        // broadcasts. One publish between each two broadcasts would cut
+        // every member's turn into a piece per line: a writev of many
+        // slices where one write does (measured: benches/pubsub.sh).
+        let first = !cluster.redis.is_corked();
+        // Drop-oldest: never fails.
+        let _ = cluster.redis.send(conns, &args, Tag::Publish);
+        if first {
             if let Some(me) = cluster.me.as_ref() {
                 cluster.redis.cork();
                 me.defer(conns.reactor(), |chat, conns| chat.cluster_uncork(conns));
             }
         }
-        let channel = format!("chat:room:{room_key}");
-        let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), out];
-        // Drop-oldest: never fails.
-        let _ = cluster.redis.send(conns, &args, Tag::Publish);
     }
 
     /// `id` (named `name`) enters room `key` (shown as `display`): its

@@ -12,7 +12,8 @@
 #                                   the last run are kept)
 #
 # Sections: echo chat hold strace callgrind tls ws kv (kv: benches/kv.sh, redis-benchmark
-# against kv_server and redis-server; needs redis-server and redis-tools).
+# against kv_server and redis-server; needs redis-server and redis-tools) pubsub
+# (benches/pubsub.sh: chat_server against Redis pub/sub, and the chat cluster).
 # CARGO_TARGET_DIR, when set, is where the crate's binaries are built and
 # found; the baselines always build in their own target/.
 # Needs: taskset, strace, valgrind (callgrind), python3, openssl. Results (one JSON
@@ -311,5 +312,12 @@ python3 benches/report.py "$results" docs/benchmarks.md docs/img
 if want kv; then
     log "kv: kv_server against redis-server"
     benches/kv.sh
+fi
+# Fan-out against Redis pub/sub, and the Redis-joined chat cluster: its own
+# section (benches/sections/pubsub.md), folded in by a second report pass.
+if want pubsub; then
+    log "pubsub: chat_server against redis-server pub/sub, and the cluster"
+    benches/pubsub.sh
+    python3 benches/report.py "$results" docs/benchmarks.md docs/img
 fi
 log "done"

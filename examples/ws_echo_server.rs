@@ -174,6 +174,27 @@ impl WsEcho {
         used
     }
 
+    /// On SIGINT/SIGTERM: every open WebSocket is sent a close frame with
+    /// 1001 (going away), flushed by the shutdown with what is queued.
+    fn going_away(&mut self, conns: &mut Connections<'_>) {
+        let open: Vec<ConnId> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|slot| matches!(slot.phase, Phase::Open(_)))
+            .map(|slot| slot.id)
+            .collect();
+        for id in open {
+            websocket::write_close(
+                &mut self.out,
+                close_code::GOING_AWAY,
+                "server shutting down",
+                None,
+            );
+            self.end(conns, id);
+        }
+    }
+
     /// After a refusal or a close frame: nothing more is read; the
     /// connection closes once what is queued is written.
     fn end(&mut self, conns: &mut Connections<'_>, id: ConnId) {
@@ -327,7 +348,9 @@ fn run(options: Options) -> io::Result<()> {
         out: Vec::new(),
     };
     let service = Service::new(&mut reactor, echo, options.config);
-    service.shutdown_on_signal(&mut reactor, options.grace)?;
+    service.shutdown_on_signal_with(&mut reactor, options.grace, |echo, conns| {
+        echo.going_away(conns)
+    })?;
     let id = common::listen(&mut reactor, &service, options.addr)?;
     common::announce(format_args!("listening on {}", service.local_addr(id)?));
     reactor.run()?;

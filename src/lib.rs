@@ -83,6 +83,15 @@
 //!    queue, and answers on the loop through the [`Handle`], with a small
 //!    cache on the loop's side.
 //!
+//! 10. **A Redis client** — with the `redis` feature, [`redis`]
+//!     (`src/redis/`): a [`Client`](redis::Client) that a handler owns and
+//!     drives on its own loop: commands pipelined with replies in order, a
+//!     bounded queue, pub/sub kept across reconnects, backoff with jitter.
+//!     `mod.rs` (how it is driven, with an example), `client.rs` (the state
+//!     and its events), `config.rs` (every limit), `push.rs` (pushes told
+//!     from replies), `backoff.rs`. `chat_server --redis` joins chat nodes
+//!     with it.
+//!
 //! Beside them, `src/decimal.rs` writes integers as ASCII digits for both
 //! encoders (HTTP's lengths and statuses, RESP's lengths and integers).
 //!
@@ -135,6 +144,8 @@ mod timer;
 pub mod codec;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod resolve;
 pub mod service;
 #[cfg(feature = "signal")]

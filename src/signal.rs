@@ -107,9 +107,10 @@ impl<H: Handler> Service<H> {
     /// logged at `info`. Install it before announcing that the server is
     /// ready (see [`on_shutdown_signal`]).
     ///
-    /// To send a goodbye first, or to stop several services together, use
-    /// [`on_shutdown_signal`] with your
-    /// own callback, as `examples/chat_server` does.
+    /// To send a goodbye first, use
+    /// [`shutdown_on_signal_with`](Service::shutdown_on_signal_with); to
+    /// stop several services together, [`on_shutdown_signal`] with your
+    /// own callback.
     ///
     /// # Errors
     ///
@@ -144,6 +145,52 @@ impl<H: Handler> Service<H> {
         reactor: &mut Reactor,
         grace: Duration,
     ) -> io::Result<crate::Key> {
+        self.shutdown_on_signal_with(reactor, grace, |_, _| {})
+    }
+
+    /// [`shutdown_on_signal`](Service::shutdown_on_signal), with a goodbye:
+    /// on the first signal, `farewell` runs with the handler and its
+    /// connections before the shutdown starts, so what it sends (a
+    /// "server shutting down" line, a WebSocket close frame with 1001) is
+    /// flushed with everything else queued.
+    ///
+    /// # Errors
+    ///
+    /// As for [`on_shutdown_signal`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use reactor::Reactor;
+    /// use reactor::service::{Config, ConnId, Connections, Handler, Service};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+    ///         let _ = conns.send(id, data);
+    ///         data.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let echo = Service::new(&mut reactor, Echo, Config::default());
+    /// echo.shutdown_on_signal_with(&mut reactor, Duration::from_secs(5), |_echo, conns| {
+    ///     conns.broadcast_all(b"server shutting down\n");
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown_on_signal_with<F>(
+        &self,
+        reactor: &mut Reactor,
+        grace: Duration,
+        mut farewell: F,
+    ) -> io::Result<crate::Key>
+    where
+        F: FnMut(&mut H, &mut crate::service::Connections<'_>) + 'static,
+    {
         let service = self.clone();
         let mut signalled = false;
         crate::signal::on_shutdown_signal(reactor, move |reactor, signal| {
@@ -154,6 +201,7 @@ impl<H: Handler> Service<H> {
             }
             signalled = true;
             info!("{}: shutting down (grace {grace:?})", signal.name());
+            let _ = service.with(reactor, |handler, conns| farewell(handler, conns));
             if let Err(e) = service.shutdown(reactor, grace, |reactor| reactor.stop()) {
                 log::warn!("shutdown: {e}");
                 reactor.stop();

@@ -162,3 +162,16 @@ fn json_escapes_the_characters_serde_json_leaves_raw() {
     );
     assert_eq!(json("plain \"text\""), br#""plain \"text\"""#);
 }
+
+#[test]
+fn the_log_shows_every_unsafe_char_as_an_escape_and_nothing_else_changed() {
+    for c in every_char() {
+        let text = format!("a{c}b");
+        let logged = text::Loggable(&text).to_string();
+        if unsafe_by_definition(c) {
+            assert_eq!(logged, format!("a\\u{{{:04x}}}b", c as u32));
+        } else {
+            assert_eq!(logged, text);
+        }
+    }
+}

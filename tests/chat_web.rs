@@ -165,6 +165,116 @@ fn the_page_is_served_with_a_strict_policy_and_anything_else_is_404() {
     // Broken HTTP: an error status and a close.
     let response = http(addr, "GET / HTTP/1.1\r\n\r\n");
     assert_eq!(status(&response), 400, "no Host: {response}");
+    // The absolute form, which servers must accept.
+    let response = http(
+        addr,
+        &format!("GET http://{addr}/chat.css HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    );
+    assert_eq!(status(&response), 200, "{response}");
+    // A page request and a refused upgrade in one write: both answered,
+    // in order.
+    let mut stream = connect(addr);
+    let refused = GOOD_FIELDS.replace("Version: 13", "Version: 8");
+    write!(
+        stream,
+        "GET /chat.css HTTP/1.1\r\nHost: {addr}\r\n\r\n{}",
+        upgrade_request(addr, &refused)
+    )
+    .unwrap();
+    assert_eq!(status(&read_response(&mut stream)), 200);
+    assert_eq!(status(&read_response(&mut stream)), 426);
+}
+
+#[test]
+fn a_full_server_answers_browsers_in_http() {
+    let server = start(&["--max-clients", "1"]);
+    let _holder = Line::join(line_addr(&server), "holder");
+    let addr = web_addr(&server);
+    let response = http(addr, &format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert_eq!(status(&response), 503, "{response}");
+    assert!(response.ends_with("server full\n"), "{response}");
+}
+
+#[test]
+fn a_wildcard_listener_takes_the_page_it_served() {
+    let server = Server::start(
+        "chat_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--json-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "0.0.0.0:0",
+        ],
+        3,
+    );
+    let port = web_addr(&server).port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for (origin, host, expected) in [
+        (
+            format!("http://127.0.0.1:{port}"),
+            format!("127.0.0.1:{port}"),
+            101,
+        ),
+        (
+            format!("http://localhost:{port}"),
+            format!("localhost:{port}"),
+            101,
+        ),
+        // Reached by another of the host's names: the page's origin is the
+        // host it was sent to.
+        (
+            format!("http://chat.lan:{port}"),
+            format!("chat.lan:{port}"),
+            101,
+        ),
+        (
+            format!("http://evil.example:{port}"),
+            format!("chat.lan:{port}"),
+            403,
+        ),
+        (
+            "http://evil.example".to_string(),
+            format!("127.0.0.1:{port}"),
+            403,
+        ),
+    ] {
+        let request =
+            format!("GET /ws HTTP/1.1\r\nHost: {host}\r\n{GOOD_FIELDS}Origin: {origin}\r\n\r\n");
+        assert_eq!(
+            status(&http(addr, &request)),
+            expected,
+            "{origin} to {host}"
+        );
+    }
+}
+
+#[test]
+fn a_browser_without_a_name_is_cut_off_even_while_it_talks() {
+    let server = start(&["--line-timeout", "500ms", "--ws-ping", "100ms"]);
+    let mut client = ws_connect(web_addr(&server));
+    // Requests that need no name, a refused join, and answered pings: none
+    // of them is a name, so the clock keeps running.
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..100 {
+        client.send_json(&json!({"type": "rooms"}));
+        match client.recv() {
+            Ok(Some(Received::Ping(payload))) => client.send(Opcode::Pong, &payload),
+            Ok(Some(Received::Text(text))) if text.contains("no name given") => {}
+            Ok(Some(Received::Text(_))) => {}
+            Ok(Some(Received::Close(code, _))) => {
+                assert_eq!(code, Some(1008));
+                closed = true;
+                break;
+            }
+            Ok(Some(other)) => panic!("{other:?}"),
+            Ok(None) | Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed, "still open after {:?}", started.elapsed());
 }
 
 #[test]
@@ -209,7 +319,27 @@ fn bad_handshakes_are_refused_and_good_ones_accepted() {
         if *expected == 426 {
             assert!(response.contains("Sec-WebSocket-Version: 13"), "{response}");
         }
+        // Refusals carry the fields every answer has.
+        assert!(
+            response.contains("Content-Security-Policy: "),
+            "{what}: {response}"
+        );
     }
+    // One Origin, as text: two, or bytes that are not UTF-8, are refused
+    // (not taken for a program's missing Origin).
+    let two = format!("{GOOD_FIELDS}Origin: http://{addr}\r\nOrigin: http://evil.example\r\n");
+    assert_eq!(status(&http(addr, &upgrade_request(addr, &two))), 400);
+    let mut stream = connect(addr);
+    stream
+        .write_all(
+            &[
+                upgrade_request(addr, GOOD_FIELDS).trim_end().as_bytes(),
+                b"\r\nOrigin: http://evil.example\xff\r\n\r\n",
+            ]
+            .concat(),
+        )
+        .unwrap();
+    assert_eq!(status(&read_response(&mut stream)), 400);
     // Origins: the listener's own address and localhost are allowed,
     // another site is not.
     let port = addr.port();
@@ -677,6 +807,41 @@ fn two_browser_pages_and_a_line_user_talk() {
     if let Ok(dir) = std::env::var("SCREENSHOT_DIR") {
         std::fs::write(std::path::Path::new(&dir).join("chat_web.png"), &png).unwrap();
     }
+
+    // Too long for the server (4096 bytes): the page says so, keeps the
+    // text, and stays connected.
+    let long = "x".repeat(5000);
+    ben.type_and_submit("text", &long);
+    assert!(ben.wait_until(
+        "document.getElementById('messages').textContent.includes('not sent: longer than the server takes (4096 bytes)')",
+        limit
+    ));
+    assert_eq!(
+        ben.eval("document.getElementById('text').value.length"),
+        json!(5000)
+    );
+    ben.type_and_submit("text", "still here");
+    line.expect("ben: still here");
+    // /leave: the page shows no room and no stale user list.
+    ann.type_and_submit("text", "/leave");
+    line.expect("ann left lobby");
+    assert!(ann.wait_until(
+        "document.getElementById('room-name').textContent === 'no room' && \
+         document.querySelectorAll('#users li').length === 0",
+        limit
+    ));
+    // The server goes away: what is typed then is not shown as sent.
+    drop(server);
+    assert!(ben.wait_until(
+        "document.getElementById('status').textContent === 'reconnecting'",
+        limit
+    ));
+    ben.type_and_submit("text", "anyone?");
+    assert!(ben.wait_until(
+        "document.getElementById('messages').textContent.includes('not sent: not connected')",
+        limit
+    ));
+    assert!(!ben.text_of("messages").contains("ben: anyone?"));
 }
 
 #[test]

@@ -190,6 +190,94 @@ fn chat_mode_over_websocket_reports_a_refused_upgrade() {
 }
 
 #[test]
+fn chat_mode_paced_over_two_addresses_reports_near_and_far_latency() {
+    let server = Server::start("chat_server", &["--addr", "127.0.0.1:0"], 1);
+    // The same server twice: two "nodes", so that half the readers count
+    // as far from the sender.
+    let addrs = format!("{0},{0}", server.addr());
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "chat",
+            "--addr",
+            &addrs,
+            "--clients",
+            "6",
+            "--rate",
+            "200",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    assert_eq!(report["nodes"], 2, "{report}");
+    assert_eq!(report["delivery_ratio"], 1.0, "{report}");
+    assert_eq!(report["out_of_order"], 0);
+    // The pace is a ceiling (lines due by the clock), whatever the load.
+    assert!(report["lines_per_s"].as_f64().unwrap() <= 250.0, "{report}");
+    for field in ["near_latency_p50_us", "far_latency_p99_us"] {
+        assert!(report[field].as_u64().unwrap() > 0, "{field}: {report}");
+    }
+}
+
+#[test]
+fn pubsub_mode_counts_every_message_at_every_subscriber_of_redis() {
+    let Some(redis) = support::kv::Target::redis(&[]) else {
+        return;
+    };
+    let addr = redis.addr().to_string();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &[
+            "pubsub",
+            "--addr",
+            &addr,
+            "--subscribers",
+            "10",
+            "--max-in-flight",
+            "1000",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report = json(&stdout);
+    let sent = report["lines_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{report}");
+    assert_eq!(report["deliveries"].as_u64(), Some(sent * 10), "{report}");
+    assert_eq!(report["publish_replies"].as_u64(), Some(sent), "{report}");
+    assert_eq!(report["short_replies"], 0);
+    assert_eq!(report["out_of_order"], 0);
+}
+
+#[test]
+fn pubsub_mode_fails_when_the_server_is_not_redis() {
+    // A chat server's prompt is not RESP, and it refuses SUBSCRIBE as a
+    // name: whichever comes first, the run fails with its cause, at once.
+    let server = Server::start("chat_server", &["--addr", "127.0.0.1:0"], 1);
+    let addr = server.addr().to_string();
+    let (status, stdout, stderr) = run_example(
+        "loadgen",
+        &["pubsub", "--addr", &addr, "--subscribers", "2", "--json"],
+        Duration::from_secs(60),
+    );
+    assert!(!status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("not RESP") || stderr.contains("closed before the run"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn hold_mode_holds_connections_from_several_source_addresses() {
     let server = Server::start("echo_server", &["--addr", "127.0.0.1:0"], 1);
     let addr = server.addr().to_string();

@@ -8,115 +8,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use reactor::codec::websocket::{
-    self, Decoder, Limits, Message, Opcode, Role, new_key, new_mask, write_close, write_frame,
-};
-use reactor::http;
+use reactor::codec::websocket::{self, Opcode, new_mask, write_close, write_frame};
+use support::ws::{Received, WsClient};
 use support::{Server, closed_within, connect, status_kib, tool};
-
-/// A message as the test keeps it.
-#[derive(Debug, PartialEq, Eq)]
-enum Got {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<u16>, String),
-}
-
-/// A WebSocket client over a blocking socket (with the support module's
-/// timeouts, so that a broken server fails the test instead of hanging it).
-struct Client {
-    stream: TcpStream,
-    decoder: Decoder,
-    /// Bytes read and not yet decoded.
-    pending: Vec<u8>,
-}
-
-impl Client {
-    /// Connects and does the opening handshake, checking the 101.
-    fn connect(addr: SocketAddr) -> Client {
-        let mut stream = connect(addr);
-        let key = new_key();
-        let mut request = Vec::new();
-        websocket::write_request(&mut request, &addr.to_string(), "/", &key, None);
-        stream.write_all(&request).unwrap();
-        let mut pending = Vec::new();
-        let head_len = loop {
-            let mut fields = [http::EMPTY_HEADER; 16];
-            if let Some(response) =
-                http::parse_response(&pending, &mut fields, &http::Limits::default(), false)
-                    .expect("a valid response head")
-            {
-                websocket::check_accept(&response, &key).expect("101 with the right accept");
-                break response.head_len;
-            }
-            read_some(&mut stream, &mut pending);
-        };
-        pending.drain(..head_len);
-        Client {
-            stream,
-            decoder: Decoder::new(
-                Role::Client,
-                Limits {
-                    max_message: 64 << 20,
-                },
-            ),
-            pending,
-        }
-    }
-
-    /// Sends one masked frame.
-    fn send(&mut self, opcode: Opcode, payload: &[u8]) {
-        let mut out = Vec::new();
-        write_frame(&mut out, opcode, payload, Some(new_mask()));
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next message from the server.
-    fn next(&mut self) -> Got {
-        loop {
-            let (used, message) = self.decoder.decode(&self.pending).expect("valid frames");
-            let got = message.map(|m| match m {
-                Message::Text(t) => Got::Text(t.to_string()),
-                Message::Binary(b) => Got::Binary(b.to_vec()),
-                Message::Ping(p) => Got::Ping(p.to_vec()),
-                Message::Pong(p) => Got::Pong(p.to_vec()),
-                Message::Close(code, reason) => Got::Close(code, reason.to_string()),
-            });
-            self.pending.drain(..used);
-            if let Some(got) = got {
-                return got;
-            }
-            read_some(&mut self.stream, &mut self.pending);
-        }
-    }
-
-    /// The server sends a close frame with `code` and then closes the
-    /// connection.
-    fn expect_closed_with(&mut self, code: u16) {
-        match self.next() {
-            Got::Close(Some(got), _) => assert_eq!(got, code),
-            other => panic!("expected a close {code}, got {other:?}"),
-        }
-        assert!(
-            closed_within(&mut self.stream, Duration::from_secs(10)),
-            "the server did not close the connection after its close frame"
-        );
-    }
-}
-
-/// Reads what arrives into `into`; the end of the stream fails the test.
-fn read_some(stream: &mut TcpStream, into: &mut Vec<u8>) {
-    let mut buf = [0u8; 64 * 1024];
-    let n = stream.read(&mut buf).expect("read");
-    assert!(n > 0, "the server closed the connection");
-    into.extend_from_slice(&buf[..n]);
-}
 
 fn echo_server(args: &[&str]) -> Server {
     let mut all = vec!["--addr", "127.0.0.1:0"];
@@ -149,12 +47,16 @@ fn autobahn_sections_1_to_7_have_no_failed_case() {
     }
     let _heavy = support::heavy();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/autobahn.sh");
+    // wstest's reports (a JSON and an HTML file per case) go here, and are
+    // removed with it.
+    let reports = support::TempDir::new("autobahn");
     let mut command = Command::new("bash");
     command
         .arg(script)
         .args(["1", "2", "3", "4", "5", "6", "7"])
         .env("WS_ECHO_SERVER", support::example("ws_echo_server"))
         .env("NO_DOCS", "1")
+        .env("AUTOBAHN_OUT", &reports.0)
         .env("AUTOBAHN_TIMEOUT", "240");
     let (status, stdout, stderr) = support::run_command(command, Duration::from_secs(300));
     eprintln!("{stdout}");
@@ -236,14 +138,14 @@ fn bad_handshakes_get_400_or_426_and_a_close() {
 #[test]
 fn messages_are_echoed_and_pings_answered() {
     let server = echo_server(&[]);
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     client.send(Opcode::Text, "héllo".as_bytes());
-    assert_eq!(client.next(), Got::Text("héllo".into()));
+    assert_eq!(client.next(), Received::Text("héllo".into()));
     let binary: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
     client.send(Opcode::Binary, &binary);
-    assert_eq!(client.next(), Got::Binary(binary));
+    assert_eq!(client.next(), Received::Binary(binary));
     client.send(Opcode::Ping, b"are you there?");
-    assert_eq!(client.next(), Got::Pong(b"are you there?".to_vec()));
+    assert_eq!(client.next(), Received::Pong(b"are you there?".to_vec()));
 
     // A fragmented message with a ping between its fragments: the pong
     // comes first, then the whole message.
@@ -256,21 +158,21 @@ fn messages_are_echoed_and_pings_answered() {
     frames.extend_from_slice(&key);
     frames.extend(b"ments".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     client.stream.write_all(&frames).unwrap();
-    assert_eq!(client.next(), Got::Pong(b"mid".to_vec()));
-    assert_eq!(client.next(), Got::Text("frag-ments".into()));
+    assert_eq!(client.next(), Received::Pong(b"mid".to_vec()));
+    assert_eq!(client.next(), Received::Text("frag-ments".into()));
 }
 
 #[test]
 fn the_close_handshake_echoes_the_code() {
     let server = echo_server(&[]);
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     let mut close = Vec::new();
     write_close(&mut close, 4001, "done here", Some(new_mask()));
     client.stream.write_all(&close).unwrap();
     client.expect_closed_with(4001);
 
     // A close without a code is answered with 1000.
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     client.send(Opcode::Close, b"");
     client.expect_closed_with(1000);
 }
@@ -278,7 +180,7 @@ fn the_close_handshake_echoes_the_code() {
 #[test]
 fn an_unmasked_frame_is_closed_with_1002() {
     let server = echo_server(&[]);
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     let mut frame = Vec::new();
     write_frame(&mut frame, Opcode::Text, b"not masked", None);
     client.stream.write_all(&frame).unwrap();
@@ -288,7 +190,7 @@ fn an_unmasked_frame_is_closed_with_1002() {
 #[test]
 fn invalid_utf8_is_closed_with_1007() {
     let server = echo_server(&[]);
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     client.send(Opcode::Text, b"caf\xc3\x28");
     client.expect_closed_with(1007);
 }
@@ -296,9 +198,9 @@ fn invalid_utf8_is_closed_with_1007() {
 #[test]
 fn a_message_over_the_limit_is_closed_with_1009() {
     let server = echo_server(&["--max-message", "64KiB"]);
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     client.send(Opcode::Binary, &[1; 64 * 1024]);
-    assert_eq!(client.next(), Got::Binary(vec![1; 64 * 1024]));
+    assert_eq!(client.next(), Received::Binary(vec![1; 64 * 1024]));
     // Over the limit in one frame: refused from its header (the payload is
     // never sent, so the close frame cannot be lost to a reset).
     let mut header = Vec::new();
@@ -312,9 +214,9 @@ fn a_100_mib_announcement_is_refused_without_100_mib_of_memory() {
     let _heavy = support::heavy();
     let server = echo_server(&[]);
     // Warm up (the first connection allocates the loop's buffers).
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     client.send(Opcode::Text, b"warm");
-    assert_eq!(client.next(), Got::Text("warm".into()));
+    assert_eq!(client.next(), Received::Text("warm".into()));
     let before = status_kib(server.pid(), "VmHWM");
 
     let mut header = Vec::new();
@@ -324,7 +226,7 @@ fn a_100_mib_announcement_is_refused_without_100_mib_of_memory() {
 
     // The same message in 1 MiB fragments, actually sent: refused at the
     // second fragment's header, whatever follows.
-    let mut client = Client::connect(server.addr());
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
     let fragment = vec![0u8; 1 << 20];
     let key = new_mask();
     let mut first = vec![0x02, 0x80 | 127];
@@ -345,4 +247,112 @@ fn a_100_mib_announcement_is_refused_without_100_mib_of_memory() {
         "the server's peak memory grew by {} KiB",
         after - before
     );
+}
+
+#[test]
+fn a_client_that_does_not_read_holds_the_server_at_bounded_memory_and_loses_nothing() {
+    let _heavy = support::heavy();
+    let server = echo_server(&[]);
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
+    client.send(Opcode::Text, b"warm");
+    assert_eq!(client.next(), Received::Text("warm".into()));
+    let before = status_kib(server.pid(), "VmHWM");
+
+    // 640 messages of 64 KiB (40 MiB), each a different byte, sent without
+    // reading: the server stops reading us once its queue for us is full.
+    const COUNT: usize = 640;
+    const SIZE: usize = 64 * 1024;
+    let mut frames = Vec::with_capacity(COUNT * (SIZE + 14));
+    for i in 0..COUNT {
+        write_frame(
+            &mut frames,
+            Opcode::Binary,
+            &[i as u8; SIZE],
+            Some(new_mask()),
+        );
+    }
+    let sent = support::write_until_stall(&mut client.stream, &frames, || {});
+    assert!(sent < frames.len(), "the server never pushed back");
+    let stalled = status_kib(server.pid(), "VmHWM");
+
+    // Now read everything back while the rest is written: every echo
+    // arrives, in order.
+    let mut writer = client.stream.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let rest = frames[sent..].to_vec();
+    let writing = std::thread::spawn(move || writer.write_all(&rest));
+    for i in 0..COUNT {
+        assert_eq!(
+            client.next(),
+            Received::Binary(vec![i as u8; SIZE]),
+            "message {i}"
+        );
+    }
+    writing.join().unwrap().unwrap();
+    eprintln!(
+        "ws_echo_server VmHWM {before} KiB before, {stalled} KiB with {sent} bytes unread by the client"
+    );
+    assert!(
+        stalled < before + 16 * 1024,
+        "the server's peak memory grew by {} KiB for a client that did not read",
+        stalled - before
+    );
+}
+
+#[test]
+fn an_echo_over_the_output_limit_closes_the_connection() {
+    let server = echo_server(&["--output-limit", "256KiB"]);
+    let mut client = WsClient::connect(server.addr(), "/", None).expect("an upgrade");
+    client.send(Opcode::Binary, &[5; 512 * 1024]);
+    assert!(
+        closed_within(&mut client.stream, Duration::from_secs(10)),
+        "a 512 KiB echo queued past a 256 KiB output limit"
+    );
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let (status, stdout, _) =
+        support::run_example("ws_echo_server", &["--help"], Duration::from_secs(10));
+    assert!(status.success() && stdout.contains("usage:"), "{stdout}");
+    for args in [
+        &["--bogus"][..],
+        &["--max-message", "0"],
+        &["--max-message", "lots"],
+    ] {
+        let (status, _, stderr) =
+            support::run_example("ws_echo_server", args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("ws_echo_server: "), "{args:?}: {stderr}");
+    }
+    // A port in use: one line, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, _, stderr) = support::run_example(
+        "ws_echo_server",
+        &["--addr", &addr],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn sigterm_closes_every_websocket_with_1001() {
+    let server = echo_server(&[]);
+    let mut clients: Vec<WsClient> = (0..3)
+        .map(|_| WsClient::connect(server.addr(), "/", None).expect("an upgrade"))
+        .collect();
+    for client in &mut clients {
+        client.send(Opcode::Text, b"warm");
+        assert_eq!(client.next(), Received::Text("warm".into()));
+    }
+    server.signal(libc::SIGTERM);
+    for client in &mut clients {
+        client.expect_closed_with(1001);
+    }
+    let (status, _) = server.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
 }

@@ -12,11 +12,16 @@ use reactor::codec::LineDecoder;
 use reactor::service::ServiceHandle;
 
 use crate::accounts::{Accounts, Check, Verifier};
+#[path = "claims.rs"]
+mod claims;
+#[path = "cluster.rs"]
+pub mod cluster;
 use reactor::service::{CloseReason, ConnId, Connections, Handler, ListenerId, Origin};
 
 use crate::protocol::{
     self, HELP, JSON_WELCOME, Notice, PROMPT, Proto, Request, check_name, fold, render,
 };
+use crate::text::Loggable;
 use crate::web::{self, HttpOutcome, PingDue, WebConfig, WebConn};
 use reactor::codec::websocket::{self as ws, Message, Opcode, close_code};
 
@@ -90,6 +95,8 @@ pub struct Chat {
     /// With `--web-addr`: the web listeners and how they are run.
     web_listeners: Vec<ListenerId>,
     web: Option<WebConfig>,
+    /// With `--redis`: the other nodes, through Redis (`cluster.rs`).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Chat {
@@ -114,6 +121,7 @@ impl Chat {
             line_out: Vec::new(),
             web_listeners: Vec::new(),
             web: None,
+            cluster: None,
         }
     }
 
@@ -142,12 +150,17 @@ impl Chat {
     }
 
     /// Why `name` may not be taken by `id` without logging in, if it is a
-    /// registered name.
-    fn registered(&self, name: &str) -> Option<String> {
-        self.accounts
-            .as_ref()
-            .and_then(|a| a.hash_of(name))
-            .map(|_| format!("{name} is a registered name: log in over TLS to use it"))
+    /// registered name. (Web users cannot log in at all: a password is
+    /// only ever typed on the TLS line listener.)
+    fn registered(&self, id: ConnId, name: &str) -> Option<String> {
+        self.accounts.as_ref().and_then(|a| a.hash_of(name))?;
+        Some(match self.user(id).map(|u| u.proto) {
+            Some(Proto::Web) => format!(
+                "{name} is a registered name: its owner logs in with a line client over TLS; \
+                 pick another name here"
+            ),
+            _ => format!("{name} is a registered name: log in over TLS to use it"),
+        })
     }
 
     /// Connections accepted on this listener speak NDJSON.
@@ -190,6 +203,7 @@ impl Chat {
         notice: Notice<'_>,
         except: Option<ConnId>,
     ) {
+        self.cluster_publish(conns, room, &notice);
         let Some(room) = self.rooms.get(room) else {
             return;
         };
@@ -234,7 +248,7 @@ impl Chat {
             .user(id)
             .is_some_and(|u| u.verified.as_deref() == Some(key.as_str()));
         if !logged_in {
-            if let Some(why) = self.registered(name) {
+            if let Some(why) = self.registered(id, name) {
                 return Err(why);
             }
         }
@@ -300,6 +314,7 @@ impl Chat {
             .and_then(|u| u.name.clone())
             .unwrap_or_default();
         let display: Box<str> = self.rooms[&room_key].name.clone();
+        self.cluster_entered(conns, id, &room_key, &display);
         self.broadcast(
             conns,
             &room_key,
@@ -351,8 +366,14 @@ impl Chat {
         room.members.retain(|&m| m != id);
         let display = room.name.clone();
         let empty = room.members.is_empty();
+        self.cluster_left(conns, &room_key, &name);
         if empty && &*room_key != LOBBY {
             self.rooms.remove(&room_key);
+            let left = Notice::Left {
+                name: &name,
+                room: &display,
+            };
+            self.cluster_publish(conns, &room_key, &left);
         } else {
             self.broadcast(
                 conns,
@@ -380,7 +401,7 @@ impl Chat {
         let Some((key, room, name)) = self.room_of(id) else {
             return self.tell(conns, id, Notice::Error("join a room first"));
         };
-        debug!("{name} in {room}: {text}");
+        debug!("{name} in {room}: {}", Loggable(text));
         let notice = if action {
             Notice::Action {
                 name: &name,
@@ -403,9 +424,10 @@ impl Chat {
         };
         match self.names.get(&fold(to)).copied() {
             Some(target) => {
-                debug!("{from} to {to}: {text}");
+                debug!("{from} to {}: {}", Loggable(to), Loggable(text));
                 self.tell(conns, target, Notice::Private { from: &from, text });
             }
+            None if self.cluster_private(conns, id, to, &from, text) => {}
             None => self.tell(conns, id, Notice::Error(&format!("no such user {to}"))),
         }
     }
@@ -418,6 +440,7 @@ impl Chat {
             return self.tell(conns, id, Notice::Error(&e));
         }
         info!("{old} is now known as {new}");
+        self.cluster_renamed(conns, id, &old, new);
         match self.room_of(id) {
             Some((key, _, _)) => {
                 self.broadcast(conns, &key, Notice::Renamed { old: &old, new }, None)
@@ -427,6 +450,9 @@ impl Chat {
     }
 
     fn who(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if self.cluster_who(conns, id) {
+            return;
+        }
         let Some((key, display, _)) = self.room_of(id) else {
             return self.tell(conns, id, Notice::Error("join a room first"));
         };
@@ -443,20 +469,35 @@ impl Chat {
             users: &names,
         };
         self.tell(conns, id, notice);
+        self.tell_cluster_note(conns, id);
     }
 
     fn list_rooms(&mut self, conns: &mut Connections<'_>, id: ConnId) {
-        let mut rooms: Vec<(String, usize)> = self
+        if self.cluster_rooms(conns, id) {
+            return;
+        }
+        let rooms: Vec<(String, usize)> = self
             .rooms
             .values()
             .map(|r| (r.name.to_string(), r.members.len()))
             .collect();
+        self.tell_rooms(conns, id, rooms.iter().map(|(n, c)| (n.as_str(), *c)));
+        self.tell_cluster_note(conns, id);
+    }
+
+    /// `/rooms`' answer, from this node's rooms or the cluster's.
+    fn tell_rooms<'a>(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        rooms: impl Iterator<Item = (&'a str, usize)>,
+    ) {
+        let mut rooms: Vec<(&str, usize)> = rooms.collect();
         // Busiest first, then by name.
         rooms.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase()))
         });
-        let rooms: Vec<(&str, usize)> = rooms.iter().map(|(n, c)| (n.as_str(), *c)).collect();
         self.tell(conns, id, Notice::Rooms(&rooms));
     }
 
@@ -479,7 +520,7 @@ impl Chat {
     }
 
     fn pick_name(&mut self, conns: &mut Connections<'_>, id: ConnId, name: &str) {
-        if let Some(why) = self.registered(name) {
+        if let Some(why) = self.registered(id, name) {
             let secure = self.user(id).is_some_and(|u| u.secure);
             if !secure {
                 self.tell(conns, id, Notice::Error(&why));
@@ -728,18 +769,19 @@ impl Chat {
                 HttpOutcome::Upgraded(used, socket) => {
                     pos = used;
                     conn = WebConn::Ws(socket);
-                    self.put_web_back(id, conn);
+                    // The NDJSON welcome, and the page's one extra: the
+                    // largest message it may send (over it: close 1009).
                     let mut out = Vec::new();
                     protocol::object(&mut out, "welcome", &[("message", JSON_WELCOME)]);
+                    out.pop();
+                    out.extend_from_slice(
+                        format!(",\"max_message\":{}}}", config.max_message).as_bytes(),
+                    );
                     protocol::frame_text(&mut out, 0);
                     let _ = conns.send(id, &out);
                     // As for a JSON user: the first join must come within
                     // the line timeout.
                     let _ = conns.expect_message(id);
-                    conn = match self.user_mut(id).and_then(|u| u.web.take()) {
-                        Some(conn) => conn,
-                        None => return data.len(),
-                    };
                 }
             }
         }
@@ -765,7 +807,18 @@ impl Chat {
                 }
             };
             match message {
-                Message::Text(text) => self.json_input(conns, id, text.as_bytes()),
+                // A message that takes a new name waits for the cluster
+                // (kept by it, since a WebSocket message cannot be left
+                // unread the way a line is).
+                Message::Text(text) => match self.name_gate(conns, id, Proto::Web, text.as_bytes())
+                {
+                    claims::Gate::Wait => {
+                        self.hold_message(id, text);
+                        break;
+                    }
+                    claims::Gate::Refused => {}
+                    claims::Gate::Go => self.json_input(conns, id, text.as_bytes()),
+                },
                 Message::Binary(_) => {
                     debug!("{id}: a binary message");
                     socket.close(conns, id, close_code::UNSUPPORTED, "text messages only");
@@ -782,11 +835,12 @@ impl Chat {
                 }
             }
         }
-        // Inside a frame or a fragmented message: like a line not
-        // finished, it must be finished within the line timeout.
+        // Inside a frame or a fragmented message, or still without a
+        // name: as for a line not finished, the line timeout keeps running
+        // (pings, pongs and refused joins do not stop it).
         let unfinished = !socket.decoder.is_idle();
         self.put_web_back(id, conn);
-        if unfinished {
+        if unfinished || self.user(id).is_some_and(|u| u.name.is_none()) {
             let _ = conns.expect_message(id);
         }
         if conns.is_open(id) { pos } else { data.len() }
@@ -840,6 +894,9 @@ impl Chat {
 
 impl Handler for Chat {
     fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId, origin: Origin) {
+        if self.cluster_open(conns, id) {
+            return;
+        }
         let proto = match origin {
             Origin::Accepted(listener) if Some(listener) == self.json_listener => Proto::Json,
             Origin::Accepted(listener) if self.web_listeners.contains(&listener) => Proto::Web,
@@ -878,6 +935,9 @@ impl Handler for Chat {
     }
 
     fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        if let Some(used) = self.cluster_data(conns, id, data) {
+            return used;
+        }
         if self.user(id).is_some_and(|u| u.proto == Proto::Web) {
             return self.web_data(conns, id, data);
         }
@@ -887,9 +947,21 @@ impl Handler for Chat {
                 return data.len();
             };
             let proto = user.proto;
+            let start = pos;
             let Some(line) = user.lines.next_line(data, &mut pos) else {
                 break;
             };
+            // A line that takes a new name waits (unread) for the cluster.
+            if let Ok(bytes) = &line {
+                match self.name_gate(conns, id, proto, bytes) {
+                    claims::Gate::Wait => {
+                        pos = start;
+                        break;
+                    }
+                    claims::Gate::Refused => continue,
+                    claims::Gate::Go => {}
+                }
+            }
             match line {
                 Err(too_long) => {
                     let e = too_long.to_string();
@@ -974,7 +1046,14 @@ impl Handler for Chat {
         let _ = conns.close(id);
     }
 
+    fn on_drained(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        self.cluster_drained(conns, id);
+    }
+
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        if self.cluster_closed(conns, id, reason) {
+            return;
+        }
         if let Some((verifier, _)) = self.verifier.as_mut() {
             verifier.forget(id);
         }
@@ -985,6 +1064,7 @@ impl Handler for Chat {
         match &user.name {
             Some(name) => {
                 self.names.remove(&fold(name));
+                self.cluster_gone(conns, name);
                 info!("{name} disconnected ({reason})");
             }
             None => debug!("{id} disconnected before picking a name ({reason})"),

@@ -24,14 +24,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::info;
 use reactor::Reactor;
 use reactor::service::{Config, Service};
 
 use chat::{Chat, Limits};
 
 const USAGE: &str = "\
-chat_server: a chat server with rooms, for line clients (nc, telnet) and NDJSON clients
+chat_server: a chat server with rooms, for line clients (nc, telnet), NDJSON clients and browsers
 
 usage: chat_server [OPTIONS]
 
@@ -46,7 +46,8 @@ options:
                           the page and wss:// over TLS (default off; needs --cert and --key)
   --web-origin ORIGIN     an Origin a WebSocket handshake may carry, e.g. http://chat.example:8088
                           (repeatable; '*' allows any; default: each web listener's own address
-                          and localhost, same port); a handshake without Origin is accepted
+                          and localhost, same port, and for 0.0.0.0 or [::] the host the page
+                          was loaded from); a handshake without Origin is accepted
   --ws-ping DURATION      ping a WebSocket user silent this long (default 30s; 'off')
   --ws-pong-timeout DURATION
                           close a WebSocket user whose pong is this late (default 10s)
@@ -54,7 +55,7 @@ options:
                           be used by logging in with its password over TLS
   --hash-password NAME    read a password from standard input and print the line to add
                           to a --users file, then exit
-  --max-clients N         clients at once over both listeners (default 10000)
+  --max-clients N         clients at once over all the listeners (default 10000)
   --max-rooms N           rooms at once, the lobby included (default 1000)
   --max-line SIZE         longest line, or WebSocket message, accepted (default 4096)
   --output-limit SIZE     a client with this much unread output is disconnected (default 4MiB)
@@ -63,6 +64,21 @@ options:
   --line-timeout DURATION a line (or the name) not finished this long after its first
                           byte (or after connecting) gets an error and a close (default 30s)
   --grace DURATION        on SIGINT/SIGTERM, time allowed to flush (default 5s)
+
+cluster (nodes joined by Redis pub/sub; docs/chat.md, 'Running a cluster'):
+  --redis HOST:PORT       join the cluster through this Redis (default off: a lone server)
+  --node-id ID            this node's name in Redis (default HOSTNAME-PID)
+  --redis-password-file FILE
+                          log in to Redis with the password in FILE (first line)
+  --redis-queue N         messages waiting for Redis at most; the oldest are dropped
+                          beyond (default 100000)
+  --redis-claim-ttl DURATION
+                          a name claim and a node's presence live this long unrefreshed:
+                          a dead node's users leave /who within it (default 30s)
+  --redis-timeout DURATION
+                          no reply from Redis this long (it hangs, or the network drops
+                          packets) counts as a disconnect; idle links are checked with
+                          PING every half of it (default 5s)
   -h, --help              show this text
 
 Prints 'listening on ADDR' for each listener. RUST_LOG=info logs joins, leaves
@@ -84,6 +100,7 @@ struct Options {
     limits: Limits,
     config: Config,
     grace: Duration,
+    cluster: Option<chat::cluster::Settings>,
 }
 
 fn parse_options() -> Options {
@@ -108,6 +125,12 @@ fn parse_options() -> Options {
     let mut web_origins = Vec::new();
     let mut ws_ping = Some(Duration::from_secs(30));
     let mut ws_pong_timeout = Duration::from_secs(10);
+    let mut redis: Option<String> = None;
+    let mut node_id = None;
+    let mut redis_password_file: Option<PathBuf> = None;
+    let mut redis_queue = 100_000;
+    let mut claim_ttl = Duration::from_secs(30);
+    let mut redis_timeout = Duration::from_secs(5);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -183,6 +206,24 @@ fn parse_options() -> Options {
                 hash_password(&name);
             }
             Long("grace") => grace = common::value(&mut parser, "grace", common::parse_duration),
+            Long("redis") => redis = Some(common::value(&mut parser, "redis", common::text)),
+            Long("node-id") => node_id = Some(common::value(&mut parser, "node-id", common::text)),
+            Long("redis-password-file") => {
+                redis_password_file = Some(PathBuf::from(common::value(
+                    &mut parser,
+                    "redis-password-file",
+                    common::text,
+                )))
+            }
+            Long("redis-queue") => {
+                redis_queue = common::value(&mut parser, "redis-queue", common::count)
+            }
+            Long("redis-timeout") => {
+                redis_timeout = common::value(&mut parser, "redis-timeout", common::parse_duration)
+            }
+            Long("redis-claim-ttl") => {
+                claim_ttl = common::value(&mut parser, "redis-claim-ttl", common::parse_duration)
+            }
             Long("help") | Short('h') => common::help(USAGE),
             _ => common::usage_error(arg.unexpected()),
         }
@@ -191,6 +232,7 @@ fn parse_options() -> Options {
         ("max-clients", max_clients),
         ("max-rooms", limits.max_rooms),
         ("max-line", limits.max_line),
+        ("redis-queue", redis_queue),
     ] {
         if value == 0 {
             common::usage_error(format!("--{option} must be at least 1"));
@@ -215,6 +257,19 @@ fn parse_options() -> Options {
         // The line decoder consumes overlong lines, so what waits unconsumed
         // is at most one line.
         .input_limit((limits.max_line + 2).max(64 * 1024));
+    // Redis's replies are bounded by the cluster, not by a line: `/who` of a
+    // room of thousands, or a message whose text JSON escapes to six bytes a
+    // character. Users are not affected: their line decoder consumes
+    // overlong lines, so what a user leaves unconsumed is one line at most.
+    let config = match redis {
+        Some(_) => {
+            let limit = config
+                .get_input_limit()
+                .max(cluster_input_limit(limits.max_line));
+            config.input_limit(limit)
+        }
+        None => config,
+    };
     if tls_addr.is_some() && (cert.is_none() || key.is_none()) {
         common::usage_error("--tls-addr needs --cert and --key");
     }
@@ -224,6 +279,15 @@ fn parse_options() -> Options {
     if users.is_some() && tls_addr.is_none() {
         common::usage_error("--users needs --tls-addr: registered names log in over TLS");
     }
+    let cluster = cluster_settings(
+        redis.map(|a| resolve("redis", &a)),
+        node_id,
+        redis_password_file,
+        redis_queue,
+        claim_ttl,
+        redis_timeout,
+        limits.max_line,
+    );
     Options {
         addr: resolve("addr", &addr),
         json_addr: resolve("json-addr", &json_addr),
@@ -239,7 +303,58 @@ fn parse_options() -> Options {
         limits,
         config,
         grace,
+        cluster,
     }
+}
+
+/// The largest Redis reply or message a node takes: 16 MiB, or more for a
+/// `--max-line` whose text escapes to more.
+pub fn cluster_input_limit(max_line: usize) -> usize {
+    (16 << 20).max(max_line.saturating_mul(6).saturating_add(64 * 1024))
+}
+
+/// The `--redis` options, checked (exit 2 on a bad one).
+fn cluster_settings(
+    addr: Option<SocketAddr>,
+    node_id: Option<String>,
+    password_file: Option<PathBuf>,
+    queue: usize,
+    ttl: Duration,
+    timeout: Duration,
+    max_line: usize,
+) -> Option<chat::cluster::Settings> {
+    let Some(addr) = addr else {
+        if node_id.is_some() || password_file.is_some() {
+            common::usage_error("--node-id and --redis-password-file need --redis");
+        }
+        return None;
+    };
+    let node = node_id.unwrap_or_else(chat::cluster::default_node_id);
+    if node.is_empty()
+        || node
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        common::usage_error(format!(
+            "--node-id '{node}': no spaces or control characters"
+        ));
+    }
+    if ttl < Duration::from_secs(1) {
+        common::usage_error("--redis-claim-ttl must be at least 1s");
+    }
+    let password = password_file.map(|path| match std::fs::read_to_string(&path) {
+        Ok(text) => text.lines().next().unwrap_or("").as_bytes().to_vec(),
+        Err(e) => common::usage_error(format!("--redis-password-file {}: {e}", path.display())),
+    });
+    Some(chat::cluster::Settings {
+        addr,
+        node,
+        password,
+        queue,
+        ttl,
+        timeout,
+        max_reply: cluster_input_limit(max_line),
+    })
 }
 
 /// `--hash-password NAME`: the users-file line for NAME, from a password
@@ -270,21 +385,9 @@ fn run(options: Options) -> io::Result<()> {
     // SIGINT/SIGTERM: tell everyone, flush, close, exit 0. A second signal
     // stops at once. Installed before the first `listening on`: whoever waits
     // for that line may signal at once.
-    let grace = options.grace;
-    let on_signal = service.clone();
-    let mut signalled = false;
-    reactor::signal::on_shutdown_signal(&mut reactor, move |reactor, signal| {
-        if signalled {
-            reactor.stop();
-            return;
-        }
-        signalled = true;
-        info!("{}: shutting down", signal.name());
-        let _ = on_signal.with(reactor, |chat, conns| chat.announce_shutdown(conns));
-        if let Err(e) = on_signal.shutdown(reactor, grace, |reactor| reactor.stop()) {
-            warn!("shutdown: {e}");
-            reactor.stop();
-        }
+    service.shutdown_on_signal_with(&mut reactor, options.grace, |chat, conns| {
+        chat.cluster_shutdown(conns);
+        chat.announce_shutdown(conns)
     })?;
 
     let listen = |reactor: &mut Reactor, addr: SocketAddr| {
@@ -337,7 +440,8 @@ fn run(options: Options) -> io::Result<()> {
         web.push((id, local, true));
     }
     if !web.is_empty() {
-        let origins = if options.web_origins.is_empty() {
+        let defaults = options.web_origins.is_empty();
+        let origins = if defaults {
             web.iter()
                 .flat_map(|&(_, addr, tls)| web::WebConfig::default_origins(addr, tls))
                 .collect()
@@ -346,6 +450,7 @@ fn run(options: Options) -> io::Result<()> {
         };
         let config = web::WebConfig {
             origins,
+            same_host: defaults && web.iter().any(|(_, addr, _)| addr.ip().is_unspecified()),
             ping_after: options.ws_ping,
             pong_timeout: options.ws_pong_timeout,
             max_message: max_line,
@@ -374,7 +479,25 @@ fn run(options: Options) -> io::Result<()> {
             chat.set_accounts(accounts, verifier, me)
         })?;
     }
+    for &(id, _, _) in &web {
+        service.set_reject_message(id, Some(&web::full_response()))?;
+    }
     service.with(&mut reactor, |chat, _| chat.set_json_listener(json))?;
+    if let Some(settings) = options.cluster {
+        info!(
+            "cluster: node {} through Redis at {}",
+            settings.node, settings.addr
+        );
+        let me = service.handle(&mut reactor);
+        service.with(&mut reactor, |chat, _| {
+            chat.set_cluster(chat::cluster::Cluster::new(settings), me)
+        })?;
+        // The Redis clients' timer: reconnects, claims' waits and refresh.
+        let ticker = service.clone();
+        reactor.call_every(reactor::redis::TICK, move |reactor| {
+            let _ = ticker.with(reactor, |chat, conns| chat.cluster_tick(conns));
+        });
+    }
     service.set_reject_message(
         json,
         Some(b"{\"type\":\"error\",\"message\":\"server full\"}\n".as_slice()),

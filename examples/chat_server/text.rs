@@ -108,3 +108,24 @@ fn push_unicode_escape(out: &mut Vec<u8>, unit: u16) {
         out.push(HEX[usize::from((unit >> shift) & 0xF)]);
     }
 }
+
+/// Users' text on its way to the server's log: shown with every unsafe
+/// character as a `\u{XXXX}` escape, since the log is read on a terminal
+/// too (`RUST_LOG=debug` logs every message).
+pub struct Loggable<'a>(pub &'a str);
+
+impl std::fmt::Display for Loggable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !may_hold_unsafe(self.0) {
+            return f.write_str(self.0);
+        }
+        for c in self.0.chars() {
+            if is_unsafe_char(c) {
+                write!(f, "\\u{{{:04x}}}", c as u32)?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}

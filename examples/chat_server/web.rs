@@ -13,12 +13,15 @@
 //! decoder, and the ping clock that finds browsers that went away without
 //! closing (a laptop lid shut: no FIN ever comes).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 use reactor::codec::websocket::{self, Decoder, Role};
 use reactor::http;
 use reactor::service::{ConnId, Connections};
+
+use crate::text::Loggable;
 
 /// The page: markup, script and style, served from the binary.
 const INDEX_HTML: &str = include_str!("web/index.html");
@@ -40,9 +43,14 @@ X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n";
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     /// The `Origin` values a WebSocket handshake may carry, lowercase
-    /// (`http://127.0.0.1:8088`). A handshake without `Origin` comes from
-    /// a program, not a page (browsers always send it), and is accepted.
+    /// (`http://127.0.0.1:8088`), or `*` for any. A handshake without
+    /// `Origin` comes from a program, not a page (browsers always send
+    /// it), and is accepted.
     pub origins: Vec<String>,
+    /// Also allow an `Origin` naming the very host and port the request
+    /// was sent to (its `Host`): the default for a listener on `0.0.0.0`
+    /// or `[::]`, whose own address no browser can name.
+    pub same_host: bool,
     /// Ping a WebSocket user silent this long (None: never).
     pub ping_after: Option<Duration>,
     /// Close a WebSocket user whose pong has not come this long after the
@@ -54,19 +62,43 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    /// The default origins for a listener on `addr`: its own address, and
-    /// `localhost` on the same port, in the scheme the listener serves.
-    pub fn default_origins(addr: std::net::SocketAddr, tls: bool) -> Vec<String> {
+    /// The default origins for a listener on `addr`: its own address and
+    /// `localhost` on the same port, in the scheme the listener serves;
+    /// for an unspecified address, the loopback addresses instead (and
+    /// [`same_host`](WebConfig::same_host) should be set).
+    pub fn default_origins(addr: SocketAddr, tls: bool) -> Vec<String> {
         let scheme = if tls { "https" } else { "http" };
         let port = addr.port();
-        let host = match addr {
-            std::net::SocketAddr::V4(a) => a.ip().to_string(),
-            std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        let hosts = if addr.ip().is_unspecified() {
+            vec!["127.0.0.1".to_string(), "[::1]".to_string()]
+        } else {
+            match addr {
+                SocketAddr::V4(a) => vec![a.ip().to_string()],
+                SocketAddr::V6(a) => vec![format!("[{}]", a.ip())],
+            }
         };
-        vec![
-            format!("{scheme}://{host}:{port}"),
-            format!("{scheme}://localhost:{port}"),
-        ]
+        hosts
+            .into_iter()
+            .chain(["localhost".to_string()])
+            .map(|host| format!("{scheme}://{host}:{port}"))
+            .collect()
+    }
+
+    /// Whether a handshake from a page at `origin`, sent to `host` (the
+    /// request's `Host`), may go on.
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        let listed = self
+            .origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
+        let same_host = self.same_host
+            && host.is_some_and(|host| {
+                let authority = origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"));
+                authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+            });
+        listed || same_host
     }
 
     /// How often the ping clock is looked at: a quarter of the shorter
@@ -161,7 +193,8 @@ pub enum HttpOutcome {
 }
 
 /// Answers the HTTP requests in `data` (pipelined ones included), until an
-/// upgrade, an error or the end of the complete requests.
+/// upgrade, an error or the end of the complete requests. The answers of
+/// one call go out in one send, in order, whatever ends the call.
 pub fn serve_http(
     conns: &mut Connections<'_>,
     id: ConnId,
@@ -174,39 +207,29 @@ pub fn serve_http(
     };
     let mut pos = 0;
     let mut out = Vec::new();
-    loop {
+    let closing = loop {
         let mut fields = [http::EMPTY_HEADER; 32];
         let request = match http::parse_request(&data[pos..], &mut fields, &limits) {
             Ok(Some(request)) => request,
-            Ok(None) => break,
+            Ok(None) => break false,
             Err(e) => {
                 debug!("{id}: bad request: {e}");
-                write_response(
-                    &mut out,
-                    e.status(),
-                    "text/plain",
-                    e.why().as_bytes(),
-                    false,
-                );
-                let _ = conns.send(id, &out);
-                let _ = conns.close(id);
-                return HttpOutcome::Served(data.len());
+                let why = e.why().as_bytes();
+                write_response(&mut out, e.status(), "", why, false);
+                break true;
             }
         };
         pos += request.head_len;
-        let keep_alive = request.keep_alive && request.framing.is_empty();
         if !request.framing.is_empty() {
             // Nothing here takes a body, and skipping one unread would
             // leave the framing to guesswork: refuse and close.
-            let body = b"no request bodies here";
-            write_response(&mut out, 400, "text/plain", body, false);
-            let _ = conns.send(id, &out);
-            let _ = conns.close(id);
-            return HttpOutcome::Served(data.len());
+            write_response(&mut out, 400, "", b"no request bodies here\n", false);
+            break true;
         }
+        let keep_alive = request.keep_alive;
         let head = request.method == "HEAD";
         let get = head || request.method == "GET";
-        let path = request.target.split('?').next().unwrap_or_default();
+        let path = target_path(request.target);
         let page = match path {
             "/" | "/index.html" => Some(("text/html; charset=utf-8", INDEX_HTML)),
             "/chat.js" => Some(("text/javascript; charset=utf-8", CHAT_JS)),
@@ -214,44 +237,45 @@ pub fn serve_http(
             _ => None,
         };
         match (get, path, page) {
-            (true, "/ws", _) if !head => match upgrade(&request, config) {
-                Ok(key) => {
-                    websocket::write_accept(&mut out, &key);
-                    let _ = conns.send(id, &out);
-                    info!("{id}: WebSocket open");
-                    let conn = Box::new(WsConn::new(id, config.max_message, conns.reactor().now()));
-                    return HttpOutcome::Upgraded(pos, conn);
-                }
-                Err(refusal) => {
-                    let _ = conns.send(id, &refusal);
-                    let _ = conns.close(id);
-                    return HttpOutcome::Served(data.len());
-                }
-            },
+            (true, "/ws", _) if !head => {
+                let Some(key) = upgrade(&request, config, &mut out) else {
+                    break true;
+                };
+                websocket::write_accept(&mut out, &key);
+                let _ = conns.send(id, &out);
+                info!("{id}: WebSocket open");
+                let now = conns.reactor().now();
+                return HttpOutcome::Upgraded(
+                    pos,
+                    Box::new(WsConn::new(id, config.max_message, now)),
+                );
+            }
             (true, _, Some((kind, body))) => {
                 debug!("{id}: {} {path} 200", request.method);
-                write_head(&mut out, 200, kind, body.len(), keep_alive);
+                write_head(&mut out, 200, kind, body.len(), keep_alive, "");
                 if !head {
                     out.extend_from_slice(body.as_bytes());
                 }
             }
             _ => {
-                debug!("{id}: {} {path} 404", request.method);
+                debug!("{id}: {} {} 404", request.method, Loggable(path));
                 let body = b"not found\n";
-                write_head(&mut out, 404, "text/plain", body.len(), keep_alive);
+                write_head(&mut out, 404, "", body.len(), keep_alive, "");
                 if !head {
                     out.extend_from_slice(body);
                 }
             }
         }
         if !keep_alive {
-            let _ = conns.send(id, &out);
-            let _ = conns.close(id);
-            return HttpOutcome::Served(data.len());
+            break true;
         }
-    }
+    };
     if !out.is_empty() {
         let _ = conns.send(id, &out);
+    }
+    if closing {
+        let _ = conns.close(id);
+        return HttpOutcome::Served(data.len());
     }
     // The next request (or the rest of this one) must come within the
     // unfinished-input timeout, or the connection is closed: an idle
@@ -260,40 +284,95 @@ pub fn serve_http(
     HttpOutcome::Served(pos)
 }
 
-/// Checks a `GET /ws`: the handshake, then the origin. The error is the
-/// whole refusal, ready to send.
-fn upgrade(request: &http::Request<'_, '_>, config: &WebConfig) -> Result<String, Vec<u8>> {
-    let mut refusal = Vec::new();
+/// The path of a request target, in origin form (`/chat.js?v=2`) or in
+/// absolute form (`http://host:8088/chat.js`, which servers must accept),
+/// without its query.
+fn target_path(target: &str) -> &str {
+    let target = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        Some(rest) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        None => target,
+    };
+    target.split('?').next().unwrap_or_default()
+}
+
+/// Checks a `GET /ws`: the handshake, then the origin. Returns the key to
+/// accept, or writes the refusal (with the same fields as every other
+/// answer) to `out`.
+fn upgrade(
+    request: &http::Request<'_, '_>,
+    config: &WebConfig,
+    out: &mut Vec<u8>,
+) -> Option<String> {
     let upgrade = match websocket::check_upgrade(request) {
         Ok(upgrade) => upgrade,
         Err(e) => {
             debug!("WebSocket handshake refused: {e}");
-            websocket::write_refusal(&mut refusal, &e);
-            return Err(refusal);
+            // A client speaking another version is told which we speak.
+            let extra = if e.status == 426 {
+                "Sec-WebSocket-Version: 13\r\n"
+            } else {
+                ""
+            };
+            let why = format!("{}\n", e.why);
+            write_head(out, e.status, "", why.len(), false, extra);
+            out.extend_from_slice(why.as_bytes());
+            return None;
         }
     };
     if let Some(origin) = upgrade.origin {
-        let allowed = config
-            .origins
-            .iter()
-            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
-        if !allowed {
-            info!("WebSocket from origin {origin} refused (see --web-origin)");
-            let body = b"origin not allowed\n";
-            write_response(&mut refusal, 403, "text/plain", body, false);
-            return Err(refusal);
+        let host = request
+            .header("host")
+            .and_then(|h| std::str::from_utf8(h).ok());
+        if !config.allows(origin, host) {
+            info!(
+                "WebSocket from origin {} refused (see --web-origin)",
+                Loggable(origin)
+            );
+            write_response(
+                out,
+                403,
+                "",
+                b"origin not allowed (see --web-origin)\n",
+                false,
+            );
+            return None;
         }
     }
-    Ok(upgrade.key.to_string())
+    Some(upgrade.key.to_string())
 }
 
-/// A small response: status, security fields, length, body.
+/// A small response: status, the fields every answer has, length, body
+/// (`kind` empty: plain text).
 fn write_response(out: &mut Vec<u8>, status: u16, kind: &str, body: &[u8], keep_alive: bool) {
-    write_head(out, status, kind, body.len(), keep_alive);
+    write_head(out, status, kind, body.len(), keep_alive, "");
     out.extend_from_slice(body);
 }
 
-fn write_head(out: &mut Vec<u8>, status: u16, kind: &str, length: usize, keep_alive: bool) {
+/// What a client over `--max-clients` is told before the close: an HTTP
+/// answer, since whoever connects to this listener speaks HTTP.
+pub fn full_response() -> Vec<u8> {
+    let mut out = Vec::new();
+    write_response(&mut out, 503, "", b"server full\n", false);
+    out
+}
+
+/// A head: status line, the security fields, `extra` (whole field lines).
+fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    kind: &str,
+    length: usize,
+    keep_alive: bool,
+    extra: &str,
+) {
+    let kind = if kind.is_empty() {
+        "text/plain; charset=utf-8"
+    } else {
+        kind
+    };
     http::write_status_line(out, status);
     out.extend_from_slice(b"Server: reactor chat\r\nContent-Type: ");
     out.extend_from_slice(kind.as_bytes());
@@ -301,6 +380,7 @@ fn write_head(out: &mut Vec<u8>, status: u16, kind: &str, length: usize, keep_al
     http::write_decimal(out, length as u64);
     out.extend_from_slice(b"\r\nCache-Control: no-cache\r\n");
     out.extend_from_slice(SECURITY_FIELDS.as_bytes());
+    out.extend_from_slice(extra.as_bytes());
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     }

@@ -1,7 +1,12 @@
 //! `loadgen chat`: N clients join a chat server's lobby, M of them send
 //! lines, everyone counts what reaches them. Every line must reach every
 //! other client, in order. The clients speak the line protocol, or with
-//! `--ws` JSON over WebSocket: a [`Wire`] frames and reads, this counts.
+//! `--ndjson` / `--ws` the JSON protocol over lines / WebSocket: a
+//! [`Wire`] frames and reads, this counts. With several
+//! addresses (the nodes of a cluster), clients are spread over them in
+//! turn and the senders are on the first; latency is told apart for
+//! receivers on the sender's node and on the others. The books are
+//! [`fanout::Tally`]'s.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,23 +15,29 @@ use std::time::Duration;
 use reactor::Reactor;
 use reactor::service::{CloseReason, Config, ConnId, Connections, Handler, Origin, Service};
 
+use crate::fanout::{self, Tally};
 use crate::wire::{Heard, Wire};
 use crate::{Outcome, Window, report};
 
 pub struct Options {
-    pub addr: SocketAddr,
+    /// The chat nodes: one server, or a cluster's nodes.
+    pub addrs: Vec<SocketAddr>,
     pub clients: usize,
     pub senders: usize,
     pub size: usize,
     pub max_in_flight: usize,
+    /// Lines per second across the senders; `None`: as fast as they go.
+    pub rate: Option<f64>,
     pub drain: Duration,
     pub window: Window,
-    /// How the report names the framing (`line`, `ws`).
+    /// How the report names the framing (`line`, `ndjson`, `ws`).
     pub wire: &'static str,
 }
 
 struct Client<W> {
     wire: W,
+    /// Which of the addresses it joined (senders join the first).
+    node: usize,
     joined: bool,
     /// Per sender, the next sequence number expected from it.
     expected: Vec<u64>,
@@ -37,43 +48,27 @@ struct Client<W> {
 struct Chat<W> {
     clients: Vec<Option<Client<W>>>,
     sender_ids: Vec<Option<ConnId>>,
-    total: usize,
     joined: usize,
     text: String,
-    max_in_flight: u64,
-    sent: u64,
-    delivered: u64,
-    sent_in_window: u64,
-    delivered_in_window: u64,
-    out_of_order: u64,
-    disconnected: u64,
+    tally: Tally,
     /// Why a client closed before the load started (a failed connect, a
     /// refused upgrade).
     join_failure: Option<String>,
-    measuring: bool,
-    sending: bool,
     /// Set when the load starts, never cleared: a client that closes after
     /// it (in the window or while the backlog drains) is a disconnect.
     loaded: bool,
     batch: Vec<u8>,
-    /// One message's text, `0000000041 xxxx`, before the wire frames it.
+    /// One line's payload, `SEQ TEXT`, before the wire frames it.
     line: Vec<u8>,
     /// Replies a client's wire makes while reading (a name, a join, a pong).
     reply: Vec<u8>,
 }
 
 impl<W: Wire> Chat<W> {
-    fn in_flight(&self) -> u64 {
-        let receivers = (self.total - 1) as u64;
-        self.sent.saturating_sub(self.delivered / receivers)
-    }
-
     /// Tops up every sender whose output queue is empty, within the
-    /// in-flight limit: as fast as the server takes the lines.
+    /// in-flight limit and the pace: as fast as the server takes the lines,
+    /// or at `--rate`.
     fn pump(&mut self, conns: &mut Connections<'_>) {
-        if !self.sending {
-            return;
-        }
         for s in 0..self.sender_ids.len() {
             let Some(id) = self.sender_ids[s] else {
                 continue;
@@ -81,92 +76,49 @@ impl<W: Wire> Chat<W> {
             if conns.output_len(id) != Some(0) {
                 continue;
             }
+            let quota = self.tally.quota();
+            let Some(client) = self.clients[id.index()].as_mut() else {
+                continue;
+            };
             self.batch.clear();
-            let mut lines = 0;
-            while lines < 256
-                && (self.max_in_flight == 0 || self.in_flight() + lines < self.max_in_flight)
-            {
-                let Some(client) = self.clients[id.index()].as_mut() else {
-                    break;
-                };
+            for _ in 0..quota {
                 self.line.clear();
-                push_seq(&mut self.line, client.next_seq);
-                self.line.push(b' ');
-                self.line.extend_from_slice(self.text.as_bytes());
-                client.next_seq += 1;
+                self.tally
+                    .payload(&mut self.line, client.next_seq, &self.text);
                 client.wire.write_chat(&mut self.batch, &self.line);
-                lines += 1;
+                client.next_seq += 1;
             }
-            if lines > 0 && conns.send(id, &self.batch).is_ok() {
-                self.sent += lines;
-                if self.measuring {
-                    self.sent_in_window += lines;
-                }
+            if quota > 0 && conns.send(id, &self.batch).is_ok() {
+                self.tally.sent(quota);
             }
         }
     }
 }
 
-/// Appends `seq` as ten digits, zero-padded (`{seq:010}` without `format!`).
-fn push_seq(out: &mut Vec<u8>, seq: u64) {
-    let mut digits = [b'0'; 10];
-    let mut n = seq;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    out.extend_from_slice(&digits);
-}
-
-/// The value of `digits`, all ASCII digits (1 to 19 of them), or None: the
-/// hot path's number reader (no UTF-8 check, no `str::parse`).
-fn decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
-}
-
-/// The counters of what arrived, apart from the clients so that a client's
-/// wire can report to them while it reads.
-struct Tally<'a> {
-    joined: &'a mut usize,
-    delivered: &'a mut u64,
-    delivered_in_window: &'a mut u64,
-    out_of_order: &'a mut u64,
-    measuring: bool,
-}
-
-impl Tally<'_> {
-    /// Counts what a client heard; `expected` is its next sequence number
-    /// per sender.
-    fn heard(&mut self, joined: &mut bool, expected: &mut [u64], heard: Heard<'_>) {
-        let (from, text) = match heard {
-            Heard::Joined => {
-                if !*joined {
-                    *joined = true;
-                    *self.joined += 1;
-                }
-                return;
+/// Counts what a client heard: `joined` and `expected` (its next sequence
+/// number per sender) are the client's, `far` whether it is on another
+/// node than the senders.
+fn count(
+    tally: &mut Tally,
+    joined_total: &mut usize,
+    joined: &mut bool,
+    expected: &mut [u64],
+    far: bool,
+    heard: Heard<'_>,
+) {
+    match heard {
+        Heard::Joined => {
+            if !*joined {
+                *joined = true;
+                *joined_total += 1;
             }
-            Heard::Chat { from, text } => (from, text),
-        };
-        // From "senderN", text "0000000041 xxxx".
-        let Some(sender) = from.strip_prefix(b"sender").and_then(decimal) else {
-            return;
-        };
-        let seq = text.get(..10).and_then(decimal);
-        if let (Some(seq), Some(expected)) = (seq, expected.get_mut(sender as usize)) {
-            if seq != *expected {
-                *self.out_of_order += 1;
-            }
-            *expected = seq + 1;
         }
-        *self.delivered += 1;
-        if self.measuring {
-            *self.delivered_in_window += 1;
+        // From "senderN"; anyone else's chat is not the load's.
+        Heard::Chat { from, text } => {
+            let sender = from.strip_prefix(b"sender").and_then(fanout::decimal);
+            if let Some(expected) = sender.and_then(|s| expected.get_mut(s as usize)) {
+                tally.delivered(expected, text, far);
+            }
         }
     }
 }
@@ -187,17 +139,11 @@ impl<W: Wire + 'static> Handler for Chat<W> {
         let Some(client) = self.clients.get_mut(id.index()).and_then(Option::as_mut) else {
             return data.len();
         };
-        let mut tally = Tally {
-            joined: &mut self.joined,
-            delivered: &mut self.delivered,
-            delivered_in_window: &mut self.delivered_in_window,
-            out_of_order: &mut self.out_of_order,
-            measuring: self.measuring,
-        };
+        let (tally, joined_total) = (&mut self.tally, &mut self.joined);
+        let (joined, expected, far) = (&mut client.joined, &mut client.expected, client.node != 0);
         self.reply.clear();
-        let (joined, expected) = (&mut client.joined, &mut client.expected);
         let read = client.wire.read(data, &mut self.reply, |heard| {
-            tally.heard(joined, expected, heard)
+            count(tally, joined_total, joined, expected, far, heard)
         });
         if !self.reply.is_empty() {
             let _ = conns.send(id, &self.reply);
@@ -225,7 +171,7 @@ impl<W: Wire + 'static> Handler for Chat<W> {
     fn on_close(&mut self, conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
         if let Some(client) = self.clients.get_mut(id.index()).and_then(Option::take) {
             if self.loaded {
-                self.disconnected += 1;
+                self.tally.disconnected += 1;
                 log::warn!("{id} disconnected during the run: {reason}");
             } else if !client.joined && self.join_failure.is_none() {
                 self.join_failure = Some(reason.to_string());
@@ -240,28 +186,20 @@ impl<W: Wire + 'static> Handler for Chat<W> {
     }
 }
 
-/// Runs the load with clients framed by the wire `new_wire(name)` makes.
+/// Runs the load with clients framed by the wire `new_wire(name, node)`
+/// makes for a client called `name` that connects to `node`.
 pub fn run<W: Wire + 'static>(
     options: Options,
-    mut new_wire: impl FnMut(String) -> W,
+    mut new_wire: impl FnMut(String, SocketAddr) -> W,
 ) -> io::Result<Outcome> {
     let mut reactor = Reactor::new()?;
     let chat = Chat {
         clients: Vec::new(),
         sender_ids: vec![None; options.senders],
-        total: options.clients,
         joined: 0,
         text: "x".repeat(options.size),
-        max_in_flight: options.max_in_flight as u64,
-        sent: 0,
-        delivered: 0,
-        sent_in_window: 0,
-        delivered_in_window: 0,
-        out_of_order: 0,
-        disconnected: 0,
+        tally: Tally::new(options.clients - 1, options.max_in_flight, options.rate)?,
         join_failure: None,
-        measuring: false,
-        sending: false,
         loaded: false,
         batch: Vec::new(),
         line: Vec::new(),
@@ -274,19 +212,25 @@ pub fn run<W: Wire + 'static>(
         .high_water(64 << 20);
     let service = Service::new(&mut reactor, chat, config);
     for i in 0..options.clients {
-        let id = service.connect(&mut reactor, options.addr)?;
         let sender = (i < options.senders).then_some(i);
+        let node = if sender.is_some() {
+            0
+        } else {
+            i % options.addrs.len()
+        };
+        let id = service.connect(&mut reactor, options.addrs[node])?;
         let name = match sender {
             Some(s) => format!("sender{s}"),
             None => format!("reader{i}"),
         };
-        let wire = new_wire(name);
+        let wire = new_wire(name, options.addrs[node]);
         service.with(&mut reactor, |chat, _| {
             if chat.clients.len() <= id.index() {
                 chat.clients.resize_with(id.index() + 1, || None);
             }
             chat.clients[id.index()] = Some(Client {
                 wire,
+                node,
                 joined: false,
                 expected: vec![0; options.senders],
                 next_seq: 0,
@@ -322,61 +266,43 @@ pub fn run<W: Wire + 'static>(
         reactor.run_once(Some(Duration::from_millis(100)))?;
     }
     service.with(&mut reactor, |chat, conns| {
-        chat.sending = true;
+        chat.tally.start();
         chat.loaded = true;
         chat.pump(conns);
     })?;
+    if options.rate.is_some() {
+        fanout::pace(&mut reactor, &service, Chat::pump);
+    }
     let measured = crate::measure(&mut reactor, &service, options.window, |chat, on| {
-        chat.measuring = on
+        chat.tally.measuring = on
     })?;
     // Stop sending and let every line in flight arrive (bounded).
-    service.with(&mut reactor, |chat, _| chat.sending = false)?;
-    let receivers = (options.clients - 1) as u64;
-    let deadline = std::time::Instant::now() + options.drain;
-    loop {
-        let (sent, delivered, lost_clients) =
-            service.with(&mut reactor, |c, _| (c.sent, c.delivered, c.disconnected))?;
-        if delivered >= sent * receivers || lost_clients > 0 || std::time::Instant::now() > deadline
-        {
-            break;
-        }
-        reactor.run_once(Some(Duration::from_millis(50)))?;
-    }
+    fanout::drain(&mut reactor, &service, options.drain, |chat| {
+        &mut chat.tally
+    })?;
 
     service.with(&mut reactor, |chat, _| {
         let seconds = measured.elapsed.as_secs_f64();
-        let ratio = if chat.sent == 0 { 0.0 } else { chat.delivered as f64 / (chat.sent * receivers) as f64 };
         let mut report = report::Report::new("chat");
         report
-            .text("wire", options.wire)
             .int("clients", options.clients as u64)
             .int("senders", options.senders as u64)
+            .text("wire", options.wire)
+            .int("nodes", options.addrs.len() as u64)
             .int("size", options.size as u64)
-            .int("max_in_flight", options.max_in_flight as u64)
-            .num("duration_s", seconds)
-            .num("lines_per_s", chat.sent_in_window as f64 / seconds)
-            .num("deliveries_per_s", chat.delivered_in_window as f64 / seconds)
-            .int("lines_sent", chat.sent)
-            .int("deliveries", chat.delivered)
-            .num("delivery_ratio", ratio)
-            .int("out_of_order", chat.out_of_order)
-            .int("disconnected", chat.disconnected);
-        measured.add_server_figures(&mut report, chat.delivered_in_window, "delivery");
-        report.human = format!(
-            "chat ({}): {} clients, {} sender(s), {:.1} s: {:.0} lines sent/s, {:.0} deliveries/s, {} of {} deliveries made (ratio {:.4}), {} out of order, {} disconnected",
+            .int("max_in_flight", options.max_in_flight as u64);
+        let what = format!(
+            "chat ({}): {} clients on {} node(s), {} sender(s)",
             options.wire,
             options.clients,
-            options.senders,
-            seconds,
-            chat.sent_in_window as f64 / seconds,
-            chat.delivered_in_window as f64 / seconds,
-            chat.delivered,
-            chat.sent * receivers,
-            ratio,
-            chat.out_of_order,
-            chat.disconnected,
+            options.addrs.len(),
+            options.senders
         );
-        let clean = chat.disconnected == 0 && chat.out_of_order == 0 && chat.delivered == chat.sent * receivers;
-        Outcome { report, clean }
+        chat.tally.report(&mut report, seconds, &what);
+        measured.add_server_figures(&mut report, chat.tally.delivered_in_window(), "delivery");
+        Outcome {
+            report,
+            clean: chat.tally.clean(),
+        }
     })
 }

@@ -10,6 +10,8 @@
 //!   protocol (`chat_server --json-addr`), with `--ws` the same JSON over
 //!   WebSocket (`chat_server --web-addr`), instead of the line protocol; the
 //!   counting is the same (`wire.rs` holds all that differs).
+//! - `pubsub`: Redis pub/sub, the chat mode's counterpart: N subscribers
+//!   to one channel, one publisher; the same figures as `chat`.
 //! - `game`: N bots (`game_client`'s) play on a `game_server`; snapshots
 //!   received against those due, and the server's own tick jitter.
 //! - `hold`: N idle connections, spread over source addresses 127.0.0.x to
@@ -28,12 +30,14 @@ mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod echo;
+mod fanout;
 #[path = "../game/mod.rs"]
 mod game;
 mod game_load;
 mod hold;
 #[path = "../game_client/link.rs"]
 mod link;
+mod pubsub;
 mod report;
 mod server;
 mod wire;
@@ -46,17 +50,20 @@ use reactor::Reactor;
 use reactor::service::{Handler, Service};
 
 const USAGE: &str = "\
-loadgen: load for echo and chat servers, measured
+loadgen: load for echo, chat and pub/sub servers, measured
 
 usage: loadgen echo --addr A [--conns N] [--size S] [--pipeline K] [--tls CA.pem] [--duration D] [--warmup D]
        loadgen chat --addr A [--clients N] [--senders M] [--size S] [--max-in-flight L] [--duration D]
                     [--ndjson | --ws [--ws-path /ws] [--origin URL]]
+       loadgen chat --addr A,B,... (a cluster's nodes) [--rate R] [chat options]
+       loadgen pubsub --addr REDIS [--subscribers N] [--channel C] [--size S] [--max-in-flight L] [--rate R]
        loadgen hold --addr A --conns N [--seconds H] [--src-ips 127.0.0.2-127.0.0.9]
        loadgen game --addr A [--players N] [--tick D] [--duration D]
 
 common options:
   --json              print one JSON line instead of a human summary
   --server-pid PID    measure that process's CPU time and memory during the window
+                      (PID,PID,...: the CPU time of all of them, summed; memory of the first)
   --warmup D          run this long before measuring (default 1s)
   --duration D        the measured window (default 5s)
 
@@ -69,6 +76,11 @@ chat:  --clients 100, --senders 1, --size 32 (bytes of text per line),
        listener), --ws (the JSON protocol over WebSocket: upgrade at --ws-path, default
        /ws, then join the lobby), --origin URL (the upgrade's Origin; default none, as a
        non-browser sends)
+       --addr A,B,C: clients spread over the nodes in turn, senders on the first;
+       latency is reported apart for receivers on the sender's node (near) and others (far)
+pubsub: --subscribers 100, --channel loadgen, --size, --max-in-flight and --drain as for chat
+chat and pubsub: --rate R (lines per second across the senders, paced every 1 ms; paced runs
+       report the latency from sender to receiver, p50 and p99)
 game:  --players 100, --tick 50ms (the server's --tick: how many snapshots are due)
 hold:  --conns 1000, --seconds 5, --src-ips FIRST-LAST (127.0.0.x range; default 127.0.0.1)
 
@@ -82,6 +94,9 @@ pub struct Window {
     pub warmup: Duration,
     pub duration: Duration,
     pub server_pid: Option<u32>,
+    /// More server processes whose CPU time is added to the first's
+    /// (`--server-pid A,B,...`: a cluster's nodes and its broker).
+    pub more_pids: &'static [u32],
 }
 
 /// What a measured window saw of time and of the server.
@@ -135,19 +150,31 @@ pub fn measure<H: Handler>(
         reactor.call_later(window.warmup, |r| r.stop());
         reactor.run()?;
     }
-    let cpu_before = window.server_pid.and_then(server::cpu_time);
+    let cpu_before = servers_cpu(window);
     let start = Instant::now();
     service.with(reactor, |h, _| set_measuring(h, true))?;
     reactor.call_later(window.duration, |r| r.stop());
     reactor.run()?;
     service.with(reactor, |h, _| set_measuring(h, false))?;
     let elapsed = start.elapsed();
-    let cpu_after = window.server_pid.and_then(server::cpu_time);
+    let cpu_after = servers_cpu(window);
     Ok(Measured {
         elapsed,
         server_cpu: cpu_before.zip(cpu_after).map(|(a, b)| b.since(a)),
         server_pid: window.server_pid,
     })
+}
+
+/// The CPU time of every server process measured, summed; `None` if one
+/// cannot be read.
+fn servers_cpu(window: Window) -> Option<server::CpuTime> {
+    let mut sum = server::cpu_time(window.server_pid?)?;
+    for &pid in window.more_pids {
+        let more = server::cpu_time(pid)?;
+        sum.user += more.user;
+        sum.system += more.system;
+    }
+    Some(sum)
 }
 
 fn main() {
@@ -156,7 +183,9 @@ fn main() {
     let mode = match common::next_arg(&mut parser) {
         Some(lexopt::Arg::Value(mode)) => mode.to_string_lossy().into_owned(),
         Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h')) => common::help(USAGE),
-        _ => common::usage_error("the first argument is the mode: echo, chat, game or hold"),
+        _ => {
+            common::usage_error("the first argument is the mode: echo, chat, pubsub, game or hold")
+        }
     };
     let mut addr = None;
     let mut json = false;
@@ -165,6 +194,7 @@ fn main() {
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(5),
         server_pid: None,
+        more_pids: &[],
     };
     let (mut conns, mut size, mut pipeline) = (None, None, 1);
     let (mut clients, mut senders, mut in_flight) = (100, 1, 100_000);
@@ -172,6 +202,7 @@ fn main() {
     let mut drain = Duration::from_secs(30);
     let (mut websocket, mut ndjson) = (false, false);
     let (mut ws_path, mut origin) = ("/ws".to_string(), None);
+    let (mut subscribers, mut channel, mut rate) = (100, "loadgen".to_string(), None);
     let (mut players, mut tick) = (100, Duration::from_millis(50));
     while let Some(arg) = common::next_arg(&mut parser) {
         use lexopt::Arg::{Long, Short};
@@ -180,8 +211,10 @@ fn main() {
             Long("json") => json = true,
             Long("tls") => tls_ca = Some(common::value(&mut parser, "tls", common::text)),
             Long("server-pid") => {
-                window.server_pid =
-                    Some(common::value(&mut parser, "server-pid", common::count) as u32)
+                let pids = common::value(&mut parser, "server-pid", parse_pids);
+                window.server_pid = pids.first().copied();
+                // Leaked once: the list lives as long as the process.
+                window.more_pids = Vec::leak(pids[1..].to_vec());
             }
             Long("warmup") => {
                 window.warmup = common::value(&mut parser, "warmup", common::parse_duration)
@@ -206,6 +239,11 @@ fn main() {
             Long("ws-path") => ws_path = common::value(&mut parser, "ws-path", common::text),
             Long("origin") => origin = Some(common::value(&mut parser, "origin", common::text)),
             Long("drain") => drain = common::value(&mut parser, "drain", common::parse_duration),
+            Long("subscribers") => {
+                subscribers = common::value(&mut parser, "subscribers", common::count)
+            }
+            Long("channel") => channel = common::value(&mut parser, "channel", common::text),
+            Long("rate") => rate = Some(common::value(&mut parser, "rate", parse_rate)),
             Long("seconds") => {
                 seconds = common::value(&mut parser, "seconds", common::parse_duration)
             }
@@ -217,7 +255,12 @@ fn main() {
         }
     }
     let addr = addr.unwrap_or_else(|| common::usage_error("--addr is required"));
-    let addr: SocketAddr = common::resolve_addr(&addr);
+    // A list only for chat (a cluster's nodes); every other mode takes one.
+    let addrs: Vec<SocketAddr> = addr.split(',').map(common::resolve_addr).collect();
+    if addrs.len() > 1 && mode != "chat" {
+        common::usage_error("only chat takes several addresses");
+    }
+    let addr = addrs[0];
     let outcome = match mode.as_str() {
         "echo" => echo::run(echo::Options {
             addr,
@@ -235,11 +278,12 @@ fn main() {
                 common::usage_error("--ws and --ndjson are two wires: choose one");
             }
             let options = chat::Options {
-                addr,
+                addrs,
                 clients,
                 senders,
                 size: size.unwrap_or(32),
                 max_in_flight: in_flight,
+                rate,
                 drain,
                 window,
                 wire: match (websocket, ndjson) {
@@ -249,18 +293,30 @@ fn main() {
                 },
             };
             if websocket {
-                let target = wire::Target {
-                    host: addr.to_string(),
-                    path: ws_path,
-                    origin,
-                };
-                chat::run(options, |name| wire::WebSocket::new(name, target.clone()))
+                chat::run(options, |name, node| {
+                    let target = wire::Target {
+                        host: node.to_string(),
+                        path: ws_path.clone(),
+                        origin: origin.clone(),
+                    };
+                    wire::WebSocket::new(name, target)
+                })
             } else if ndjson {
-                chat::run(options, wire::Ndjson::new)
+                chat::run(options, |name, _| wire::Ndjson::new(name))
             } else {
-                chat::run(options, wire::Line::new)
+                chat::run(options, |name, _| wire::Line::new(name))
             }
         }
+        "pubsub" => pubsub::run(pubsub::Options {
+            addr,
+            subscribers: subscribers.max(1),
+            channel,
+            size: size.unwrap_or(32),
+            max_in_flight: in_flight,
+            rate,
+            drain,
+            window,
+        }),
         "hold" => hold::run(hold::Options {
             addr,
             conns: conns.unwrap_or(1000),
@@ -274,7 +330,9 @@ fn main() {
             tick,
             window,
         }),
-        other => common::usage_error(format!("unknown mode '{other}': echo, chat, game or hold")),
+        other => common::usage_error(format!(
+            "unknown mode '{other}': echo, chat, pubsub, game or hold"
+        )),
     };
     match outcome {
         Ok(report) => {
@@ -284,6 +342,25 @@ fn main() {
             }
         }
         Err(e) => common::fail(e),
+    }
+}
+
+/// `--server-pid`: one process id, or a comma-separated list.
+fn parse_pids(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("'{p}' is not a process id"))
+        })
+        .collect()
+}
+
+/// `--rate`: lines per second, more than zero.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' is not a rate in lines per second")),
     }
 }
 

@@ -160,11 +160,13 @@ impl JsonChat {
                 // order goes through serde_json.
                 if let Some((from, text)) = chat_fields(text) {
                     heard(Heard::Chat { from, text });
-                } else if text.starts_with(br#"{"type":"chat""#) {
+                } else {
                     let value: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
-                    if let (Some(from), Some(text)) =
-                        (value["username"].as_str(), value["message"].as_str())
-                    {
+                    if let ("chat", Some(from), Some(text)) = (
+                        value["type"].as_str().unwrap_or_default(),
+                        value["username"].as_str(),
+                        value["message"].as_str(),
+                    ) {
                         heard(Heard::Chat {
                             from: from.as_bytes(),
                             text: text.as_bytes(),
@@ -334,5 +336,95 @@ impl Wire for WebSocket {
 
     fn write_chat(&mut self, out: &mut Vec<u8>, text: &[u8]) {
         push_text(out, &chat_object(text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything `wire` hears in `data`, and what it replied.
+    fn hear(wire: &mut impl Wire, data: &[u8]) -> (Vec<String>, Vec<u8>, usize) {
+        let mut heard = Vec::new();
+        let mut out = Vec::new();
+        let used = wire
+            .read(data, &mut out, |h| {
+                heard.push(match h {
+                    Heard::Joined => "joined".to_string(),
+                    Heard::Chat { from, text } => format!(
+                        "{}: {}",
+                        String::from_utf8_lossy(from),
+                        String::from_utf8_lossy(text)
+                    ),
+                })
+            })
+            .unwrap();
+        (heard, out, used)
+    }
+
+    #[test]
+    fn chat_objects_are_read_in_chat_servers_order_and_in_any_other() {
+        let ours =
+            br#"{"type":"chat","username":"sender3","room":"lobby","message":"0000000041 xx"}"#;
+        assert_eq!(
+            chat_fields(ours),
+            Some((&b"sender3"[..], &b"0000000041 xx"[..]))
+        );
+        let mut chat = JsonChat::new("reader1".into());
+        chat.stage = Stage::Joined;
+        let mut heard = Vec::new();
+        let other =
+            br#"{"message":"0000000007 x","type":"chat","room":"lobby","username":"sender0"}"#;
+        assert!(chat_fields(other).is_none());
+        chat.object(other, &mut |h| {
+            if let Heard::Chat { from, text } = h {
+                heard.push((from.to_vec(), text.to_vec()));
+            }
+        });
+        assert_eq!(heard, [(b"sender0".to_vec(), b"0000000007 x".to_vec())]);
+    }
+
+    #[test]
+    fn ndjson_answers_the_welcome_with_a_join_and_waits_for_its_own() {
+        let mut wire = Ndjson::new("reader1".into());
+        let (heard, out, used) = hear(
+            &mut wire,
+            b"{\"type\":\"welcome\",\"message\":\"hi\"}\n{\"ty",
+        );
+        assert!(heard.is_empty());
+        assert_eq!(
+            out,
+            b"{\"type\":\"join\",\"room\":\"lobby\",\"username\":\"reader1\"}\n"
+        );
+        assert_eq!(used, 34, "the partial line is left for later");
+        let notices = b"{\"type\":\"notification\",\"message\":\"reader0 joined lobby\"}\n\
+            {\"type\":\"notification\",\"message\":\"reader1 joined lobby\"}\n\
+            {\"type\":\"chat\",\"username\":\"sender0\",\"room\":\"lobby\",\"message\":\"0000000000 x\"}\n";
+        let (heard, _, _) = hear(&mut wire, notices);
+        assert_eq!(heard, ["joined", "sender0: 0000000000 x"]);
+    }
+
+    #[test]
+    fn websocket_chat_messages_are_masked_text_frames_of_the_json() {
+        let mut wire = WebSocket::new(
+            "sender0".into(),
+            Target {
+                host: "127.0.0.1:1".into(),
+                path: "/ws".into(),
+                origin: None,
+            },
+        );
+        let mut out = Vec::new();
+        wire.write_chat(&mut out, b"0000000005 xx");
+        assert_eq!(out[1] & 0x80, 0x80, "masked");
+        let mut server = Decoder::new(Role::Server, ws::Limits::default());
+        let (used, message) = server.decode(&out).unwrap();
+        assert_eq!(used, out.len());
+        assert_eq!(
+            message,
+            Some(Message::Text(
+                r#"{"type":"chat","message":"0000000005 xx"}"#
+            ))
+        );
     }
 }

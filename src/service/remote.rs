@@ -123,6 +123,65 @@ impl<H: Handler> ServiceHandle<H> {
         })
     }
 
+    /// From the loop's own thread (a handler, a timer): runs `job` with the
+    /// handler and the connections at the start of the next turn, which
+    /// is *before* the output queued in this turn is written (see the
+    /// steps in [`Reactor`]'s documentation). No wake-up and no system call:
+    /// the job goes on the reactor's own deferred queue.
+    ///
+    /// This is how a handler does something once per turn, after all the
+    /// turn's events: `chat_server --redis` writes the turn's publishes to
+    /// Redis in one piece, after the turn's broadcasts, rather than one
+    /// command between each two broadcasts (which would break each
+    /// member's turn into as many pieces as there were messages). If the
+    /// service is gone by then, the job is dropped without running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use reactor::Reactor;
+    /// use reactor::service::{Config, ConnId, Connections, Handler, Service};
+    ///
+    /// #[derive(Default)]
+    /// struct Batcher {
+    ///     pending: Vec<u8>,
+    ///     flushes: usize,
+    /// }
+    /// impl Handler for Batcher {
+    ///     fn on_data(&mut self, _: &mut Connections<'_>, _: ConnId, data: &[u8]) -> usize {
+    ///         data.len()
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let service = Service::new(&mut reactor, Batcher::default(), Config::default());
+    /// let me = service.handle(&mut reactor);
+    /// service.with(&mut reactor, |batcher, conns| {
+    ///     batcher.pending.extend_from_slice(b"one ");
+    ///     batcher.pending.extend_from_slice(b"two");
+    ///     me.defer(conns.reactor(), |batcher, _conns| {
+    ///         batcher.flushes += 1; // both, in one go
+    ///         batcher.pending.clear();
+    ///     });
+    /// })?;
+    /// reactor.run_once(Some(std::time::Duration::ZERO))?;
+    /// assert_eq!(service.with(&mut reactor, |b, _| b.flushes)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn defer<F>(&self, reactor: &mut Reactor, job: F)
+    where
+        F: FnOnce(&mut H, &mut Connections<'_>) + 'static,
+    {
+        let slot = self.slot;
+        reactor.call_soon(move |reactor| {
+            if let Some(service) = find::<H>(reactor, slot) {
+                let _ = service.with(reactor, job);
+            }
+        });
+    }
+
     /// Starts [`Service::shutdown`] from another thread; `done` runs on the
     /// loop's thread.
     ///

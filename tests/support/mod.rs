@@ -598,3 +598,5 @@ pub fn raise_fd_limit(wanted: u64) -> u64 {
     );
     limit.rlim_cur
 }
+
+pub mod redis;

@@ -157,6 +157,27 @@ impl WsClient {
         }
     }
 
+    /// The next message; the end of the stream or bad frames fail the test.
+    #[track_caller]
+    pub fn next(&mut self) -> Received {
+        match self.recv() {
+            Ok(Some(message)) => message,
+            Ok(None) => panic!("the server closed the connection"),
+            Err(e) => panic!("bad frames from the server: {e}"),
+        }
+    }
+
+    /// The server sends a close frame with `code`, then closes the
+    /// connection.
+    #[track_caller]
+    pub fn expect_closed_with(&mut self, code: u16) {
+        assert_eq!(self.expect_close(), Some(code));
+        assert!(
+            super::closed_within(&mut self.stream, Duration::from_secs(10)),
+            "the server did not close the connection after its close frame"
+        );
+    }
+
     /// The next text message as JSON, answering pings on the way.
     #[track_caller]
     pub fn next_json(&mut self) -> serde_json::Value {

@@ -5,15 +5,41 @@
 
 const $ = (id) => document.getElementById(id);
 let socket = null;
-let me = null;        // the name asked for, then the name we have
+let me = null;        // the name we have
 let joined = false;   // the first join succeeded
-let room = "lobby";
+let room = "lobby";   // the room we are in (null after /leave)
 let pendingName = null;
+let opened = false;   // the current socket got as far as open
+let retry = 1000;     // the next reconnect's delay, doubled up to 30 s
+let maxMessage = 4096; // the server says, in its welcome
+const users = new Map(); // folded name -> name, for the room we are in
 
+function isOpen() { return socket !== null && socket.readyState === WebSocket.OPEN; }
+
+// Sends a request; false (and nothing sent) when it cannot go: not
+// connected, or larger than the server takes (it would close with 1009).
 function send(object) {
-  if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify(object));
+  if (!isOpen()) return false;
+  const text = JSON.stringify(object);
+  if (new TextEncoder().encode(text).length > maxMessage) return false;
+  socket.send(text);
+  return true;
+}
+
+// As send, for what the user typed: says why when it cannot go, and keeps
+// the text in the box so that nothing typed is lost.
+function sendTyped(object, input) {
+  if (!isOpen()) {
+    line("error", [null, "not sent: not connected (reconnecting)"]);
+    $("text").value = input;
+    return false;
   }
+  if (!send(object)) {
+    line("error", [null, `not sent: longer than the server takes (${maxMessage} bytes)`]);
+    $("text").value = input;
+    return false;
+  }
+  return true;
 }
 
 function line(kind, ...parts) {
@@ -40,34 +66,48 @@ function fillList(list, items, current, onClick) {
   for (const [label, key] of items) {
     const item = document.createElement("li");
     item.textContent = label;
-    if (key !== undefined && current !== undefined &&
+    if (key !== undefined && current &&
         key.toLowerCase() === current.toLowerCase()) item.className = "current";
     if (onClick) item.addEventListener("click", () => onClick(key));
     list.appendChild(item);
   }
 }
 
-function refresh() {
-  send({ type: "who" });
-  send({ type: "rooms" });
+function showUsers() {
+  const names = [...users.values()].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()));
+  fillList($("users"), names.map((n) => [n]));
+  $("room-name").textContent = room || "no room";
 }
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   socket = new WebSocket(scheme + location.host + "/ws");
   setStatus("connecting");
-  socket.addEventListener("open", () => setStatus("connected"));
+  opened = false;
+  socket.addEventListener("open", () => { opened = true; retry = 1000; setStatus("connected"); });
   socket.addEventListener("message", (event) => {
     let message;
     try { message = JSON.parse(event.data); } catch { return; }
     receive(message);
   });
   socket.addEventListener("close", (event) => {
-    const why = event.reason ? `: ${event.reason}` : "";
-    setStatus(`disconnected (${event.code}${why})`);
-    if (joined) line("error", [null, `connection closed (${event.code}${why})`]);
-    else $("login-error").textContent = `connection closed (${event.code}${why})`;
     socket = null;
+    const why = opened
+      ? `connection closed (${event.code}${event.reason ? ": " + event.reason : ""})`
+      // A refused handshake (403 for an origin not allowed, 503 when the
+      // server is full) shows the page only 1006.
+      : "could not connect (server down or full, or this page's origin not allowed)";
+    if (!joined) {
+      $("login-error").textContent = why;
+      pendingName = null;
+      setStatus("not connected");
+      return;
+    }
+    // Back with the same name, in the same room, after a pause.
+    line("error", [null, `${why}; reconnecting in ${retry / 1000} s`]);
+    setStatus("reconnecting");
+    setTimeout(() => { pendingName = me; connect(); }, retry);
+    retry = Math.min(retry * 2, 30000);
   });
 }
 
@@ -75,29 +115,45 @@ function receive(message) {
   const text = typeof message.message === "string" ? message.message : "";
   switch (message.type) {
     case "welcome":
-      if (pendingName) send({ type: "join", room: room, username: pendingName });
+      if (Number.isInteger(message.max_message)) maxMessage = message.max_message;
+      if (pendingName) send({ type: "join", room: room || "lobby", username: pendingName });
       break;
     case "notification": {
+      // The user list follows the notifications; the whole list is asked
+      // for only when we enter a room (one request, not one per event).
       const entered = /^(\S+) joined (\S+)$/.exec(text);
+      const left = /^(\S+) left (\S+)$/.exec(text);
       const renamed = /^(\S+) is now known as (\S+)$/.exec(text);
-      if (entered && pendingName && entered[1].toLowerCase() === pendingName.toLowerCase()) {
+      const mine = (name) =>
+        name.toLowerCase() === (pendingName || me || "").toLowerCase();
+      if (entered && mine(entered[1])) {
         me = entered[1];
         room = entered[2];
         pendingName = null;
+        users.clear();
+        send({ type: "who" });
+        send({ type: "rooms" });
         if (!joined) {
           joined = true;
           $("login").hidden = true;
           $("chat").hidden = false;
           $("text").focus();
         }
-      } else if (entered && me && entered[1].toLowerCase() === me.toLowerCase()) {
-        room = entered[2];
+      } else if (entered) {
+        users.set(entered[1].toLowerCase(), entered[1]);
+      } else if (left && mine(left[1])) {
+        room = null;
+        users.clear();
+      } else if (left) {
+        users.delete(left[1].toLowerCase());
+      } else if (renamed) {
+        users.delete(renamed[1].toLowerCase());
+        users.set(renamed[2].toLowerCase(), renamed[2]);
+        if (mine(renamed[1])) me = renamed[2];
       }
-      if (renamed && me && renamed[1].toLowerCase() === me.toLowerCase()) me = renamed[2];
-      $("room-name").textContent = room;
+      showUsers();
       setStatus(`connected as ${me || "?"}`);
       line("notice", [null, text]);
-      refresh();
       break;
     }
     case "chat":
@@ -129,7 +185,9 @@ function receive(message) {
       break;
     case "who":
       if (Array.isArray(message.users)) {
-        fillList($("users"), message.users.map((u) => [String(u)]));
+        users.clear();
+        for (const name of message.users) users.set(String(name).toLowerCase(), String(name));
+        showUsers();
       }
       break;
   }
@@ -143,28 +201,34 @@ function command(input) {
   const args = rest.join(" ").trim();
   switch (verb.toLowerCase()) {
     case "join":
-      if (args) send({ type: "join", room: args, username: me });
+      if (args) sendTyped({ type: "join", room: args, username: me }, input);
       else line("error", [null, "usage: /join ROOM"]);
       break;
-    case "leave": send({ type: "leave" }); break;
-    case "rooms": send({ type: "rooms" }); line("info", [null, "rooms: see the list on the left"]); break;
-    case "who": send({ type: "who" }); line("info", [null, "who: see the list on the left"]); break;
+    case "leave": sendTyped({ type: "leave" }, input); break;
+    case "rooms":
+      if (sendTyped({ type: "rooms" }, input)) line("info", [null, "rooms: see the list on the left"]);
+      break;
+    case "who":
+      if (sendTyped({ type: "who" }, input)) line("info", [null, "who: see the list on the left"]);
+      break;
     case "nick":
-      if (args) send({ type: "nick", username: args });
+      if (args) sendTyped({ type: "nick", username: args }, input);
       else line("error", [null, "usage: /nick NAME"]);
       break;
     case "msg": {
       const space = args.indexOf(" ");
       if (space < 1) { line("error", [null, "usage: /msg NAME TEXT"]); break; }
       const to = args.slice(0, space), text = args.slice(space + 1).trim();
-      send({ type: "private", to: to, message: text });
-      line("private mine", ["who", `[to ${to}] `], [null, text]);
+      if (sendTyped({ type: "private", to: to, message: text }, input)) {
+        line("private mine", ["who", `[to ${to}] `], [null, text]);
+      }
       break;
     }
     case "me":
       if (!args) { line("error", [null, "usage: /me ACTION"]); break; }
-      send({ type: "action", message: args });
-      line("action mine", [null, `* ${me} ${args}`]);
+      if (sendTyped({ type: "action", message: args }, input)) {
+        line("action mine", [null, `* ${me} ${args}`]);
+      }
       break;
     case "help": line("info", [null, HELP]); break;
     case "quit": if (socket) socket.close(1000, "bye"); break;
@@ -188,8 +252,11 @@ $("say").addEventListener("submit", (event) => {
   $("text").value = "";
   if (!input.trim()) return;
   if (input.startsWith("/")) return command(input);
-  send({ type: "chat", message: input });
-  line("chat mine", ["who", `${me}: `], [null, input]);
+  if (sendTyped({ type: "chat", message: input }, input)) {
+    line("chat mine", ["who", `${me}: `], [null, input]);
+  }
 });
 
+// The room list's counts change with every join anywhere: refreshed now
+// and then rather than on every notification.
 setInterval(() => { if (joined) send({ type: "rooms" }); }, 15000);

@@ -8,7 +8,9 @@
 //!   request arriving in many reads is scanned once, not again per read.
 //!   Arguments are slices of the input: nothing is copied.
 //! - [`ValueDecoder`] reads any RESP2 or RESP3 value into a [`Value`]: what
-//!   a client reads as replies.
+//!   a client reads as replies. [`ValueReader`] does the same for one
+//!   connection's stream and keeps its place across short reads, so a large
+//!   aggregate arriving in many reads is parsed once.
 //! - [`encode`] writes replies and commands; the replies whose form differs
 //!   between RESP2 and RESP3 (null, map, set, double, boolean) take the
 //!   connection's [`Protocol`].
@@ -69,7 +71,7 @@ mod value;
 use std::fmt;
 
 pub use request::RequestDecoder;
-pub use value::{Value, ValueDecoder};
+pub use value::{Value, ValueDecoder, ValueReader};
 
 /// The protocol version a connection speaks: RESP2 by default, RESP3 after
 /// `HELLO 3`.
@@ -83,7 +85,8 @@ pub enum Protocol {
 }
 
 /// The limits a decoder holds a peer to. The defaults are Redis's where it
-/// has one (`proto-max-bulk-len` 512 MiB, inline requests of 64 KiB).
+/// has one (`proto-max-bulk-len` 512 MiB, inline requests of 64 KiB); the
+/// others are 1 Mi elements per array and a depth of 32.
 ///
 /// ```
 /// use reactor::codec::resp::Limits;
@@ -98,7 +101,12 @@ pub struct Limits {
     pub max_array: usize,
     /// Longest inline command or header line, in bytes.
     pub max_inline: usize,
-    /// Deepest nesting of aggregates, for values ([`ValueDecoder`]).
+    /// Deepest nesting of aggregates, for values ([`ValueDecoder`],
+    /// [`ValueReader`]): a value at the top is at depth 0, the elements of
+    /// an array (set, map, push, attribute) one deeper. A value nested
+    /// deeper is [`ProtocolError::TooDeep`], so that the aggregates held
+    /// open while their elements arrive stay few. Attributes before a value
+    /// do not nest it. Redis's replies nest a few levels at most.
     pub max_depth: usize,
 }
 
@@ -178,10 +186,11 @@ pub(crate) fn line_end(
     from: usize,
     max: usize,
 ) -> Result<Option<usize>, ProtocolError> {
-    let window = &buf[from..buf.len().min(from.saturating_add(max + 2))];
+    let longest = max.saturating_add(2);
+    let window = &buf[from..buf.len().min(from.saturating_add(longest))];
     match window.windows(2).position(|w| w == b"\r\n") {
         Some(i) => Ok(Some(from + i)),
-        None if window.len() >= max + 2 => Err(ProtocolError::TooBigInline),
+        None if window.len() >= longest => Err(ProtocolError::TooBigInline),
         None => Ok(None),
     }
 }
@@ -353,6 +362,11 @@ mod tests {
         assert_eq!(
             decoder.decode(b"?\r\n"),
             Err(ProtocolError::UnknownType(b'?'))
+        );
+        // At once, without waiting for a line end: a prompt is not RESP.
+        assert_eq!(
+            decoder.decode(b"Enter your name: "),
+            Err(ProtocolError::UnknownType(b'E'))
         );
     }
 

@@ -128,7 +128,7 @@ impl RequestDecoder {
                     return Ok(None);
                 };
                 let count = parse_i64(&buf[1..end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-                if count > self.limits.max_array as i64 {
+                if count > 0 && count as u64 > self.limits.max_array as u64 {
                     return Err(ProtocolError::InvalidMultibulkLength);
                 }
                 if count <= 0 {
@@ -155,8 +155,10 @@ impl RequestDecoder {
                 return Err(ProtocolError::InvalidBulkLength);
             }
             let start = end + 2;
-            let stop = start + len as usize;
-            if buf.len() < stop + 2 {
+            // Nothing is reserved for the announced length: the argument
+            // is a slice of `buf`, taken once all of it has arrived.
+            let stop = start.saturating_add(len as usize);
+            if buf.len().saturating_sub(2) < stop {
                 self.progress = Progress::Array { left, cursor };
                 return Ok(None);
             }

@@ -90,10 +90,11 @@ impl Value {
 /// Reads one RESP2 or RESP3 value from the start of a buffer: what a
 /// client does with replies.
 ///
-/// Unlike [`RequestDecoder`](super::RequestDecoder) it keeps no progress: a reply that has not
-/// fully arrived is scanned again from its start on the next call, which is
-/// cheap for replies of a few kilobytes and linear in the headers for large
-/// ones (a bulk string's body is skipped by its length, not scanned).
+/// It keeps no progress: a reply that has not fully arrived is scanned
+/// again from its start on the next call, which is fine for replies of a
+/// few kilobytes (a bulk string's body is skipped by its length, not
+/// scanned). A connection that may receive large aggregates in many reads
+/// uses a [`ValueReader`], which keeps its place.
 ///
 /// RESP3 attributes (`|`) are read and dropped: the value they annotate is
 /// returned. Verbatim strings (`=`) come back as [`Value::Bulk`] without
@@ -129,110 +130,247 @@ impl ValueDecoder {
     /// A [`ProtocolError`] for bytes that are not RESP or a header past the
     /// [`Limits`].
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Value, usize)>, ProtocolError> {
-        self.value(buf, 0, 0)
+        Progress::default().decode(&self.limits, buf)
+    }
+}
+
+/// Reads RESP2 and RESP3 values from one connection's byte stream, keeping
+/// its place inside a value that has not fully arrived: the elements of an
+/// aggregate already read are kept, so a reply of a million elements
+/// arriving 64 KiB at a time is parsed once, not again per read.
+///
+/// Call [`decode`](ValueReader::decode) with the bytes from the start of
+/// the next value; `None` means more must arrive: call it again later with
+/// the same start and more bytes after it. Values are read as by
+/// [`ValueDecoder`].
+///
+/// # Examples
+///
+/// ```
+/// use reactor::codec::resp::{Limits, Value, ValueReader};
+///
+/// let mut reader = ValueReader::new(Limits::default());
+/// let whole = b"*2\r\n$5\r\nhello\r\n:7\r\n";
+/// assert_eq!(reader.decode(&whole[..16]).unwrap(), None); // "hello" is kept
+/// let value = Value::Array(vec![Value::Bulk(b"hello".to_vec()), Value::Integer(7)]);
+/// assert_eq!(reader.decode(whole).unwrap(), Some((value, whole.len())));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ValueReader {
+    limits: Limits,
+    progress: Progress,
+}
+
+impl ValueReader {
+    /// A reader that holds its peer to `limits`.
+    pub fn new(limits: Limits) -> ValueReader {
+        ValueReader {
+            limits,
+            progress: Progress::default(),
+        }
     }
 
-    fn value(
-        &self,
-        buf: &[u8],
-        at: usize,
-        depth: usize,
-    ) -> Result<Option<(Value, usize)>, ProtocolError> {
-        if depth > self.limits.max_depth {
-            return Err(ProtocolError::TooDeep);
+    /// The next value and its length in bytes from the start of `buf`, or
+    /// `None` if it has not fully arrived (the place is kept).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] for bytes that are not RESP or a header past the
+    /// [`Limits`]; the reader is then reset, and the stream cannot be
+    /// resynchronised.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Option<(Value, usize)>, ProtocolError> {
+        let result = self.progress.decode(&self.limits, buf);
+        if result.is_err() {
+            self.reset();
         }
-        let Some(&kind) = buf.get(at) else {
-            return Ok(None);
-        };
-        let Some(end) = line_end(buf, at + 1, self.limits.max_inline)? else {
-            return Ok(None);
-        };
-        let line = &buf[at + 1..end];
-        let next = end + 2;
-        let text = || String::from_utf8_lossy(line).into_owned();
-        let number = || parse_i64(line).ok_or(ProtocolError::Malformed("invalid integer"));
-        let value = match kind {
-            b'+' => Value::Simple(text()),
-            b'-' => Value::Error(text()),
-            b':' => Value::Integer(number()?),
-            b'_' => Value::Null,
-            b'#' => match line {
-                b"t" => Value::Boolean(true),
-                b"f" => Value::Boolean(false),
-                _ => return Err(ProtocolError::Malformed("invalid boolean")),
-            },
-            b',' => Value::Double(parse_double(line)?),
-            b'(' => Value::BigNumber(text()),
-            b'$' | b'=' | b'!' => {
-                let len = parse_i64(line).ok_or(ProtocolError::InvalidBulkLength)?;
-                if len < 0 {
-                    return Ok(Some((Value::Null, next)));
-                }
-                if len as u64 > self.limits.max_bulk as u64 {
-                    return Err(ProtocolError::InvalidBulkLength);
-                }
-                let stop = next + len as usize;
-                if buf.len() < stop + 2 {
-                    return Ok(None);
-                }
-                if &buf[stop..stop + 2] != b"\r\n" {
-                    return Err(ProtocolError::Malformed("bulk string not ended by CRLF"));
-                }
-                let mut body = &buf[next..stop];
-                if kind == b'=' && body.len() >= 4 && body[3] == b':' {
-                    body = &body[4..];
-                }
-                let v = if kind == b'!' {
-                    Value::Error(String::from_utf8_lossy(body).into_owned())
-                } else {
-                    Value::Bulk(body.to_vec())
-                };
-                return Ok(Some((v, stop + 2)));
-            }
-            b'*' | b'~' | b'>' | b'%' | b'|' => {
-                let count = parse_i64(line).ok_or(ProtocolError::InvalidMultibulkLength)?;
-                if count < 0 {
-                    return Ok(Some((Value::Null, next)));
-                }
-                if count as u64 > self.limits.max_array as u64 {
-                    return Err(ProtocolError::InvalidMultibulkLength);
-                }
-                let pairs = matches!(kind, b'%' | b'|');
-                let elements = count as usize * if pairs { 2 } else { 1 };
-                // Never more than the bytes present could hold (each element
-                // takes at least 3 bytes): a header's count is not trusted.
-                let mut items = Vec::with_capacity(elements.min((buf.len() - next) / 3));
-                let mut pos = next;
-                for _ in 0..elements {
-                    let Some((item, after)) = self.value(buf, pos, depth + 1)? else {
-                        return Ok(None);
-                    };
-                    items.push(item);
-                    pos = after;
-                }
-                let value = match kind {
-                    b'*' => Value::Array(items),
-                    b'~' => Value::Set(items),
-                    b'>' => Value::Push(items),
-                    _ => {
-                        let mut map = Vec::with_capacity(items.len() / 2);
-                        let mut it = items.into_iter();
-                        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                            map.push((k, v));
-                        }
-                        if kind == b'|' {
-                            // An attribute: the annotated value follows.
-                            return self.value(buf, pos, depth);
-                        }
-                        Value::Map(map)
-                    }
-                };
-                return Ok(Some((value, pos)));
-            }
-            other => return Err(ProtocolError::UnknownType(other)),
-        };
-        Ok(Some((value, next)))
+        result
     }
+
+    /// Forgets a value under way (for a stream that starts again, after a
+    /// reconnect).
+    pub fn reset(&mut self) {
+        self.progress = Progress::default();
+    }
+}
+
+/// How far into a value a decoder has come: the aggregates open around the
+/// next element, innermost last, and where that element starts. The stack
+/// is explicit, not the call stack: nesting is bounded by
+/// [`Limits::max_depth`], and a run of attributes costs nothing.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    open: Vec<Open>,
+    at: usize,
+}
+
+/// An aggregate whose elements are still arriving.
+#[derive(Clone, Debug)]
+struct Open {
+    kind: u8,
+    /// Elements still to come (twice the pairs, for maps and attributes).
+    left: usize,
+    items: Vec<Value>,
+}
+
+/// What one type byte and its line introduced.
+enum Item {
+    /// A whole value.
+    Value(Value),
+    /// An aggregate header with this many elements to follow.
+    Open(u8, usize),
+}
+
+impl Progress {
+    fn decode(
+        &mut self,
+        limits: &Limits,
+        buf: &[u8],
+    ) -> Result<Option<(Value, usize)>, ProtocolError> {
+        loop {
+            if self.open.len() > limits.max_depth {
+                return Err(ProtocolError::TooDeep);
+            }
+            let Some((item, next)) = item(limits, buf, self.at)? else {
+                return Ok(None);
+            };
+            self.at = next;
+            let mut value = match item {
+                Item::Value(value) => value,
+                Item::Open(kind, left) => {
+                    // Never more than the bytes present could hold (each
+                    // element takes at least 3 bytes): a header's count is
+                    // not trusted.
+                    let room = left.min((buf.len() - next) / 3);
+                    self.open.push(Open {
+                        kind,
+                        left,
+                        items: Vec::with_capacity(room),
+                    });
+                    match self.close_finished() {
+                        Some(value) => value,
+                        None => continue,
+                    }
+                }
+            };
+            // Hand the value to the aggregates around it, closing each one
+            // it completes.
+            loop {
+                let Some(top) = self.open.last_mut() else {
+                    let len = self.at;
+                    self.at = 0;
+                    return Ok(Some((value, len)));
+                };
+                top.items.push(value);
+                top.left -= 1;
+                match self.close_finished() {
+                    Some(done) => value = done,
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Pops the innermost aggregate if it has all its elements: its value,
+    /// or `None` if it is not finished or was an attribute (dropped: the
+    /// value it annotates is read next, in its place).
+    fn close_finished(&mut self) -> Option<Value> {
+        if self.open.last()?.left > 0 {
+            return None;
+        }
+        let done = self.open.pop()?;
+        let pairs = |items: Vec<Value>| {
+            let mut map = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                map.push((k, v));
+            }
+            map
+        };
+        Some(match done.kind {
+            b'*' => Value::Array(done.items),
+            b'~' => Value::Set(done.items),
+            b'>' => Value::Push(done.items),
+            b'%' => Value::Map(pairs(done.items)),
+            _ => return None, // `|`: an attribute
+        })
+    }
+}
+
+/// The item at `at`: a whole scalar, or an aggregate's header; `None` if it
+/// has not fully arrived.
+fn item(limits: &Limits, buf: &[u8], at: usize) -> Result<Option<(Item, usize)>, ProtocolError> {
+    let Some(&kind) = buf.get(at) else {
+        return Ok(None);
+    };
+    // A peer that does not speak RESP is told apart at its first byte, not
+    // after a line that may never end (a prompt, a banner).
+    if !b"+-:_#,($=!*~>%|".contains(&kind) {
+        return Err(ProtocolError::UnknownType(kind));
+    }
+    let Some(end) = line_end(buf, at + 1, limits.max_inline)? else {
+        return Ok(None);
+    };
+    let line = &buf[at + 1..end];
+    let next = end + 2;
+    let text = || String::from_utf8_lossy(line).into_owned();
+    let number = || parse_i64(line).ok_or(ProtocolError::Malformed("invalid integer"));
+    let value = match kind {
+        b'+' => Value::Simple(text()),
+        b'-' => Value::Error(text()),
+        b':' => Value::Integer(number()?),
+        b'_' => Value::Null,
+        b'#' => match line {
+            b"t" => Value::Boolean(true),
+            b"f" => Value::Boolean(false),
+            _ => return Err(ProtocolError::Malformed("invalid boolean")),
+        },
+        b',' => Value::Double(parse_double(line)?),
+        b'(' => Value::BigNumber(text()),
+        b'$' | b'=' | b'!' => {
+            let len = parse_i64(line).ok_or(ProtocolError::InvalidBulkLength)?;
+            if len < 0 {
+                return Ok(Some((Item::Value(Value::Null), next)));
+            }
+            if len as u64 > limits.max_bulk as u64 {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            // Nothing is reserved for the announced length: the body is
+            // copied only once all of it is in `buf`.
+            let stop = next.saturating_add(len as usize);
+            if buf.len().saturating_sub(2) < stop {
+                return Ok(None);
+            }
+            if &buf[stop..stop + 2] != b"\r\n" {
+                return Err(ProtocolError::Malformed("bulk string not ended by CRLF"));
+            }
+            let mut body = &buf[next..stop];
+            if kind == b'=' && body.len() >= 4 && body[3] == b':' {
+                body = &body[4..];
+            }
+            let value = if kind == b'!' {
+                Value::Error(String::from_utf8_lossy(body).into_owned())
+            } else {
+                Value::Bulk(body.to_vec())
+            };
+            return Ok(Some((Item::Value(value), stop + 2)));
+        }
+        // `*`, `~`, `>`, `%` and `|`, the only type bytes left.
+        _ => {
+            let count = parse_i64(line).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if count < 0 {
+                return Ok(Some((Item::Value(Value::Null), next)));
+            }
+            if count as u64 > limits.max_array as u64 {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            let per = if matches!(kind, b'%' | b'|') { 2 } else { 1 };
+            return Ok(Some((
+                Item::Open(kind, (count as usize).saturating_mul(per)),
+                next,
+            )));
+        }
+    };
+    Ok(Some((Item::Value(value), next)))
 }
 
 fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {

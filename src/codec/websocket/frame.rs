@@ -24,7 +24,8 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// kept in the decoder (at most 14 bytes) and payload bytes are unmasked
 /// into its own buffer as they come, so the caller never keeps more than
 /// what arrived since the last call. Memory per connection is bounded by
-/// [`Limits::max_message`] (the message being reassembled) plus 125 bytes
+/// [`Limits::max_message`] (the message being reassembled: its buffer
+/// never grows past what the message's frames announced) plus 125 bytes
 /// for a control frame.
 ///
 /// After an [`Error`] the decoder stays failed (every later call returns
@@ -456,6 +457,7 @@ impl Decoder {
             }
         } else {
             let start = self.message.len();
+            self.grow_for(n);
             self.message.extend_from_slice(&input[..n]);
             if let Some(key) = frame.key {
                 mask_from(&mut self.message[start..], key, offset);
@@ -471,6 +473,20 @@ impl Decoder {
             self.check_utf8_so_far()?;
         }
         Ok(n)
+    }
+
+    /// Makes room for `n` more payload bytes: doubling, as a `Vec` does,
+    /// but never past what the message's frames announced (at most
+    /// [`Limits::max_message`]), so the buffer's capacity, not only its
+    /// length, stays within the limit.
+    fn grow_for(&mut self, n: usize) {
+        let needed = self.message.len() + n;
+        if needed > self.message.capacity() {
+            let target = (self.message.capacity() * 2)
+                .max(needed)
+                .min(self.announced as usize);
+            self.message.reserve_exact(target - self.message.len());
+        }
     }
 
     /// Checks the text received since the last check. An incomplete

@@ -155,8 +155,15 @@ pub fn check_upgrade<'b>(req: &Request<'_, 'b>) -> Result<Upgrade<'b>, Handshake
             });
         }
     }
-    let origin = http::header(req.fields, "origin")
-        .and_then(|value| std::str::from_utf8(value.trim_ascii()).ok());
+    // A browser sends one Origin, as text: anything else is not a browser
+    // to be trusted with a missing one, nor a program (which sends none).
+    let origin = match single(req.fields, "origin") {
+        Ok(Some(value)) => {
+            Some(std::str::from_utf8(value.trim_ascii()).map_err(|_| bad("Origin is not text"))?)
+        }
+        Ok(None) => None,
+        Err(()) => return Err(bad("more than one Origin")),
+    };
     Ok(Upgrade {
         // The alphabet is ASCII: checked above.
         key: std::str::from_utf8(key).map_err(|_| bad("Sec-WebSocket-Key is not base64"))?,
@@ -369,6 +376,23 @@ mod tests {
             Ok(_) => 101,
             Err(e) => e.status,
         }
+    }
+
+    #[test]
+    fn one_origin_as_text_or_none() {
+        assert_eq!(status_of(&format!("{GOOD}Origin: http://a\r\n")), 101);
+        let two = format!("{GOOD}Origin: http://a\r\nOrigin: http://evil.example\r\n");
+        assert_eq!(status_of(&two), 400);
+        // Not UTF-8: not taken for a missing one (which a program may send).
+        let mut bytes = format!("{GOOD}Origin: http://evil.example").into_bytes();
+        bytes.extend_from_slice(b"\xff\r\n\r\n");
+        let mut fields = [EMPTY_HEADER; 32];
+        let request = http::parse_request(&bytes, &mut fields, &Limits::default())
+            .expect("valid HTTP")
+            .expect("a whole head");
+        assert_eq!(check_upgrade(&request).unwrap_err().status, 400);
+        let request_ok = status_of(GOOD);
+        assert_eq!(request_ok, 101, "no Origin at all: a program, accepted");
     }
 
     #[test]

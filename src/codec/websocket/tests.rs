@@ -433,3 +433,29 @@ fn the_buffer_is_reused_and_large_ones_given_back() {
     );
     assert!(decoder.buffer_capacity() < 200_000);
 }
+
+#[test]
+fn the_buffer_never_grows_past_the_limit() {
+    let limits = Limits {
+        max_message: 600_000,
+    };
+    let mut decoder = Decoder::new(Role::Server, limits);
+    // 600 000 bytes in 3 fragments that arrive in small reads: a doubling
+    // Vec would reach 1 MiB of capacity.
+    let mut input = Vec::new();
+    for (opcode, fin) in [(2, false), (0, false), (0, true)] {
+        input.extend(client(fin, opcode, &[9; 200_000]));
+    }
+    let mut pending: &[u8] = &input;
+    let mut peak = 0;
+    while !pending.is_empty() {
+        let step = pending.len().min(1000);
+        let (used, message) = decoder.decode(&pending[..step]).unwrap();
+        if let Some(message) = message {
+            assert_eq!(message, Message::Binary(&[9; 600_000][..]));
+        }
+        peak = peak.max(decoder.buffer_capacity());
+        pending = &pending[used..];
+    }
+    assert!(peak <= 600_000, "capacity {peak}");
+}

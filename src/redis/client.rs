@@ -1,0 +1,715 @@
+//! [`Client`]: one Redis connection's state, driven by the handler that
+//! owns it (see the [module documentation](super)).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::config::{ClientConfig, Overflow};
+use super::push::{Push, classify};
+use crate::codec::resp::{Protocol, Value, ValueDecoder, encode};
+use crate::service::{CloseReason, ConnId, Connections};
+
+/// What a [`Client`] has to tell its owner; taken with
+/// [`Client::next_event`].
+///
+/// # Examples
+///
+/// ```
+/// use reactor::redis::{Event, Failure};
+///
+/// /// What a chat does with each: the tag says what the command was for.
+/// fn describe(event: &Event<&'static str>) -> String {
+///     match event {
+///         Event::Connected => "up".into(),
+///         Event::Disconnected { retry_in, .. } => format!("down, retry in {retry_in:?}"),
+///         Event::Reply { tag, value } => format!("{tag}: {value:?}"),
+///         Event::Failed { tag, failure: Failure::Lost } => format!("{tag}: maybe ran"),
+///         Event::Failed { tag, failure: Failure::Dropped } => format!("{tag}: never sent"),
+///         Event::Message { channel, payload, .. } => format!(
+///             "{}: {}",
+///             String::from_utf8_lossy(channel),
+///             String::from_utf8_lossy(payload)
+///         ),
+///     }
+/// }
+/// assert_eq!(describe(&Event::Connected), "up");
+/// ```
+#[derive(Debug, PartialEq)]
+pub enum Event<T> {
+    /// Connected and logged in: the subscriptions have been sent again and
+    /// the queue is being written.
+    Connected,
+    /// The connection is gone, or a connect failed; the next attempt is in
+    /// `retry_in`.
+    Disconnected {
+        /// What happened, for the log.
+        reason: String,
+        /// The backoff before the next attempt.
+        retry_in: Duration,
+    },
+    /// The reply to the command sent with `tag` (an error reply is a
+    /// [`Value::Error`]).
+    Reply {
+        /// The caller's tag.
+        tag: T,
+        /// Redis's reply.
+        value: Value,
+    },
+    /// The command sent with `tag` will get no reply.
+    Failed {
+        /// The caller's tag.
+        tag: T,
+        /// Why.
+        failure: Failure,
+    },
+    /// A pub/sub message on a channel the client subscribes to (or that
+    /// matches one of its patterns).
+    Message {
+        /// The channel it was published on.
+        channel: Vec<u8>,
+        /// The pattern it matched, for a `psubscribe`.
+        pattern: Option<Vec<u8>>,
+        /// What was published.
+        payload: Vec<u8>,
+    },
+}
+
+/// Why a command got no reply ([`Event::Failed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// It was written, and the connection was lost before its reply: Redis
+    /// may or may not have run it.
+    Lost,
+    /// It waited in a full queue and was dropped for a newer one
+    /// ([`Overflow::DropOldest`]); Redis never saw it.
+    Dropped,
+}
+
+/// A command refused because the queue is full ([`Overflow::Reject`]),
+/// with the tag it was given.
+///
+/// ```
+/// use reactor::redis::QueueFull;
+/// let refused = QueueFull(7u32);
+/// assert_eq!(refused.to_string(), "the Redis client's queue is full");
+/// assert_eq!(refused.0, 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueFull<T>(pub T);
+
+impl<T> fmt::Display for QueueFull<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the Redis client's queue is full")
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for QueueFull<T> {}
+
+/// A [`Client`]'s counters, from [`Client::stats`].
+///
+/// ```
+/// use reactor::redis::{Client, ClientConfig};
+/// let client: Client<()> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+/// let stats = client.stats();
+/// assert_eq!((stats.queued, stats.dropped, stats.connects), (0, 0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Commands waiting in the queue now.
+    pub queued: usize,
+    /// Commands written and not yet answered now.
+    pub in_flight: usize,
+    /// Commands dropped from a full queue, in all.
+    pub dropped: u64,
+    /// Connections that reached [`Event::Connected`], in all.
+    pub connects: u64,
+    /// Disconnects and failed connects, in all.
+    pub disconnects: u64,
+}
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// [`Client::start`] has not been called.
+    Idle,
+    /// [`Client::close`] was called: no more connects.
+    Closed,
+    /// Not connected; the next attempt is due at the instant.
+    Down(Instant),
+    /// The TCP connect is under way.
+    Connecting(ConnId),
+    /// Connected; `AUTH` or `HELLO` sent, not yet answered.
+    Handshake(ConnId),
+    /// Logged in: commands flow.
+    Ready(ConnId),
+}
+
+impl Link {
+    fn conn(self) -> Option<ConnId> {
+        match self {
+            Link::Connecting(id) | Link::Handshake(id) | Link::Ready(id) => Some(id),
+            Link::Idle | Link::Closed | Link::Down(_) => None,
+        }
+    }
+}
+
+/// Whose reply is next.
+#[derive(Debug)]
+enum Slot<T> {
+    /// One of the client's own login commands.
+    Handshake,
+    /// The client's own `PING`, checking an idle connection.
+    Ping,
+    /// The caller's command, with its tag.
+    Caller(T),
+}
+
+/// Subscriptions sent in one command at most, after a reconnect: keeps each
+/// command a reasonable size however many channels there are.
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// A Redis connection's state, without I/O of its own: see the
+/// [module documentation](super) for how a handler drives it, and a whole
+/// example on a loop.
+///
+/// `T` is the caller's tag for a command, handed back with its reply.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::redis::{Client, ClientConfig};
+///
+/// /// What a chat node's commands are for.
+/// # #[allow(dead_code)]
+/// enum Tag { Publish, Who(u32) }
+///
+/// let client: Client<Tag> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+/// // Nothing happens until `start` is called from the handler's side.
+/// assert!(!client.is_connected());
+/// assert_eq!(client.retry_at(), None);
+/// ```
+pub struct Client<T> {
+    config: ClientConfig,
+    link: Link,
+    backoff: Backoff,
+    decoder: ValueDecoder,
+    /// Commands not yet written, encoded, with their tags.
+    queue: VecDeque<(Vec<u8>, T)>,
+    /// Commands written and not yet answered, oldest first.
+    in_flight: VecDeque<Slot<T>>,
+    /// With commands in flight: since when the client has waited for a
+    /// reply (the last reply, or the first command). Without: since when the
+    /// connection has been idle.
+    since: Instant,
+    channels: BTreeSet<Vec<u8>>,
+    patterns: BTreeSet<Vec<u8>>,
+    /// RESP2: a subscription has been sent on this connection, so arrays
+    /// naming a pub/sub kind are pushes. (It stays set after the last
+    /// unsubscribe: a confirmation that the count fell to 0 may be followed
+    /// by another's, already sent.)
+    subscribed: bool,
+    events: VecDeque<Event<T>>,
+    scratch: Vec<u8>,
+    stats: ClientStats,
+    /// [`Client::close`] was called.
+    closing: bool,
+    /// [`Client::cork`]ed: commands wait in the queue for
+    /// [`uncork`](Client::uncork).
+    corked: bool,
+}
+
+impl<T> Client<T> {
+    /// A client for `config`, not connected yet: call
+    /// [`start`](Client::start).
+    pub fn new(config: ClientConfig) -> Client<T> {
+        Client {
+            backoff: Backoff::new(config.backoff_first, config.backoff_cap),
+            decoder: ValueDecoder::new(config.limits),
+            config,
+            link: Link::Idle,
+            queue: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            since: Instant::now(),
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            subscribed: false,
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            stats: ClientStats::default(),
+            closing: false,
+            corked: false,
+        }
+    }
+
+    /// Starts connecting (once; later calls do nothing). From then on the
+    /// client reconnects by itself, when [`tick`](Client::tick) finds a
+    /// backoff over.
+    pub fn start(&mut self, conns: &mut Connections<'_>) {
+        if self.link == Link::Idle {
+            self.connect(conns);
+        }
+    }
+
+    /// Reconnects if the backoff is over, and checks the connection's
+    /// health (see [`ClientConfig::reply_timeout`]). Call it every
+    /// [`TICK`](super::TICK) or so, from a timer.
+    pub fn tick(&mut self, conns: &mut Connections<'_>, now: Instant) {
+        match self.link {
+            Link::Down(at) if now >= at => self.connect(conns),
+            Link::Handshake(id) | Link::Ready(id) => {
+                let Some(timeout) = self.config.reply_timeout else {
+                    return;
+                };
+                let quiet = now.saturating_duration_since(self.since);
+                if !self.in_flight.is_empty() && quiet >= timeout {
+                    let why = format!(
+                        "Redis at {} sent no reply for {} ms",
+                        self.config.addr,
+                        quiet.as_millis()
+                    );
+                    self.lose(conns, id, why);
+                } else if self.in_flight.is_empty() && quiet >= timeout / 2 {
+                    if let Link::Ready(id) = self.link {
+                        if conns.send(id, b"*1\r\n$4\r\nPING\r\n").is_ok() {
+                            self.push_slot(Slot::Ping);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the connection gracefully and stops reconnecting: for a
+    /// program's shutdown (send its last commands first). What was written
+    /// reaches Redis, which runs it, but a graceful close reads no more, so
+    /// the commands in flight get [`Event::Failed`] with [`Failure::Lost`]
+    /// rather than their replies. Commands still waiting in the queue are
+    /// dropped ([`Failure::Dropped`]). No [`Event::Disconnected`] follows.
+    pub fn close(&mut self, conns: &mut Connections<'_>) {
+        self.pump(conns);
+        self.closing = true;
+        for (_, tag) in self.queue.drain(..) {
+            self.events.push_back(Event::Failed {
+                tag,
+                failure: Failure::Dropped,
+            });
+        }
+        match self.link.conn() {
+            // `on_close` ends it, when the output is written.
+            Some(id) => {
+                let _ = conns.close(id);
+            }
+            None => self.link = Link::Closed,
+        }
+    }
+
+    /// True if `id` is this client's connection (connecting or connected):
+    /// the handler forwards that connection's calls here.
+    pub fn owns(&self, id: ConnId) -> bool {
+        self.link.conn() == Some(id)
+    }
+
+    /// True once logged in, until the connection is lost: commands sent now
+    /// go to Redis at once (unless the window is full).
+    pub fn is_connected(&self) -> bool {
+        matches!(self.link, Link::Ready(_))
+    }
+
+    /// When the next connect attempt is due, while disconnected.
+    pub fn retry_at(&self) -> Option<Instant> {
+        match self.link {
+            Link::Down(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The settings it was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            queued: self.queue.len(),
+            in_flight: self.in_flight.len(),
+            ..self.stats
+        }
+    }
+
+    /// The next thing to tell the owner, oldest first. Take them all after
+    /// each call forwarded to the client (and after [`send`](Client::send)):
+    /// they are not dropped, so a caller that never takes them grows the
+    /// queue.
+    pub fn next_event(&mut self) -> Option<Event<T>> {
+        self.events.pop_front()
+    }
+
+    /// Sends a command (`args`, the name first), or queues it while Redis
+    /// is away or the window is full; its reply comes as [`Event::Reply`]
+    /// with `tag`.
+    ///
+    /// Do not send `SUBSCRIBE` and its kin this way: use
+    /// [`subscribe`](Client::subscribe), which keeps the set for reconnects
+    /// (and whose confirmations are not replies).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueFull`] with the tag, when the queue is full and the policy is
+    /// [`Overflow::Reject`]. With [`Overflow::DropOldest`] it never fails:
+    /// the oldest waiting command is dropped instead (an [`Event::Failed`]).
+    pub fn send<A: AsRef<[u8]>>(
+        &mut self,
+        conns: &mut Connections<'_>,
+        args: &[A],
+        tag: T,
+    ) -> Result<(), QueueFull<T>> {
+        self.scratch.clear();
+        encode::command(&mut self.scratch, args);
+        if !self.corked && self.queue.is_empty() && self.has_room(conns) {
+            if let Link::Ready(id) = self.link {
+                if conns.send(id, &self.scratch).is_ok() {
+                    self.push_slot(Slot::Caller(tag));
+                    return Ok(());
+                }
+                // The connection is closing: `on_close` follows, and the
+                // command waits for the next one.
+            }
+        }
+        if self.queue.len() >= self.config.max_queued {
+            match self.config.overflow {
+                Overflow::Reject => return Err(QueueFull(tag)),
+                Overflow::DropOldest => {
+                    if let Some((_, old)) = self.queue.pop_front() {
+                        self.stats.dropped += 1;
+                        self.events.push_back(Event::Failed {
+                            tag: old,
+                            failure: Failure::Dropped,
+                        });
+                    }
+                }
+            }
+        }
+        self.queue.push_back((self.scratch.clone(), tag));
+        Ok(())
+    }
+
+    /// Holds the commands sent from now on in the queue, until
+    /// [`uncork`](Client::uncork) writes them together (like `TCP_CORK`).
+    /// A caller that sends many commands between other writes (a chat node
+    /// publishing each line it broadcasts) corks on the first and uncorks
+    /// once per turn, with [`ServiceHandle::defer`], so that the commands
+    /// go out as one piece and the other writes are not cut up by them.
+    ///
+    /// [`ServiceHandle::defer`]: crate::service::ServiceHandle::defer
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactor::redis::{Client, ClientConfig};
+    ///
+    /// let mut client: Client<()> = Client::new(ClientConfig::new("127.0.0.1:6379".parse().unwrap()));
+    /// client.cork();
+    /// assert!(client.is_corked());
+    /// ```
+    pub fn cork(&mut self) {
+        self.corked = true;
+    }
+
+    /// Ends a [`cork`](Client::cork): what was held is written now, as far
+    /// as the window allows (the rest as replies come).
+    pub fn uncork(&mut self, conns: &mut Connections<'_>) {
+        self.corked = false;
+        self.pump(conns);
+    }
+
+    /// Whether the client is [`cork`](Client::cork)ed.
+    pub fn is_corked(&self) -> bool {
+        self.corked
+    }
+
+    /// Subscribes to `channel`, now if connected, and again after every
+    /// reconnect until [`unsubscribe`](Client::unsubscribe)d. Subscribing
+    /// twice does nothing more.
+    pub fn subscribe(&mut self, conns: &mut Connections<'_>, channel: &[u8]) {
+        if self.channels.insert(channel.to_vec()) {
+            self.send_subscription(conns, "SUBSCRIBE", channel);
+        }
+    }
+
+    /// Stops a subscription made with [`subscribe`](Client::subscribe).
+    pub fn unsubscribe(&mut self, conns: &mut Connections<'_>, channel: &[u8]) {
+        if self.channels.remove(channel) {
+            self.send_subscription(conns, "UNSUBSCRIBE", channel);
+        }
+    }
+
+    /// Subscribes to every channel matching `pattern` (Redis's glob), as
+    /// [`subscribe`](Client::subscribe) does to one.
+    pub fn psubscribe(&mut self, conns: &mut Connections<'_>, pattern: &[u8]) {
+        if self.patterns.insert(pattern.to_vec()) {
+            self.send_subscription(conns, "PSUBSCRIBE", pattern);
+        }
+    }
+
+    /// Stops a subscription made with [`psubscribe`](Client::psubscribe).
+    pub fn punsubscribe(&mut self, conns: &mut Connections<'_>, pattern: &[u8]) {
+        if self.patterns.remove(pattern) {
+            self.send_subscription(conns, "PUNSUBSCRIBE", pattern);
+        }
+    }
+
+    /// The channels subscribed to (whether or not Redis is there now).
+    pub fn channels(&self) -> impl Iterator<Item = &[u8]> {
+        self.channels.iter().map(Vec::as_slice)
+    }
+
+    // ----- what the handler forwards ------------------------------------
+
+    /// The handler's `on_open` for `id`: logs in (`AUTH`, or `HELLO 3`), or
+    /// with nothing to log in with sends `PING`; the answer makes it
+    /// ready.
+    pub fn on_open(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if self.link != Link::Connecting(id) {
+            return;
+        }
+        // Redis may be quiet for long stretches (a subscriber): an idle
+        // timeout meant for users must not cut it.
+        let _ = conns.exempt_from_idle(id, true);
+        self.subscribed = false;
+        self.since = Instant::now();
+        self.scratch.clear();
+        let user = self.config.username.as_deref().unwrap_or(b"default");
+        match (self.config.protocol, &self.config.password) {
+            (Protocol::Resp3, Some(pass)) => encode::command(
+                &mut self.scratch,
+                &[b"HELLO", &b"3"[..], b"AUTH", user, pass],
+            ),
+            (Protocol::Resp3, None) => encode::command(&mut self.scratch, &["HELLO", "3"]),
+            (Protocol::Resp2, Some(pass)) => match &self.config.username {
+                Some(name) => encode::command(&mut self.scratch, &[&b"AUTH"[..], name, pass]),
+                None => encode::command(&mut self.scratch, &[&b"AUTH"[..], pass]),
+            },
+            // Nothing to log in with: a PING, so that `Connected` means
+            // Redis answered, not only that a kernel accepted.
+            (Protocol::Resp2, None) => encode::command(&mut self.scratch, &["PING"]),
+        }
+        self.link = Link::Handshake(id);
+        self.push_slot(Slot::Handshake);
+        let _ = conns.send(id, &self.scratch);
+    }
+
+    /// The handler's `on_data` for `id`: returns how many bytes it consumed
+    /// (a reply not fully arrived is left for next time).
+    pub fn on_data(&mut self, conns: &mut Connections<'_>, id: ConnId, data: &[u8]) -> usize {
+        let mut pos = 0;
+        let waiting = self.in_flight.len();
+        while self.owns(id) {
+            match self.decoder.decode(&data[pos..]) {
+                Ok(Some((value, used))) => {
+                    pos += used;
+                    self.received(conns, id, value);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.lose(conns, id, format!("Redis sent bad data: {e}"));
+                    return data.len();
+                }
+            }
+        }
+        if !self.owns(id) {
+            return data.len();
+        }
+        if self.in_flight.len() < waiting || self.in_flight.is_empty() {
+            // Progress: the wait (or the idleness) starts again now.
+            self.since = Instant::now();
+        }
+        self.pump(conns);
+        pos
+    }
+
+    /// The handler's `on_drained` for `id`: the window has room again.
+    pub fn on_drained(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        if self.link == Link::Ready(id) {
+            self.pump(conns);
+        }
+    }
+
+    /// The handler's `on_close` for `id`: a disconnect (or a failed
+    /// connect); the commands in flight fail, and a reconnect is scheduled.
+    pub fn on_close(&mut self, _conns: &mut Connections<'_>, id: ConnId, reason: &CloseReason) {
+        if !self.owns(id) {
+            return;
+        }
+        let what = match self.link {
+            Link::Connecting(_) => "cannot connect to Redis",
+            _ => "connection to Redis lost",
+        };
+        self.down(format!("{what} at {}: {reason}", self.config.addr));
+    }
+
+    // ----- inside ---------------------------------------------------------
+
+    fn connect(&mut self, conns: &mut Connections<'_>) {
+        match conns.connect(self.config.addr) {
+            Ok(id) => {
+                debug!("connecting to Redis at {} ({id})", self.config.addr);
+                self.link = Link::Connecting(id);
+            }
+            Err(e) => self.down(format!(
+                "cannot connect to Redis at {}: {e}",
+                self.config.addr
+            )),
+        }
+    }
+
+    /// Drops the connection for `why` (a fault of ours to see, not the
+    /// peer's close): `on_close` will not reach us, so this is the
+    /// disconnect.
+    fn lose(&mut self, conns: &mut Connections<'_>, id: ConnId, why: String) {
+        let _ = conns.abort(id);
+        self.down(why);
+    }
+
+    fn down(&mut self, reason: String) {
+        for slot in self.in_flight.drain(..) {
+            if let Slot::Caller(tag) = slot {
+                self.events.push_back(Event::Failed {
+                    tag,
+                    failure: Failure::Lost,
+                });
+            }
+        }
+        if self.closing {
+            debug!("Redis client closed: {reason}");
+            self.link = Link::Closed;
+            return;
+        }
+        let retry_in = self.backoff.next_delay();
+        self.link = Link::Down(Instant::now() + retry_in);
+        self.stats.disconnects += 1;
+        warn!("{reason}; retrying in {} ms", retry_in.as_millis());
+        self.events
+            .push_back(Event::Disconnected { reason, retry_in });
+    }
+
+    fn become_ready(&mut self, conns: &mut Connections<'_>, id: ConnId) {
+        self.link = Link::Ready(id);
+        self.backoff.reset();
+        self.stats.connects += 1;
+        info!("connected to Redis at {} ({id})", self.config.addr);
+        for (verb, set) in [
+            ("SUBSCRIBE", &self.channels),
+            ("PSUBSCRIBE", &self.patterns),
+        ] {
+            let all: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
+            for batch in all.chunks(SUBSCRIBE_BATCH) {
+                self.scratch.clear();
+                encode::array_header(&mut self.scratch, batch.len() + 1);
+                encode::bulk(&mut self.scratch, verb.as_bytes());
+                batch
+                    .iter()
+                    .for_each(|c| encode::bulk(&mut self.scratch, c));
+                let _ = conns.send(id, &self.scratch);
+                self.subscribed = true;
+            }
+        }
+        self.events.push_back(Event::Connected);
+        self.pump(conns);
+    }
+
+    fn send_subscription(&mut self, conns: &mut Connections<'_>, verb: &str, name: &[u8]) {
+        // While not connected the set is all there is: it is sent whole
+        // once logged in.
+        if let Link::Ready(id) = self.link {
+            self.scratch.clear();
+            encode::command(&mut self.scratch, &[verb.as_bytes(), name]);
+            let _ = conns.send(id, &self.scratch);
+            self.subscribed = true;
+        }
+    }
+
+    fn received(&mut self, conns: &mut Connections<'_>, id: ConnId, value: Value) {
+        let subscribed = self.subscribed && self.config.protocol == Protocol::Resp2;
+        let value = match classify(value, subscribed) {
+            Ok(Push::Message {
+                channel,
+                pattern,
+                payload,
+            }) => {
+                return self.events.push_back(Event::Message {
+                    channel,
+                    pattern,
+                    payload,
+                });
+            }
+            Ok(Push::Confirmation { .. } | Push::Other) => return,
+            Err(reply) => reply,
+        };
+        match self.in_flight.pop_front() {
+            Some(Slot::Caller(tag)) => self.events.push_back(Event::Reply { tag, value }),
+            Some(Slot::Ping) => {}
+            Some(Slot::Handshake) => match value {
+                Value::Error(e) => self.lose(conns, id, format!("Redis refused the login: {e}")),
+                _ => self.become_ready(conns, id),
+            },
+            None => self.lose(conns, id, "Redis sent a reply to no command".to_string()),
+        }
+    }
+
+    fn has_room(&self, conns: &Connections<'_>) -> bool {
+        let Link::Ready(id) = self.link else {
+            return false;
+        };
+        self.in_flight.len() < self.config.max_in_flight
+            && conns.output_len(id).unwrap_or(0) < self.config.write_window
+    }
+
+    /// A command written: its reply is awaited (from now, if it is the only
+    /// one).
+    fn push_slot(&mut self, slot: Slot<T>) {
+        if self.in_flight.is_empty() {
+            self.since = Instant::now();
+        }
+        self.in_flight.push_back(slot);
+    }
+
+    /// Writes queued commands while the window has room (and the client
+    /// is not corked).
+    fn pump(&mut self, conns: &mut Connections<'_>) {
+        let Link::Ready(id) = self.link else {
+            return;
+        };
+        if self.corked {
+            return;
+        }
+        while self.has_room(conns) {
+            let Some((bytes, tag)) = self.queue.pop_front() else {
+                return;
+            };
+            if conns.send(id, &bytes).is_err() {
+                // Closing: on_close follows; keep it for the next connection.
+                self.queue.push_front((bytes, tag));
+                return;
+            }
+            self.push_slot(Slot::Caller(tag));
+        }
+    }
+}
+
+impl<T> fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.config.addr)
+            .field("link", &self.link)
+            .field("stats", &self.stats())
+            .field("channels", &self.channels.len())
+            .field("patterns", &self.patterns.len())
+            .finish()
+    }
+}

@@ -82,11 +82,9 @@ fn echo_mode_notices_a_server_that_changes_the_bytes() {
     );
 }
 
-/// Runs `loadgen chat` with `wire` (none, `--ndjson`, `--ws`) against a
-/// chat server's `listener`-th listener (line, JSON, web) and checks that
-/// every line reached every other client in order.
-fn chat_mode_delivers_everything(wire: Option<&str>, listener: usize, name: &str) {
-    let server = Server::start(
+/// A chat server with its line, JSON and web listeners, in that order.
+fn chat_server_on_three_listeners() -> Server {
+    Server::start(
         "chat_server",
         &[
             "--addr",
@@ -97,7 +95,14 @@ fn chat_mode_delivers_everything(wire: Option<&str>, listener: usize, name: &str
             "127.0.0.1:0",
         ],
         3,
-    );
+    )
+}
+
+/// Runs `loadgen chat` with `wire` (none, `--ndjson`, `--ws`) against a
+/// chat server's `listener`-th listener (line, JSON, web) and checks that
+/// every line reached every other client in order.
+fn chat_mode_delivers_everything(wire: Option<&str>, listener: usize, name: &str) {
+    let server = chat_server_on_three_listeners();
     let addr = server.listening[listener].clone();
     let pid = server.pid().to_string();
     let mut args = vec!["chat"];
@@ -151,18 +156,7 @@ fn chat_mode_over_websocket_delivers_every_message_to_every_client() {
 #[test]
 fn chat_mode_over_websocket_reports_a_refused_upgrade() {
     // An Origin the server does not allow: 403, and loadgen says why.
-    let server = Server::start(
-        "chat_server",
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--json-addr",
-            "127.0.0.1:0",
-            "--web-addr",
-            "127.0.0.1:0",
-        ],
-        3,
-    );
+    let server = chat_server_on_three_listeners();
     let web = server.listening[2].clone();
     let (status, _, stderr) = run_example(
         "loadgen",

@@ -778,17 +778,11 @@ fn two_browser_pages_and_a_line_user_talk() {
     ));
     line.send("hello browsers, from nc");
     for page in [&mut ann, &mut ben] {
-        assert!(page.wait_until(
-            "document.getElementById('messages').textContent.includes('nc_user: hello browsers, from nc')",
-            limit
-        ));
+        assert!(page.wait_for_text("messages", "nc_user: hello browsers, from nc", limit));
     }
     // HTML in a message is shown as text, never run or rendered.
     line.send("<img src=x onerror=alert(1)><b>bold</b>");
-    assert!(ben.wait_until(
-        "document.getElementById('messages').textContent.includes('<b>bold</b>')",
-        limit
-    ));
+    assert!(ben.wait_for_text("messages", "<b>bold</b>", limit));
     assert_eq!(
         ben.eval("document.querySelectorAll('#messages img, #messages b').length"),
         json!(0)
@@ -812,8 +806,9 @@ fn two_browser_pages_and_a_line_user_talk() {
     // text, and stays connected.
     let long = "x".repeat(5000);
     ben.type_and_submit("text", &long);
-    assert!(ben.wait_until(
-        "document.getElementById('messages').textContent.includes('not sent: longer than the server takes (4096 bytes)')",
+    assert!(ben.wait_for_text(
+        "messages",
+        "not sent: longer than the server takes (4096 bytes)",
         limit
     ));
     assert_eq!(
@@ -837,10 +832,7 @@ fn two_browser_pages_and_a_line_user_talk() {
         limit
     ));
     ben.type_and_submit("text", "anyone?");
-    assert!(ben.wait_until(
-        "document.getElementById('messages').textContent.includes('not sent: not connected')",
-        limit
-    ));
+    assert!(ben.wait_for_text("messages", "not sent: not connected", limit));
     assert!(!ben.text_of("messages").contains("ben: anyone?"));
 }
 
@@ -1005,8 +997,5 @@ fn the_page_and_its_websocket_over_tls() {
     page.type_and_submit("text", "hello over wss");
     line.expect("secure_ann: hello over wss");
     line.send("and back");
-    assert!(page.wait_until(
-        "document.getElementById('messages').textContent.includes('nc_user: and back')",
-        limit
-    ));
+    assert!(page.wait_for_text("messages", "nc_user: and back", limit));
 }

@@ -221,6 +221,17 @@ impl Page {
         self.eval(&script) == Value::Bool(true)
     }
 
+    /// Waits until element `id`'s text holds `needle`, for at most `limit`.
+    #[track_caller]
+    pub fn wait_for_text(&mut self, id: &str, needle: &str, limit: Duration) -> bool {
+        let condition = format!(
+            "document.getElementById({}).textContent.includes({})",
+            Value::from(id),
+            Value::from(needle)
+        );
+        self.wait_until(&condition, limit)
+    }
+
     /// Types `text` into the input `id` and submits its form, as a user
     /// pressing Enter would.
     pub fn type_and_submit(&mut self, id: &str, text: &str) {

@@ -10,7 +10,7 @@ use log::{debug, info, warn};
 use super::backoff::Backoff;
 use super::config::{ClientConfig, Overflow};
 use super::push::{Push, classify};
-use crate::codec::resp::{Protocol, Value, ValueDecoder, encode};
+use crate::codec::resp::{Protocol, Value, ValueReader, encode};
 use crate::service::{CloseReason, ConnId, Connections};
 
 /// What a [`Client`] has to tell its owner; taken with
@@ -196,7 +196,9 @@ pub struct Client<T> {
     config: ClientConfig,
     link: Link,
     backoff: Backoff,
-    decoder: ValueDecoder,
+    /// Keeps its place inside a reply that has not fully arrived (a large
+    /// `/who` answer), so it is parsed once, not again per read.
+    decoder: ValueReader,
     /// Commands not yet written, encoded, with their tags.
     queue: VecDeque<(Vec<u8>, T)>,
     /// Commands written and not yet answered, oldest first.
@@ -228,7 +230,7 @@ impl<T> Client<T> {
     pub fn new(config: ClientConfig) -> Client<T> {
         Client {
             backoff: Backoff::new(config.backoff_first, config.backoff_cap),
-            decoder: ValueDecoder::new(config.limits),
+            decoder: ValueReader::new(config.limits),
             config,
             link: Link::Idle,
             queue: VecDeque::new(),
@@ -482,6 +484,7 @@ impl<T> Client<T> {
         // timeout meant for users must not cut it.
         let _ = conns.exempt_from_idle(id, true);
         self.subscribed = false;
+        self.decoder.reset();
         self.since = Instant::now();
         self.scratch.clear();
         let user = self.config.username.as_deref().unwrap_or(b"default");

@@ -82,7 +82,6 @@
 //!    thread (`getaddrinfo` cannot be made non-blocking) behind a bounded
 //!    queue, and answers on the loop through the [`Handle`], with a small
 //!    cache on the loop's side.
-//!
 //! 10. **A Redis client** — with the `redis` feature, [`redis`]
 //!     (`src/redis/`): a [`Client`](redis::Client) that a handler owns and
 //!     drives on its own loop: commands pipelined with replies in order, a

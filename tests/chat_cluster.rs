@@ -416,7 +416,9 @@ fn redis_killed_mid_run_local_chat_goes_on_and_cross_node_chat_resumes() {
 
     redis.restart();
     cluster_up(&mut [&mut alice, &mut bob]);
+    // Both ways: each node's subscription is made again on its own.
     converge(&mut alice, &mut [&mut bob], "after");
+    converge(&mut bob, &mut [&mut alice], "back");
     bob.send("welcome back");
     alice.expect("bob: welcome back");
     // Names were claimed again on return: `late` is held by node0.
@@ -583,6 +585,55 @@ fn redis_cli_sees_the_traffic_and_its_publish_reaches_every_node() {
     redis.cli(&["PUBLISH", "chat:room:lobby", "not json"]);
     bob.send(&json!({"type": "chat", "message": "fine"}).to_string());
     alice.expect("bob: fine");
+    // A message naming one of a node's own users, from elsewhere, is
+    // forged (that user speaks through its node): dropped there, and the
+    // next message arrives as the first.
+    let forged = json!({"type": "chat", "room": "lobby", "username": "alice",
+                        "message": "forged as alice"})
+    .to_string();
+    redis.cli(&["PUBLISH", "chat:room:lobby", &forged]);
+    let rename = json!({"type": "renamed", "room": "lobby", "username": "ghost", "new": "alice"})
+        .to_string();
+    redis.cli(&["PUBLISH", "chat:room:lobby", &rename]);
+    bob.send(&json!({"type": "chat", "message": "after the forgery"}).to_string());
+    assert_eq!(alice.expect("bob: "), "bob: after the forgery");
+}
+
+#[test]
+fn a_burst_of_who_costs_redis_one_question() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let servers = nodes(&redis, &[]);
+    let mut alice = User::line(&servers[0], "alice");
+    let mut bob = User::line(&servers[1], "bob");
+    cluster_up(&mut [&mut alice, &mut bob]);
+    converge(&mut alice, &mut [&mut bob], "sync");
+    let evals = |redis: &Redis| -> u64 {
+        let stats = redis.cli_text(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = evals(&redis);
+    // 49 in one write: one read, one question.
+    alice.send("/who\n".repeat(49).trim_end());
+    for _ in 0..49 {
+        assert_eq!(alice.expect("who: "), "who: alice, bob");
+    }
+    let asked = evals(&redis) - before;
+    assert!(asked <= 2, "49 /who cost Redis {asked} EVALs");
+    // A join is seen at once, not a second later.
+    let mut carol = User::line(&servers[2], "carol");
+    alice.expect("carol joined lobby");
+    alice.send("/who");
+    assert_eq!(alice.expect("who: "), "who: alice, bob, carol");
+    carol.send("hi");
+    alice.expect("carol: hi");
 }
 
 #[test]

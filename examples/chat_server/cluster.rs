@@ -71,10 +71,10 @@ pub(super) enum Tag {
     Quiet,
     /// `/msg` to a name that is not local: 0 receivers means no such user.
     Private { id: ConnId, to: String },
-    /// `/who` for `id`'s room.
-    Who { id: ConnId },
-    /// `/rooms` for `id`.
-    Rooms { id: ConnId },
+    /// `/who` for a room (folded), for everyone waiting on it.
+    Who { key: String },
+    /// `/rooms`, for everyone waiting on it.
+    Rooms,
     /// A new name, asked for by `id` before the line that takes it runs.
     Claim { id: ConnId, key: String },
     /// Every local name's claim, and the presence, refreshed.
@@ -107,6 +107,45 @@ pub struct Cluster {
     dropped_reported: u64,
     /// This service, for the once-per-turn flush of the publishes.
     me: Option<ServiceHandle<Chat>>,
+    /// `/who` per room (folded) and `/rooms`: each reads every node's
+    /// presence inside Redis, which blocks Redis for every node while it
+    /// runs, so users share one question in flight and its answer for
+    /// [`SHARED_ANSWER`]: whatever users ask, a node costs Redis at most
+    /// one of each per room per second.
+    who: HashMap<String, Shared>,
+    room_list: Shared,
+}
+
+/// How long a `/who` or `/rooms` answer from Redis is reused.
+const SHARED_ANSWER: Duration = Duration::from_secs(1);
+
+/// A cluster question and who waits for its answer.
+#[derive(Default)]
+pub(super) struct Shared {
+    waiting: Vec<ConnId>,
+    answer: Option<(Instant, Value)>,
+}
+
+impl Shared {
+    /// The answer, if fresh; else `id` waits, and true if the question
+    /// must be asked (nobody was waiting yet).
+    fn ask(&mut self, id: ConnId) -> Result<Value, bool> {
+        if let Some((at, value)) = &self.answer {
+            if at.elapsed() < SHARED_ANSWER {
+                return Ok(value.clone());
+            }
+        }
+        if !self.waiting.contains(&id) {
+            self.waiting.push(id);
+        }
+        Err(self.waiting.len() == 1)
+    }
+
+    /// The answer came (None: it will not): who was waiting for it.
+    fn answered(&mut self, value: Option<&Value>) -> Vec<ConnId> {
+        self.answer = value.map(|v| (Instant::now(), v.clone()));
+        std::mem::take(&mut self.waiting)
+    }
 }
 
 impl Cluster {
@@ -136,11 +175,22 @@ impl Cluster {
             relaying: false,
             dropped_reported: 0,
             me: None,
+            who: HashMap::new(),
+            room_list: Shared::default(),
         }
     }
 
     fn owns(&self, id: ConnId) -> bool {
         self.redis.owns(id) || self.subscriber.owns(id)
+    }
+
+    /// Drops the kept `/who` answer of room `key` and the kept `/rooms`
+    /// (questions in flight stay: their answers are newer).
+    fn forget_answers(&mut self, key: &str) {
+        if let Some(shared) = self.who.get_mut(key) {
+            shared.answer = None;
+        }
+        self.room_list.answer = None;
     }
 
     /// The cluster view (presence) can be asked for.
@@ -351,50 +401,97 @@ impl Chat {
                     self.tell(conns, id, Notice::Error(&format!("no such user {to}")));
                 }
             }
-            Tag::Who { id } => {
-                let Some((_, room, _)) = self.room_of(id) else {
-                    return;
+            Tag::Who { key } => {
+                let waiting = match self.cluster.as_mut().and_then(|c| c.who.get_mut(&key)) {
+                    Some(shared) => shared.answered(Some(&value)),
+                    None => Vec::new(),
                 };
-                let mut names: Vec<String> = strings(&value);
-                names.sort_by_key(|n| n.to_lowercase());
-                let users: Vec<&str> = names.iter().map(String::as_str).collect();
-                self.tell(
-                    conns,
-                    id,
-                    Notice::Who {
-                        room: &room,
-                        users: &users,
-                    },
-                );
-            }
-            Tag::Rooms { id } => {
-                let Value::Array(items) = value else {
-                    return self.tell(conns, id, Notice::Error("the cluster did not answer"));
-                };
-                let mut rooms: Vec<(String, i64)> = items
-                    .chunks(2)
-                    .filter_map(|pair| match pair {
-                        [name, Value::Integer(n)] => {
-                            Some((String::from_utf8_lossy(name.as_bytes()?).into_owned(), *n))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                // Local rooms without members (the lobby) are rooms too.
-                for room in self.rooms.values() {
-                    if !rooms.iter().any(|(n, _)| fold(n) == fold(&room.name)) {
-                        rooms.push((room.name.to_string(), room.members.len() as i64));
-                    }
+                for id in waiting {
+                    self.who_answer(conns, id, &key, &value);
                 }
-                self.tell_rooms(
-                    conns,
-                    id,
-                    rooms.iter().map(|(n, c)| (n.as_str(), *c as usize)),
-                );
+                // Answers of rooms nobody asks about any more go.
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.who.retain(|_, shared| {
+                        !shared.waiting.is_empty()
+                            || shared
+                                .answer
+                                .as_ref()
+                                .is_some_and(|(at, _)| at.elapsed() < SHARED_ANSWER)
+                    });
+                }
+            }
+            Tag::Rooms => {
+                let waiting = match self.cluster.as_mut() {
+                    Some(cluster) => cluster.room_list.answered(Some(&value)),
+                    None => Vec::new(),
+                };
+                for id in waiting {
+                    self.rooms_answer(conns, id, &value);
+                }
             }
             Tag::Claim { id, key } => self.claim_answered(conns, id, key, Some(value)),
             Tag::Refresh => self.refresh_answered(conns, value),
         }
+    }
+
+    /// Tells `id` the cluster's `/who` of room `key`, if it is still there.
+    fn who_answer(&mut self, conns: &mut Connections<'_>, id: ConnId, key: &str, value: &Value) {
+        let Some((now_in, room, _)) = self.room_of(id) else {
+            return;
+        };
+        if &*now_in != key {
+            return; // moved on since it asked
+        }
+        if !matches!(value, Value::Array(_)) {
+            // An error (or a broken key): the local view, and why.
+            self.who(conns, id);
+            let note = "this node only: the cluster did not answer";
+            return self.tell(conns, id, Notice::Info(note));
+        }
+        // Presence is Redis data anyone with access could write: only
+        // names that pass the name rule are shown.
+        let mut names: Vec<String> = strings(value)
+            .into_iter()
+            .filter(|n| check_name(n, "name").is_ok())
+            .collect();
+        names.sort_by_key(|n| n.to_lowercase());
+        let users: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.tell(
+            conns,
+            id,
+            Notice::Who {
+                room: &room,
+                users: &users,
+            },
+        );
+    }
+
+    /// Tells `id` the cluster's `/rooms`.
+    fn rooms_answer(&mut self, conns: &mut Connections<'_>, id: ConnId, value: &Value) {
+        let Value::Array(items) = value else {
+            return self.tell(conns, id, Notice::Error("the cluster did not answer"));
+        };
+        let mut rooms: Vec<(String, i64)> = items
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [name, Value::Integer(n)] => {
+                    let name = String::from_utf8_lossy(name.as_bytes()?).into_owned();
+                    check_name(&name, "room name").is_ok().then_some((name, *n))
+                }
+                _ => None,
+            })
+            .collect();
+        // Local rooms without members (the lobby) are rooms too.
+        for room in self.rooms.values() {
+            if !rooms.iter().any(|(n, _)| fold(n) == fold(&room.name)) {
+                rooms.push((room.name.to_string(), room.members.len() as i64));
+            }
+        }
+        self.tell_rooms(
+            conns,
+            id,
+            rooms.iter().map(|(n, c)| (n.as_str(), *c as usize)),
+        );
     }
 
     /// A command of ours that got no reply.
@@ -405,8 +502,24 @@ impl Chat {
                 let e = format!("no answer from the cluster for {to} ({failure:?})");
                 self.tell(conns, id, Notice::Error(&e));
             }
-            Tag::Who { id } => self.who(conns, id),
-            Tag::Rooms { id } => self.list_rooms(conns, id),
+            Tag::Who { key } => {
+                let waiting = match self.cluster.as_mut().and_then(|c| c.who.get_mut(&key)) {
+                    Some(shared) => shared.answered(None),
+                    None => Vec::new(),
+                };
+                for id in waiting {
+                    self.who(conns, id);
+                }
+            }
+            Tag::Rooms => {
+                let waiting = match self.cluster.as_mut() {
+                    Some(cluster) => cluster.room_list.answered(None),
+                    None => Vec::new(),
+                };
+                for id in waiting {
+                    self.list_rooms(conns, id);
+                }
+            }
             Tag::Claim { id, key } => self.claim_answered(conns, id, key, None),
         }
     }
@@ -421,9 +534,20 @@ impl Chat {
         room_key: &str,
         notice: &Notice<'_>,
     ) {
-        let Some(cluster) = self.cluster.as_mut().filter(|c| !c.relaying) else {
+        let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
+        if matches!(
+            notice,
+            Notice::Joined { .. } | Notice::Left { .. } | Notice::Renamed { .. }
+        ) {
+            // Local or relayed, the room's membership changed: an answer
+            // kept for /who or /rooms is out of date.
+            cluster.forget_answers(room_key);
+        }
+        if cluster.relaying {
+            return;
+        }
         let node = cluster.node.as_str();
         let out = &mut self.line_out;
         match *notice {
@@ -576,9 +700,18 @@ impl Chat {
         if !cluster.up() {
             return false;
         }
-        let _ = cluster
-            .redis
-            .send(conns, &["EVAL", WHO_SCRIPT, "0", &key], Tag::Who { id });
+        match cluster.who.entry(key.to_string()).or_default().ask(id) {
+            Ok(value) => self.who_answer(conns, id, &key, &value),
+            Err(true) => {
+                let tag = Tag::Who {
+                    key: key.to_string(),
+                };
+                let _ = cluster
+                    .redis
+                    .send(conns, &["EVAL", WHO_SCRIPT, "0", &key], tag);
+            }
+            Err(false) => {} // asked already: the answer is for everyone
+        }
         true
     }
 
@@ -590,9 +723,15 @@ impl Chat {
         if !cluster.up() {
             return false;
         }
-        let _ = cluster
-            .redis
-            .send(conns, &["EVAL", ROOMS_SCRIPT, "0"], Tag::Rooms { id });
+        match cluster.room_list.ask(id) {
+            Ok(value) => self.rooms_answer(conns, id, &value),
+            Err(true) => {
+                let _ = cluster
+                    .redis
+                    .send(conns, &["EVAL", ROOMS_SCRIPT, "0"], Tag::Rooms);
+            }
+            Err(false) => {}
+        }
         true
     }
 
@@ -657,6 +796,18 @@ impl Chat {
         let name = field("username").unwrap_or("");
         if check_name(name, "name").is_err() {
             return warn!("cluster: bad user name on {channel}: dropped");
+        }
+        // A user of this node speaks through this node, whose own messages
+        // were dropped above: one naming a local user from elsewhere is
+        // forged (a rename to a local name too).
+        let local_name = |n: &str| self.names.contains_key(&fold(n));
+        if local_name(name) || field("new").is_some_and(local_name) {
+            return warn!(
+                "cluster: a message on {channel} names a user of this node: forged, dropped"
+            );
+        }
+        if matches!(kind, "chat" | "action") && field("message").is_none() {
+            return warn!("cluster: a {kind} without a message on {channel}: dropped");
         }
         let room = &*room_display;
         let notice = match kind {

@@ -782,3 +782,49 @@ fn nodes_started_before_redis_serve_locally_and_join_when_it_comes() {
         "who: alice, bob, erin"
     );
 }
+
+#[test]
+fn lines_the_local_rules_refuse_claim_no_name() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let servers = nodes(&redis, &[]);
+    let mut watcher = User::line(&servers[0], "watcher");
+    cluster_up(&mut [&mut watcher]);
+    let mut squatter = User::connect(json_addr(&servers[0]), "squatter");
+    squatter.expect("\"welcome\"");
+    // A nick before any name, and a join into a room with a bad name:
+    // each refused here, so neither may hold its name in Redis.
+    squatter.send(&json!({"type": "nick", "username": "squat1"}).to_string());
+    squatter.expect("pick a name first");
+    squatter.send(&json!({"type": "join", "room": "bad room!", "username": "squat2"}).to_string());
+    squatter.expect("\"error\"");
+    // A join that works claims its name (the signal that the node has
+    // handled everything before it).
+    squatter.send(&json!({"type": "join", "room": "lobby", "username": "fine"}).to_string());
+    squatter.expect("fine joined lobby");
+    assert_eq!(redis.cli_text(&["GET", "chat:name:fine"]), "node0");
+    for name in ["squat1", "squat2"] {
+        assert_eq!(
+            redis.cli_text(&["EXISTS", &format!("chat:name:{name}")]),
+            "0",
+            "{name} was claimed"
+        );
+    }
+}
+
+#[test]
+fn a_second_node_with_the_same_id_is_reported() {
+    let _heavy = heavy();
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let first = node(&redis, "twin", &[]);
+    let mut watcher = User::line(&first, "watcher");
+    cluster_up(&mut [&mut watcher]);
+    let mut second = node(&redis, "twin", &[]);
+    let log = second.stderr_lines();
+    support::wait_for_line(&log, "another process runs as node twin", WAIT);
+    drop(first);
+}

@@ -187,9 +187,18 @@ impl Chat {
                 };
                 let kind = fields.get("type").and_then(Json::as_str)?;
                 let name = fields.get("username").and_then(Json::as_str)?;
+                // Only a line that takes the name if the claim succeeds:
+                // claiming for one the local rules then refuse would let
+                // anyone hold names across the cluster without a user.
+                let room = fields.get("room").and_then(Json::as_str);
                 match kind {
-                    "join" if current.is_none() => name.to_string(),
-                    "nick" => name.to_string(),
+                    "join"
+                        if current.is_none()
+                            && room.is_some_and(|r| check_name(r, "room name").is_ok()) =>
+                    {
+                        name.to_string()
+                    }
+                    "nick" if current.is_some() => name.to_string(),
                     _ => return None,
                 }
             }
@@ -206,6 +215,10 @@ impl Chat {
                 }
             }
         };
+        // A registered name goes to the password prompt, not to a claim.
+        if self.registered(id, &wanted).is_some() {
+            return None;
+        }
         (current.as_deref() != Some(fold(&wanted).as_str()) && !wanted.is_empty()).then_some(wanted)
     }
 
@@ -334,6 +347,12 @@ impl Chat {
             args.push(value);
         }
         let _ = cluster.redis.send(conns, &args, Tag::Refresh);
+        // The node's id, held with this process's token: another process
+        // started with the same --node-id finds someone else's token (the
+        // two would take each other's messages for their own).
+        let key = format!("chat:node:{}", cluster.node);
+        let args = ["SET", &key, &cluster.token, "NX", "GET", "PX", &ttl];
+        let _ = cluster.redis.send(conns, &args, Tag::NodeId);
     }
 
     /// The refresh's answer: the local names another node holds. Each such

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use reactor::codec::resp::{Limits, Value};
 use reactor::redis::{Client, ClientConfig, Event, Failure, Overflow};
 use reactor::service::{CloseReason, ConnId, Connections, ServiceHandle};
@@ -79,11 +79,15 @@ pub(super) enum Tag {
     Claim { id: ConnId, key: String },
     /// Every local name's claim, and the presence, refreshed.
     Refresh,
+    /// The node's id claimed with this process's token.
+    NodeId,
 }
 
 /// The cluster's side of a chat node.
 pub struct Cluster {
     pub(super) node: String,
+    /// This process, among nodes that might share its id by mistake.
+    pub(super) token: String,
     pub(super) ttl: Duration,
     /// Publishes and commands.
     pub(super) redis: Client<Tag>,
@@ -161,7 +165,11 @@ impl Cluster {
         if let Some(password) = settings.password {
             config = config.password(password);
         }
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Cluster {
+            token: format!("{}-{started}", std::process::id()),
             node: settings.node,
             ttl: settings.ttl,
             redis: Client::new(config.clone()),
@@ -431,6 +439,20 @@ impl Chat {
             }
             Tag::Claim { id, key } => self.claim_answered(conns, id, key, Some(value)),
             Tag::Refresh => self.refresh_answered(conns, value),
+            Tag::NodeId => {
+                let Some(cluster) = self.cluster.as_ref() else {
+                    return;
+                };
+                if let Value::Bulk(holder) = &value {
+                    if holder != cluster.token.as_bytes() {
+                        error!(
+                            "cluster: another process runs as node {} (--node-id must differ \
+                             per node: each drops the other's messages as its own)",
+                            cluster.node
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -497,7 +519,7 @@ impl Chat {
     /// A command of ours that got no reply.
     fn unanswered(&mut self, conns: &mut Connections<'_>, tag: Tag, failure: Failure) {
         match tag {
-            Tag::Publish | Tag::Quiet | Tag::Refresh => {}
+            Tag::Publish | Tag::Quiet | Tag::Refresh | Tag::NodeId => {}
             Tag::Private { id, to } => {
                 let e = format!("no answer from the cluster for {to} ({failure:?})");
                 self.tell(conns, id, Notice::Error(&e));

@@ -99,14 +99,12 @@ pub fn render(notice: &Notice<'_>, proto: Proto, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Turns the bytes of `out` from `start` on into one WebSocket text frame,
-/// by putting a frame header in front of them. The JSON is rendered first
-/// because the header holds its length; moving a few hundred bytes along
-/// once per broadcast is cheaper than rendering twice.
+/// Turns the bytes of `out` from `start` on into one WebSocket text frame.
+/// The JSON is rendered first because the header holds its length; moving
+/// a few hundred bytes along once per broadcast is cheaper than rendering
+/// twice.
 pub fn frame_text(out: &mut Vec<u8>, start: usize) {
-    let mut header = Vec::with_capacity(10);
-    websocket::write_header(&mut header, Opcode::Text, out.len() - start, None);
-    out.splice(start..start, header);
+    websocket::insert_header(out, start, Opcode::Text);
 }
 
 /// A line being rendered for a line user. Its only way in is [`LineOut::push`],

@@ -137,20 +137,53 @@ pub fn write_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], mask: Opti
 /// assert_eq!(out, [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]); // 127: 64 bits
 /// ```
 pub fn write_header(out: &mut Vec<u8>, opcode: Opcode, len: usize, mask: Option<[u8; 4]>) {
+    let (bytes, n) = header(opcode, len, mask);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// Puts the header of an unmasked final frame in front of the payload that
+/// `out` holds from `start` on: for a server that renders a message first
+/// (its length is known only then) and frames it after. The payload moves
+/// along by the header's 2 to 10 bytes; nothing is allocated.
+///
+/// # Examples
+///
+/// ```
+/// use reactor::codec::websocket::{Opcode, insert_header};
+///
+/// let mut out = b"earlier".to_vec();
+/// out.extend_from_slice(b"Hello");
+/// insert_header(&mut out, 7, Opcode::Text);
+/// assert_eq!(out, b"earlier\x81\x05Hello");
+/// ```
+pub fn insert_header(out: &mut Vec<u8>, start: usize, opcode: Opcode) {
+    let (bytes, n) = header(opcode, out.len() - start, None);
+    out.splice(start..start, bytes[..n].iter().copied());
+}
+
+/// A frame header's bytes (at most 14: 2, a 64-bit length, a key) and how
+/// many there are.
+fn header(opcode: Opcode, len: usize, mask: Option<[u8; 4]>) -> ([u8; 14], usize) {
+    let mut bytes = [0u8; 14];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    out.push(0x80 | opcode.bits());
+    bytes[0] = 0x80 | opcode.bits();
+    let mut n = 2;
     if len <= 125 {
-        out.push(mask_bit | len as u8);
+        bytes[1] = mask_bit | len as u8;
     } else if let Ok(len) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&len.to_be_bytes());
+        bytes[1] = mask_bit | 126;
+        bytes[2..4].copy_from_slice(&len.to_be_bytes());
+        n = 4;
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        bytes[1] = mask_bit | 127;
+        bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
     }
     if let Some(key) = mask {
-        out.extend_from_slice(&key);
+        bytes[n..n + 4].copy_from_slice(&key);
+        n += 4;
     }
+    (bytes, n)
 }
 
 /// The longest close reason that fits a close frame: 125 bytes of control

@@ -126,7 +126,7 @@ mod sha1;
 
 use std::fmt;
 
-pub use encode::{Opcode, mask, new_mask, write_close, write_frame, write_header};
+pub use encode::{Opcode, insert_header, mask, new_mask, write_close, write_frame, write_header};
 pub use frame::Decoder;
 pub use handshake::{
     HandshakeError, Upgrade, accept_key, check_accept, check_upgrade, new_key, write_accept,

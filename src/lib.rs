@@ -86,9 +86,12 @@
 //!     (`src/redis/`): a [`Client`](redis::Client) that a handler owns and
 //!     drives on its own loop: commands pipelined with replies in order, a
 //!     bounded queue, pub/sub kept across reconnects, backoff with jitter.
-//!     `mod.rs` (how it is driven, with an example), `client.rs` (the state
-//!     and its events), `config.rs` (every limit), `push.rs` (pushes told
-//!     from replies), `backoff.rs`. `chat_server --redis` joins chat nodes
+//!     `mod.rs` (how it is driven, with an example), `client/mod.rs` (the
+//!     state, and sending: the queue, the window, the cork),
+//!     `client/link.rs` (the connection: what the handler forwards, the
+//!     login, replies read, reconnects), `event.rs` (what the client tells
+//!     its owner), `config.rs` (every limit), `push.rs` (pushes told from
+//!     replies), `backoff.rs`. `chat_server --redis` joins chat nodes
 //!     with it.
 //!
 //! Beside them, `src/decimal.rs` writes integers as ASCII digits for both

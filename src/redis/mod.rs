@@ -154,10 +154,12 @@
 mod backoff;
 mod client;
 mod config;
+mod event;
 mod push;
 
-pub use client::{Client, ClientStats, Event, Failure, QueueFull};
+pub use client::Client;
 pub use config::{ClientConfig, Overflow};
+pub use event::{ClientStats, Event, Failure, QueueFull};
 
 /// How often [`Client::tick`] should be called: often enough that a
 /// reconnect is late by a small fraction of the shortest backoff.

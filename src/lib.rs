@@ -69,7 +69,8 @@
 //!    (`src/codec/websocket/`) holds RFC 6455, sans I/O: `handshake.rs` (the
 //!    HTTP upgrade, both sides, on [`http`]'s heads), `frame.rs` (the
 //!    [`Decoder`](codec::websocket::Decoder): frames in, whole messages out,
-//!    bounded, partial frames consumed as they come), `encode.rs` (writing
+//!    bounded, partial frames consumed as they come; `frame/head.rs`, a
+//!    frame's header checked as its bytes arrive), `encode.rs` (writing
 //!    frames, masking), `sha1.rs` and `base64.rs` (for the handshake).
 //! 7. **UDP** — [`udp`] (`src/udp.rs`): a datagram socket on the reactor, with
 //!    a bounded send queue for when the socket is full.

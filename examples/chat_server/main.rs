@@ -180,27 +180,9 @@ fn parse_options() -> Options {
             Long("tls-addr") => {
                 tls_addr = Some(common::value(&mut parser, "tls-addr", common::text))
             }
-            Long("cert") => {
-                cert = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "cert",
-                    common::text,
-                )))
-            }
-            Long("key") => {
-                key = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "key",
-                    common::text,
-                )))
-            }
-            Long("users") => {
-                users = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "users",
-                    common::text,
-                )))
-            }
+            Long("cert") => cert = Some(common::value(&mut parser, "cert", common::path)),
+            Long("key") => key = Some(common::value(&mut parser, "key", common::path)),
+            Long("users") => users = Some(common::value(&mut parser, "users", common::path)),
             Long("hash-password") => {
                 let name: String = common::value(&mut parser, "hash-password", common::text);
                 hash_password(&name);
@@ -209,11 +191,11 @@ fn parse_options() -> Options {
             Long("redis") => redis = Some(common::value(&mut parser, "redis", common::text)),
             Long("node-id") => node_id = Some(common::value(&mut parser, "node-id", common::text)),
             Long("redis-password-file") => {
-                redis_password_file = Some(PathBuf::from(common::value(
+                redis_password_file = Some(common::value(
                     &mut parser,
                     "redis-password-file",
-                    common::text,
-                )))
+                    common::path,
+                ))
             }
             Long("redis-queue") => {
                 redis_queue = common::value(&mut parser, "redis-queue", common::count)

@@ -89,6 +89,11 @@ pub fn text(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A file or directory path, as given.
+pub fn path(s: &str) -> Result<std::path::PathBuf, String> {
+    Ok(std::path::PathBuf::from(s))
+}
+
 /// A count: a non-negative whole number.
 pub fn count(s: &str) -> Result<usize, String> {
     s.parse::<usize>().map_err(|e| e.to_string())

@@ -74,11 +74,7 @@ fn parse_options() -> (SocketAddr, Command, Duration) {
         match arg {
             Long("addr") => addr = common::value(&mut parser, "addr", common::text),
             Long("output") | Short('o') => {
-                output = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "output",
-                    common::text,
-                )))
+                output = Some(common::value(&mut parser, "output", common::path))
             }
             Long("as") => name_as = Some(common::value(&mut parser, "as", common::text)),
             Long("timeout") => {

@@ -76,13 +76,7 @@ fn parse_options() -> Options {
         use lexopt::Arg::{Long, Short};
         match arg {
             Long("addr") => addr = common::value(&mut parser, "addr", common::text),
-            Long("dir") => {
-                dir = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "dir",
-                    common::text,
-                )))
-            }
+            Long("dir") => dir = Some(common::value(&mut parser, "dir", common::path)),
             Long("max-file") => {
                 max_file = common::value(&mut parser, "max-file", common::parse_size) as u64
             }

@@ -165,20 +165,8 @@ fn parse_args() -> Args {
             Long("tls-addr") => {
                 tls_addr = Some(common::value(&mut parser, "tls-addr", common::text))
             }
-            Long("cert") => {
-                cert = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "cert",
-                    common::text,
-                )))
-            }
-            Long("key") => {
-                key = Some(PathBuf::from(common::value(
-                    &mut parser,
-                    "key",
-                    common::text,
-                )))
-            }
+            Long("cert") => cert = Some(common::value(&mut parser, "cert", common::path)),
+            Long("key") => key = Some(common::value(&mut parser, "key", common::path)),
             Long("snapshot") => {
                 let path = common::value(&mut parser, "snapshot", common::text);
                 settings.snapshot = Some(PathBuf::from(path));

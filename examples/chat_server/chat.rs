@@ -456,19 +456,13 @@ impl Chat {
         let Some((key, display, _)) = self.room_of(id) else {
             return self.tell(conns, id, Notice::Error("join a room first"));
         };
-        let mut names: Vec<&str> = self.rooms[&key]
+        let names: Vec<String> = self.rooms[&key]
             .members
             .iter()
             .filter_map(|m| self.user(*m).and_then(|u| u.name.as_deref()))
+            .map(str::to_string)
             .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        let names: Vec<String> = names.into_iter().map(str::to_string).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let notice = Notice::Who {
-            room: &display,
-            users: &names,
-        };
-        self.tell(conns, id, notice);
+        self.tell_who(conns, id, &display, names);
         self.tell_cluster_note(conns, id);
     }
 
@@ -483,6 +477,26 @@ impl Chat {
             .collect();
         self.tell_rooms(conns, id, rooms.iter().map(|(n, c)| (n.as_str(), *c)));
         self.tell_cluster_note(conns, id);
+    }
+
+    /// `/who`'s answer, from this node's room or the cluster's: by name.
+    fn tell_who(
+        &mut self,
+        conns: &mut Connections<'_>,
+        id: ConnId,
+        room: &str,
+        mut names: Vec<String>,
+    ) {
+        names.sort_by_key(|n| n.to_lowercase());
+        let users: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.tell(
+            conns,
+            id,
+            Notice::Who {
+                room,
+                users: &users,
+            },
+        );
     }
 
     /// `/rooms`' answer, from this node's rooms or the cluster's.

@@ -472,20 +472,11 @@ impl Chat {
         }
         // Presence is Redis data anyone with access could write: only
         // names that pass the name rule are shown.
-        let mut names: Vec<String> = strings(value)
+        let names: Vec<String> = strings(value)
             .into_iter()
             .filter(|n| check_name(n, "name").is_ok())
             .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        let users: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.tell(
-            conns,
-            id,
-            Notice::Who {
-                room: &room,
-                users: &users,
-            },
-        );
+        self.tell_who(conns, id, &room, names);
     }
 
     /// Tells `id` the cluster's `/rooms`.

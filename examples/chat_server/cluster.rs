@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -127,16 +128,18 @@ const SHARED_ANSWER: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub(super) struct Shared {
     waiting: Vec<ConnId>,
-    answer: Option<(Instant, Value)>,
+    /// Shared, not copied, by everyone it answers (a `/who` of a big
+    /// room is a long list).
+    answer: Option<(Instant, Rc<Value>)>,
 }
 
 impl Shared {
     /// The answer, if fresh; else `id` waits, and true if the question
     /// must be asked (nobody was waiting yet).
-    fn ask(&mut self, id: ConnId) -> Result<Value, bool> {
+    fn ask(&mut self, id: ConnId) -> Result<Rc<Value>, bool> {
         if let Some((at, value)) = &self.answer {
             if at.elapsed() < SHARED_ANSWER {
-                return Ok(value.clone());
+                return Ok(Rc::clone(value));
             }
         }
         if !self.waiting.contains(&id) {
@@ -146,8 +149,8 @@ impl Shared {
     }
 
     /// The answer came (None: it will not): who was waiting for it.
-    fn answered(&mut self, value: Option<&Value>) -> Vec<ConnId> {
-        self.answer = value.map(|v| (Instant::now(), v.clone()));
+    fn answered(&mut self, value: Option<&Rc<Value>>) -> Vec<ConnId> {
+        self.answer = value.map(|v| (Instant::now(), Rc::clone(v)));
         std::mem::take(&mut self.waiting)
     }
 }
@@ -410,6 +413,7 @@ impl Chat {
                 }
             }
             Tag::Who { key } => {
+                let value = Rc::new(value);
                 let waiting = match self.cluster.as_mut().and_then(|c| c.who.get_mut(&key)) {
                     Some(shared) => shared.answered(Some(&value)),
                     None => Vec::new(),
@@ -429,6 +433,7 @@ impl Chat {
                 }
             }
             Tag::Rooms => {
+                let value = Rc::new(value);
                 let waiting = match self.cluster.as_mut() {
                     Some(cluster) => cluster.room_list.answered(Some(&value)),
                     None => Vec::new(),

@@ -215,6 +215,43 @@ fn pipelined_replies_come_back_in_order_with_their_tags() {
 }
 
 #[test]
+fn corked_commands_go_out_in_one_piece_with_their_replies_in_order() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let client = Running::start(ClientConfig::new(redis.addr));
+    assert_eq!(client.next(), Event::Connected);
+    // Corked: held, counted in flight, written by the uncork. Then one
+    // more sent after the uncork, which must come after them.
+    client.call(|redis, conns| {
+        redis.cork();
+        for tag in 1..=500 {
+            redis.send(conns, &["INCR", "corked"], tag).unwrap();
+        }
+        assert_eq!(redis.stats().in_flight, 500);
+        assert_eq!(redis.stats().queued, 0);
+        redis.uncork(conns);
+        redis.send(conns, &["GET", "corked"], 501).unwrap();
+    });
+    for tag in 1..=500 {
+        assert_eq!(
+            client.next(),
+            Event::Reply {
+                tag,
+                value: Value::Integer(tag as i64)
+            }
+        );
+    }
+    assert_eq!(
+        client.next(),
+        Event::Reply {
+            tag: 501,
+            value: Value::Bulk(b"500".to_vec())
+        }
+    );
+}
+
+#[test]
 fn subscriptions_survive_client_kill_and_a_restart_and_queued_commands_wait() {
     let Some(mut redis) = Redis::start(&[]) else {
         return;

@@ -122,6 +122,8 @@ impl<T> Client<T> {
     }
 
     pub(super) fn down(&mut self, reason: String) {
+        // Held commands were for this connection: lost with it.
+        self.held.clear();
         for slot in self.in_flight.drain(..) {
             if let Slot::Caller(tag) = slot {
                 self.events.push_back(Event::Failed {

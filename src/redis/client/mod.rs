@@ -101,9 +101,12 @@ pub struct Client<T> {
     stats: ClientStats,
     /// [`Client::close`] was called.
     closing: bool,
-    /// [`Client::cork`]ed: commands wait in the queue for
-    /// [`uncork`](Client::uncork).
+    /// [`Client::cork`]ed: commands are encoded into `held` for
+    /// [`uncork`](Client::uncork) to write.
     corked: bool,
+    /// The corked commands, in one piece (their replies are awaited
+    /// already: they count in flight).
+    held: Vec<u8>,
 }
 
 impl<T> Client<T> {
@@ -126,6 +129,7 @@ impl<T> Client<T> {
             stats: ClientStats::default(),
             closing: false,
             corked: false,
+            held: Vec::new(),
         }
     }
 
@@ -253,10 +257,16 @@ impl<T> Client<T> {
         args: &[A],
         tag: T,
     ) -> Result<(), QueueFull<T>> {
-        self.scratch.clear();
-        encode::command(&mut self.scratch, args);
-        if !self.corked && self.queue.is_empty() && self.has_room(conns) {
+        if self.queue.is_empty() && self.has_room(conns) {
             if let Link::Ready(id) = self.link {
+                if self.corked {
+                    // Straight into the held piece: no copy of its own.
+                    encode::command(&mut self.held, args);
+                    self.push_slot(Slot::Caller(tag));
+                    return Ok(());
+                }
+                self.scratch.clear();
+                encode::command(&mut self.scratch, args);
                 if conns.send(id, &self.scratch).is_ok() {
                     self.push_slot(Slot::Caller(tag));
                     return Ok(());
@@ -265,6 +275,8 @@ impl<T> Client<T> {
                 // command waits for the next one.
             }
         }
+        self.scratch.clear();
+        encode::command(&mut self.scratch, args);
         if self.queue.len() >= self.config.max_queued {
             match self.config.overflow {
                 Overflow::Reject => return Err(QueueFull(tag)),
@@ -283,8 +295,11 @@ impl<T> Client<T> {
         Ok(())
     }
 
-    /// Holds the commands sent from now on in the queue, until
-    /// [`uncork`](Client::uncork) writes them together (like `TCP_CORK`).
+    /// Holds the commands sent from now on, encoded one after another in
+    /// one piece, until [`uncork`](Client::uncork) writes the piece with one
+    /// send (like `TCP_CORK`). They count in flight meanwhile, so the
+    /// window still bounds them, and a connection lost before the uncork
+    /// fails them as [`Failure::Lost`].
     /// A caller that sends many commands between other writes (a chat node
     /// publishing each line it broadcasts) corks on the first and uncorks
     /// once per turn, with [`ServiceHandle::defer`], so that the commands
@@ -309,6 +324,14 @@ impl<T> Client<T> {
     /// as the window allows (the rest as replies come).
     pub fn uncork(&mut self, conns: &mut Connections<'_>) {
         self.corked = false;
+        if let Link::Ready(id) = self.link {
+            if !self.held.is_empty() {
+                // Fails only for a closing connection: its `on_close`
+                // fails the held commands' slots.
+                let _ = conns.send(id, &self.held);
+            }
+        }
+        self.held.clear();
         self.pump(conns);
     }
 
@@ -369,7 +392,7 @@ impl<T> Client<T> {
             return false;
         };
         self.in_flight.len() < self.config.max_in_flight
-            && conns.output_len(id).unwrap_or(0) < self.config.write_window
+            && conns.output_len(id).unwrap_or(0) + self.held.len() < self.config.write_window
     }
 
     /// A command written: its reply is awaited (from now, if it is the only
@@ -381,8 +404,8 @@ impl<T> Client<T> {
         self.in_flight.push_back(slot);
     }
 
-    /// Writes queued commands while the window has room (and the client
-    /// is not corked).
+    /// Writes queued commands while the window has room (not while
+    /// corked: they would go ahead of the held piece).
     fn pump(&mut self, conns: &mut Connections<'_>) {
         let Link::Ready(id) = self.link else {
             return;
